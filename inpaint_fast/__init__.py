@@ -1,0 +1,22 @@
+"""inpaint_fast: fused, mask-aware image-inpainting losses for PyTorch.
+
+Mask convention: ``mask`` = 1 for a known pixel, 0 for a hole; or pass ``hole`` = 1 for a missing
+pixel (LaMa / DeepFill / diffusers convention).
+"""
+__version__ = "0.1.0"
+
+from . import diffusion, functional, gan, reference
+from ._backend import use_backend
+from .features import VGGFeatures
+from .functional import (composite_loss, frequency_loss, gram_matrix, masked_l1, masked_l2, perceptual_loss,
+                         reconstruction_loss, style_loss, total_variation)
+from .losses import (AdversarialLoss, CompositeLoss, DiffusionInpaintingLoss, FrequencyLoss, PerceptualLoss,
+                     ReconstructionLoss, StyleLoss, TVLoss)
+
+__all__ = [
+    "masked_l1", "masked_l2", "reconstruction_loss", "perceptual_loss", "gram_matrix", "style_loss",
+    "total_variation", "frequency_loss", "composite_loss",
+    "ReconstructionLoss", "PerceptualLoss", "StyleLoss", "TVLoss", "FrequencyLoss", "AdversarialLoss",
+    "DiffusionInpaintingLoss", "CompositeLoss", "VGGFeatures", "use_backend",
+    "functional", "gan", "diffusion", "reference",
+]

@@ -1,0 +1,87 @@
+"""Which implementation runs a fused op: 'reference' | 'cpu' | 'cuda' | 'triton'.
+
+By default a call uses the compiled kernel for its device when one is built (C++ on CPU; CUDA C++,
+then Triton, on GPU) and the pure-PyTorch reference otherwise. ``use_backend(name)`` (a context
+manager) or the environment variable ``INPAINT_FAST_BACKEND`` (read at import) force one. Forcing a backend that is
+not available here is an error, never a silent fallback; an op that the forced backend has no
+kernel for yet runs the reference (``python -m inpaint_fast info`` lists the kernels).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Dict, Iterator, Optional
+
+import torch
+
+from . import _extension
+
+BACKENDS = ("reference", "cpu", "cuda", "triton")
+FUSED_OPS = ("masked_error_sums",)  # the ops that dispatch through choose()
+ENV_VAR = "INPAINT_FAST_BACKEND"
+
+_forced: list = []  # stack of names set by use_backend()
+_ENV_NAME = os.environ.get(ENV_VAR) or None  # read once, checked at first use
+
+
+def _triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def availability() -> Dict[str, Optional[str]]:
+    """Each backend mapped to None when it can run here, else the reason it cannot."""
+    ext = _extension.load_error()
+    return {
+        "reference": None,
+        "cpu": ext,
+        "cuda": ext or (None if _extension.has_cuda_kernels() else "the extension was built without CUDA")
+        or (None if torch.cuda.is_available() else "no CUDA device"),
+        "triton": None if _triton_available() else "triton is not installed or no GPU (set TRITON_INTERPRET=1 for CPU)",
+    }
+
+
+def _check_name(name: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {name!r}")
+    reason = availability()[name]
+    if reason is not None:
+        raise RuntimeError(f"backend {name!r} is not available here: {reason}")
+    return name
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Run the fused ops inside the ``with`` block on backend ``name``."""
+    _forced.append(_check_name(name))
+    try:
+        yield
+    finally:
+        _forced.pop()
+
+
+def forced() -> Optional[str]:
+    if _forced:
+        return _forced[-1]
+    return _check_name(_ENV_NAME) if _ENV_NAME else None
+
+
+def choose(op: str, device: torch.device) -> str:
+    """The backend that runs ``op`` for tensors on ``device``."""
+    name = forced()
+    kernels = _extension.kernels(op)
+    if name is not None:
+        if name != "reference" and (device.type == "cpu") != (name == "cpu") and not (
+                name == "triton" and os.environ.get("TRITON_INTERPRET") == "1"):
+            raise RuntimeError(f"backend {name!r} cannot run {op} on a {device.type} tensor")
+        return name if name in kernels else "reference"
+    if device.type == "cpu":
+        return "cpu" if "cpu" in kernels else "reference"
+    if device.type == "cuda":
+        for name in ("cuda", "triton"):
+            if name in kernels and availability()[name] is None:
+                return name
+    return "reference"

@@ -1,0 +1,103 @@
+"""Loads the compiled extension ``inpaint_fast._C`` when it is built and reports what it provides.
+
+Importing ``_C`` runs the C++ operator registrations (``torch.ops.inpaint_fast.*``). A failed import
+is not an error here: the package then runs the pure-PyTorch reference, and :func:`load_error` says
+why. Which backends have a kernel for each op is computed once, at import, into a plain dict, so
+that :func:`kernels` is a dict lookup that ``torch.compile`` traces without a graph break.
+"""
+from __future__ import annotations
+
+import importlib.util
+import pkgutil
+from typing import Dict, FrozenSet, Optional
+
+import torch
+
+NAMESPACE = "inpaint_fast"
+
+_LOAD_ERROR: Optional[str]
+try:
+    from . import _C  # noqa: F401  (loading the library registers the ops)
+except ImportError as exc:  # not built, built for another torch, missing symbols ...
+    _LOAD_ERROR = f"the compiled extension inpaint_fast._C could not be loaded: {exc}"
+else:
+    _LOAD_ERROR = None
+
+
+def _dispatcher_ops() -> list:
+    """Names (without namespace and overload) of the inpaint_fast ops the dispatcher knows."""
+    prefix = NAMESPACE + "::"
+    names = set()
+    for qualname in torch._C._dispatch_get_all_op_names():
+        if qualname.startswith(prefix):
+            names.add(qualname[len(prefix):].split(".", 1)[0])
+    return sorted(names)
+
+
+def _triton_ops() -> list:
+    """Modules ``inpaint_fast.triton.<op>`` (public names only), without importing them."""
+    try:
+        spec = importlib.util.find_spec(f"{NAMESPACE}.triton")
+    except ImportError:
+        return []
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    return sorted(m.name for m in pkgutil.iter_modules(spec.submodule_search_locations)
+                  if not m.name.startswith("_"))
+
+
+def _triton_imports() -> bool:
+    try:
+        import triton  # noqa: F401
+    except Exception:  # ImportError, or a broken install raising anything else
+        return False
+    return True
+
+
+def _kernel_table() -> Dict[str, FrozenSet[str]]:
+    table: Dict[str, set] = {}
+    if _LOAD_ERROR is None:
+        for op in _dispatcher_ops():
+            qualname = f"{NAMESPACE}::{op}"
+            backends = table.setdefault(op, set())
+            for backend, key in (("cpu", "CPU"), ("cuda", "CUDA")):
+                if torch._C._dispatch_has_kernel_for_dispatch_key(qualname, key):
+                    backends.add(backend)
+    triton_ops = _triton_ops()
+    if triton_ops and _triton_imports():  # triton is imported only when we have triton kernels
+        for op in triton_ops:
+            table.setdefault(op, set()).add("triton")
+    return {op: frozenset(backends) for op, backends in table.items()}
+
+
+_KERNELS: Dict[str, FrozenSet[str]] = _kernel_table()
+_NO_KERNELS: FrozenSet[str] = frozenset()
+_HAS_CUDA_KERNELS: bool = any("cuda" in backends for backends in _KERNELS.values())
+
+
+def load_error() -> Optional[str]:
+    """None when the extension is loaded, else why it is not."""
+    return _LOAD_ERROR
+
+
+def version() -> Optional[str]:
+    """The version the extension was built as (``inpaint_fast::version``), None when not loaded."""
+    if _LOAD_ERROR is not None:
+        return None
+    return torch.ops.inpaint_fast.version()
+
+
+def has_cuda_kernels() -> bool:
+    """Whether the extension was built with CUDA kernels (any inpaint_fast op has one)."""
+    return _HAS_CUDA_KERNELS
+
+
+def kernels(op: str) -> FrozenSet[str]:
+    """The backends among 'cpu', 'cuda', 'triton' that have a kernel for ``op`` (e.g.
+    'masked_error_sums'); empty when none. A plain dict lookup (torch.compile-friendly)."""
+    return _KERNELS.get(op, _NO_KERNELS)
+
+
+def kernel_table() -> Dict[str, FrozenSet[str]]:
+    """Every known op mapped to its backends (a copy), for ``python -m inpaint_fast info``."""
+    return dict(_KERNELS)

@@ -1,0 +1,182 @@
+"""The only copy of the input checks of the public API.
+
+Every public function validates here, then hands plain tensors to a backend: the reference
+(``inpaint_fast.reference``) or a fused op. Checks look only at metadata (shapes, dtypes,
+devices), never at values, so they cost nothing and never synchronise with a GPU.
+
+Mask convention: ``mask`` has 1 for a KNOWN pixel and 0 for a HOLE; ``hole`` is its complement
+(1 = missing), as LaMa, DeepFill and diffusers use. A mask is normalised to ``known``: a floating
+tensor of the image dtype, 4-D, broadcastable to the image: (N|1, C|1, H, W).
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+REDUCTIONS = ("mean", "sum", "none")
+NORMALIZES = ("mask", "all")
+REGIONS = ("hole", "known", "all")
+_MASK_DTYPES = (torch.bool, torch.uint8)
+
+
+def check_choice(value, name: str, choices: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}; got {value!r}")
+    return value
+
+
+def check_nonnegative(value, name: str) -> float:
+    """A loss weight or a constant: a finite real number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
+    value = float(value)
+    if not value >= 0.0 or value == float("inf"):
+        raise ValueError(f"{name} must be a finite number >= 0; got {value}")
+    return value
+
+
+def check_positive(value, name: str) -> float:
+    value = check_nonnegative(value, name)
+    if value == 0.0:
+        raise ValueError(f"{name} must be > 0; got {value}")
+    return value
+
+
+def check_tv_power(p) -> int:
+    if isinstance(p, bool) or p not in (1, 2):
+        raise ValueError(f"p must be 1 (L1 total variation) or 2 (squared); got {p!r}")
+    return p
+
+
+def check_image(t, name: str) -> Tensor:
+    """A floating (N, C, H, W) tensor."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor; got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor (float16/bfloat16/float32/float64); got {t.dtype}")
+    if t.dim() != 4:
+        raise ValueError(f"{name} must have shape (N, C, H, W); got {tuple(t.shape)} ({t.dim()}-D)")
+    return t
+
+
+def check_pair(pred, target, pred_name: str = "pred", target_name: str = "target") -> None:
+    """``pred`` and ``target``: images of one shape, dtype and device."""
+    check_image(pred, pred_name)
+    check_image(target, target_name)
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"{pred_name} and {target_name} must have the same shape; "
+            f"got {tuple(pred.shape)} and {tuple(target.shape)}")
+    if pred.dtype != target.dtype:
+        raise TypeError(f"{pred_name} and {target_name} must have the same dtype; got {pred.dtype} and {target.dtype}")
+    if pred.device != target.device:
+        raise ValueError(
+            f"{pred_name} and {target_name} must be on the same device; got {pred.device} and {target.device}")
+
+
+def check_same_device(t: Tensor, name: str, like: Tensor, like_name: str) -> None:
+    if t.device != like.device:
+        raise ValueError(f"{name} must be on the device of {like_name} ({like.device}); got {t.device}")
+
+
+def known_from_mask(mask: Optional[Tensor], hole: Optional[Tensor], like: Tensor, *,
+                    required: bool, like_name: str = "pred") -> Optional[Tensor]:
+    """Normalise ``mask=`` (1 = known) or ``hole=`` (1 = missing) to the known-pixel weight.
+
+    Accepted shapes: (N,1,H,W), (N,C,H,W), (N,H,W), (1,1,H,W), (H,W) against an image (N,C,H,W);
+    dtypes bool, uint8 or floating (a soft per-pixel weight in [0, 1]). Returns a tensor of
+    ``like.dtype`` and 4 dimensions, broadcastable to ``like``, or None when neither was given.
+    """
+    if mask is not None and hole is not None:
+        raise ValueError("pass either mask= (1 = known pixel) or hole= (1 = missing pixel), not both")
+    if mask is None and hole is None:
+        if required:
+            raise ValueError("a mask is required: pass mask= (1 = known pixel) or hole= (1 = missing pixel)")
+        return None
+    name, m = ("mask", mask) if mask is not None else ("hole", hole)
+    if not isinstance(m, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor; got {type(m).__name__}")
+    if not (m.dtype in _MASK_DTYPES or m.is_floating_point()):
+        raise TypeError(f"{name} must be bool, uint8 or floating; got {m.dtype}")
+    check_same_device(m, name, like, like_name)
+    n, c, h, w = like.shape
+    if m.dim() == 2:
+        m = m[None, None]
+    elif m.dim() == 3:
+        m = m[:, None]
+    elif m.dim() != 4:
+        raise ValueError(f"{name} must have shape (N,1,H,W), (N,C,H,W), (N,H,W) or (H,W); got {tuple(m.shape)}")
+    mn, mc, mh, mw = m.shape
+    if (mh, mw) != (h, w) or mn not in (1, n) or mc not in (1, c):
+        raise ValueError(
+            f"{name} of shape {tuple((mask if mask is not None else hole).shape)} cannot broadcast to "
+            f"{like_name} of shape {tuple(like.shape)}: expected (N|1, 1|C, H, W) = ({n}|1, 1|{c}, {h}, {w})")
+    m = m.to(like.dtype)
+    return m if hole is None else 1 - m
+
+
+def check_region(region: Optional[str]) -> Optional[str]:
+    """A module's ``region`` option: None (resolved per call by :func:`resolve_region`) or one of REGIONS."""
+    return None if region is None else check_choice(region, "region", REGIONS)
+
+
+def resolve_region(region: Optional[str], known: Optional[Tensor], *, default: str = "hole") -> str:
+    """The region a masked loss averages over: 'hole', 'known' or 'all'.
+
+    ``None`` means ``default`` when a mask was given and 'all' when none was.
+    """
+    if check_region(region) is None:
+        return default if known is not None else "all"
+    if region != "all" and known is None:
+        raise ValueError(f"region={region!r} needs a mask: pass mask= (1 = known pixel) or hole= (1 = missing pixel)")
+    return region
+
+
+def region_weight(known: Optional[Tensor], region: str) -> Optional[Tensor]:
+    """Per-pixel weight of ``region``: 1 - known for 'hole', known for 'known', None for 'all'."""
+    if region == "all" or known is None:
+        return None
+    return 1 - known if region == "hole" else known
+
+
+def check_loss_options(reduction: str, normalize: str = "mask", eps: float = 1e-8) -> None:
+    check_choice(reduction, "reduction", REDUCTIONS)
+    check_choice(normalize, "normalize", NORMALIZES)
+    check_positive(eps, "eps")
+
+
+def check_spatial_weight(weight: Optional[Tensor], name: str = "mask") -> None:
+    """Feature losses resize the mask to each feature map, so it must be single-channel."""
+    if weight is not None and weight.shape[1] != 1:
+        raise ValueError(
+            f"{name} for a feature loss must be single-channel, (N,1,H,W), (N,H,W) or (H,W); "
+            f"got {weight.shape[1]} channels ({tuple(weight.shape)})")
+
+
+def check_extractor(extractor) -> None:
+    if not callable(extractor):
+        raise TypeError(
+            "extractor must be a callable returning a list of feature maps, e.g. "
+            f"inpaint_fast.VGGFeatures(weights=None); got {type(extractor).__name__}")
+
+
+def check_layer_weights(layer_weights: Optional[Sequence[float]], num_layers: int) -> Optional[List[float]]:
+    if layer_weights is None:
+        return None
+    if not isinstance(layer_weights, Sequence) or len(layer_weights) != num_layers:
+        raise ValueError(f"layer_weights must be a sequence of {num_layers} numbers, one per feature layer; "
+                         f"got {layer_weights!r}")
+    return [check_nonnegative(w, f"layer_weights[{i}]") for i, w in enumerate(layer_weights)]
+
+
+def check_term_weights(weights, name: str, terms: Sequence[str]) -> Dict[str, float]:
+    """A non-empty mapping from some of ``terms`` to non-negative weights."""
+    if not isinstance(weights, Mapping) or not weights:
+        raise ValueError(f"{name} must be a non-empty mapping of term name to weight; got {weights!r}")
+    unknown = sorted(set(weights) - set(terms))
+    if unknown:
+        raise ValueError(f"{name} has unknown terms {unknown}; known terms: {list(terms)}")
+    return {k: check_nonnegative(v, f"{name}[{k!r}]") for k, v in weights.items()}

@@ -1,0 +1,54 @@
+"""``python -m inpaint_fast demo | info``."""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from typing import List, Optional
+
+import torch
+
+
+def info(print_fn=print) -> None:
+    """Versions, the extension, and which backend runs each fused op on each device."""
+    from . import __version__, _backend, _extension
+
+    print_fn(f"inpaint_fast {__version__}")
+    print_fn(f"python {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
+             f"{torch.get_num_threads()} CPU threads, OpenMP {torch.backends.openmp.is_available()}")
+    print_fn(f"GPU: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
+    ext = _extension.load_error()
+    print_fn(f"extension inpaint_fast._C: {'built, version ' + str(_extension.version()) if ext is None else 'not available (' + ext + ')'}")
+    print_fn("backends:")
+    for name, reason in _backend.availability().items():
+        print_fn(f"  {name:9s} {'available' if reason is None else 'unavailable: ' + reason}")
+    print_fn("fused ops (kernels built; the backend chosen by default per device):")
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for op in _backend.FUSED_OPS:
+        chosen = ", ".join(f"{d} -> {_backend.choose(op, torch.device(d))}" for d in devices)
+        print_fn(f"  {op:20s} kernels: {', '.join(sorted(_extension.kernels(op))) or 'none'}; {chosen}")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m inpaint_fast", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="recompute the seed notebook's loss tables on a real photo")
+    demo.add_argument("--image", default="chelsea",
+                      help="a scikit-image photo (chelsea, astronaut, coffee) or an image file path")
+    demo.add_argument("--out", default="demo_out", help="directory for the PNG figures (default: demo_out)")
+    demo.add_argument("--vgg-weights", default=None, help="path to a torchvision VGG16 state dict (.pth)")
+    sub.add_parser("info", help="versions and available backends")
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from .demo import run
+        try:
+            run(image=args.image, out=args.out, vgg_weights=args.vgg_weights)
+        except (ValueError, FileNotFoundError) as e:
+            parser.error(str(e))
+    else:
+        info()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""The seed notebook's experiment on a real photograph: every loss table, recomputed.
+
+``python -m inpaint_fast demo [--image chelsea|astronaut|PATH] [--out DIR]``. The photo is resized
+to 256 (shorter side) and centre-cropped to 256×256; the mask is the seed's box (top 40, left 50,
+100×100); the predictions are the seed's controlled examples.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import functional as LF
+from . import gan
+from .features import VGGFeatures, pretrained_available
+from .losses.feature import SEED_LAYERS
+
+SKIMAGE_PHOTOS = ("chelsea", "astronaut", "coffee")
+SEED_GAN_CASES = {
+    "D separates well": {"real": [2.5, 2.0], "fake": [-2.0, -1.5]},
+    "D is uncertain": {"real": [0.2, -0.1], "fake": [0.1, -0.2]},
+    "G fools D": {"real": [2.5, 2.0], "fake": [1.5, 2.0]},
+}
+
+
+def load_photo(image: str = "chelsea", size: int = 256) -> Tensor:
+    """A (1, 3, size, size) float32 image in [0, 1]: a scikit-image photo by name, or a file path.
+
+    Resize(size) then CenterCrop(size), the seed's torchvision pipeline.
+    """
+    from PIL import Image
+    from torchvision.transforms import CenterCrop, Compose, Resize, ToTensor
+
+    if image in SKIMAGE_PHOTOS:
+        import skimage.data
+        pil = Image.fromarray(getattr(skimage.data, image)())
+    elif os.path.isfile(image):
+        pil = Image.open(image)
+    else:
+        raise ValueError(f"image must be one of {SKIMAGE_PHOTOS} or an existing file path; got {image!r}")
+    return Compose([Resize(size), CenterCrop(size), ToTensor()])(pil.convert("RGB")).unsqueeze(0)
+
+
+def box_mask(x: Tensor, top: int = 40, left: int = 50, height: int = 100, width: int = 100) -> Tensor:
+    """The seed's ``get_box_mask``: (N, 1, H, W) float, 1 = known, a 0 box = the hole."""
+    mask = torch.ones(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device)
+    mask[:, :, top:top + height, left:left + width] = 0
+    return mask
+
+
+def seed_predictions(x: Tensor, mask: Tensor, seed: int = 0) -> Dict[str, Tensor]:
+    """The seed's controlled "predictions" of ``x``, plus its noisy image (σ 0.1, seeded)."""
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    blurred = F.avg_pool2d(x, kernel_size=7, stride=1, padding=3)
+    corrupted = x * mask
+    return {
+        "Reference": x,
+        "Corrupted": corrupted,
+        "Fake inpainted": corrupted + blurred * (1 - mask),
+        "Blurred image": blurred,
+        "Darkened image": (0.65 * x).clamp(0, 1),
+        "Noisy image": (x + 0.1 * noise).clamp(0, 1),
+    }
+
+
+class MemoizedExtractor:
+    """Runs ``extractor`` once per distinct image tensor: the demo asks for the same images'
+    features in several tables (gradients are off, so sharing them changes no number)."""
+
+    def __init__(self, extractor):
+        self.extractor = extractor
+        self._cache: Dict[int, tuple] = {}
+
+    def __call__(self, img: Tensor):
+        hit = self._cache.get(id(img))
+        if hit is None or hit[0] is not img:
+            hit = self._cache[id(img)] = (img, self.extractor(img))
+        return hit[1]
+
+
+def format_value(v: float, decimals: int = 4) -> str:
+    """Fixed point with ``decimals``; a nonzero value that would print as zero goes to scientific."""
+    text = f"{v:.{decimals}f}"
+    return f"{v:.1e}" if v != 0 and float(text) == 0 else text
+
+
+def format_table(title: str, rows: Dict[str, Dict[str, object]], decimals: int = 4) -> str:
+    columns = list(next(iter(rows.values())))
+    cells = {r: [format_value(float(v), decimals) for v in row.values()] for r, row in rows.items()}
+    name_width = max(len(r) for r in rows)
+    widths = [max(len(c), *(len(cells[r][i]) for r in rows)) for i, c in enumerate(columns)]
+    lines = [title, " " * name_width + "  " + "  ".join(c.rjust(w) for c, w in zip(columns, widths))]
+    lines += [r.ljust(name_width) + "  " + "  ".join(v.rjust(w) for v, w in zip(cells[r], widths)) for r in rows]
+    return "\n".join(lines)
+
+
+def spectrum_image(x: Tensor) -> Tensor:
+    """The seed's centred log-magnitude spectrum, averaged over channels, scaled to [0, 1]."""
+    z = torch.fft.fftshift(torch.fft.fft2(x, norm="ortho"), dim=(-2, -1)).abs().log1p().mean(dim=1, keepdim=True)
+    lo, hi = z.amin(dim=(-2, -1), keepdim=True), z.amax(dim=(-2, -1), keepdim=True)
+    return ((z - lo) / (hi - lo + 1e-8)).repeat(1, 3, 1, 1)
+
+
+def save_figure(path: str, images: Dict[str, Tensor]) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(images), figsize=(3 * len(images), 3.4))
+    for ax, (title, img) in zip(axes, images.items()):
+        img = img[0].detach().cpu().clamp(0, 1)
+        gray = img.shape[0] == 1
+        ax.imshow((img[0] if gray else img.permute(1, 2, 0)).numpy(), cmap="gray" if gray else None)
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def make_extractor(vgg_weights: Optional[str]) -> tuple:
+    """(VGG16 extractor with the seed's layers, a sentence saying where its weights came from)."""
+    if vgg_weights is not None:
+        return VGGFeatures(layers=SEED_LAYERS, weights=vgg_weights), f"VGG16 weights from {vgg_weights}"
+    if pretrained_available("vgg16"):
+        return VGGFeatures(layers=SEED_LAYERS, weights="DEFAULT"), "VGG16 ImageNet weights (torchvision, cached)"
+    torch.manual_seed(0)
+    return VGGFeatures(layers=SEED_LAYERS, weights=None), (
+        "NOTE: no pretrained VGG16 weights on this machine, so the perceptual, style and composite numbers "
+        "below come from UNTRAINED (randomly initialised, seed 0) VGG16 features and will not match the "
+        "seed's tables. Pass --vgg-weights PATH (a torchvision vgg16 state dict) or put vgg16-397923af.pth in "
+        f"{os.path.join(torch.hub.get_dir(), 'checkpoints')} to use ImageNet features.")
+
+
+@torch.no_grad()
+def run(image: str = "chelsea", out: Optional[str] = "demo_out", vgg_weights: Optional[str] = None,
+        print_fn=print) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """Recompute the seed's tables on ``image``; print them, write figures to ``out`` (None: none).
+
+    Returns {table title: {row: {column: value}}}.
+    """
+    start = time.perf_counter()
+    x = load_photo(image)
+    mask = box_mask(x)
+    preds = seed_predictions(x, mask)
+    extractor, weights_note = make_extractor(vgg_weights)
+    vgg = MemoizedExtractor(extractor)
+    print_fn(f"inpaint_fast demo: image {image!r} {tuple(x.shape)}, hole = box top 40 left 50 100x100 "
+             f"({int((mask == 0).sum())} pixels)")
+    print_fn(weights_note)
+
+    tables: Dict[str, Dict[str, Dict[str, object]]] = {}
+    tables["Pixel-wise reconstruction losses"] = {name: {
+        "Full L1": LF.masked_l1(img, x),
+        "Hole L1": LF.masked_l1(img, x, mask=mask, region="hole"),
+        "Valid L1": LF.masked_l1(img, x, mask=mask, region="known"),
+        "Full L2": LF.masked_l2(img, x),
+        "Hole L2": LF.masked_l2(img, x, mask=mask, region="hole"),
+        "Valid L2": LF.masked_l2(img, x, mask=mask, region="known"),
+        "Reconstruction": LF.reconstruction_loss(img, x, mask=mask),
+    } for name, img in preds.items()}
+    tables["Perceptual loss (VGG16 relu1_2, relu2_2, relu3_3)"] = {name: {
+        "Full perceptual": LF.perceptual_loss(img, x, extractor=vgg),
+        "Hole perceptual": LF.perceptual_loss(img, x, extractor=vgg, mask=mask),
+        "Hole L1": LF.masked_l1(img, x, mask=mask),
+        "Hole L2": LF.masked_l2(img, x, mask=mask),
+    } for name, img in preds.items()}
+    other = "astronaut" if image == "chelsea" else "chelsea"
+    comparison = {"Original": x, "Blurred": preds["Blurred image"], f"Different image ({other})": load_photo(other)}
+    tables["Style loss"] = {name: {"Style loss": LF.style_loss(img, x, extractor=vgg)}
+                            for name, img in comparison.items()}
+    tables["Total variation"] = {name: {
+        "Full TV": LF.total_variation(img),
+        "Hole TV": LF.total_variation(img, mask=mask, region="hole"),
+    } for name, img in preds.items()}
+    adversarial = {}
+    for name, case in SEED_GAN_CASES.items():
+        real, fake = torch.tensor(case["real"]), torch.tensor(case["fake"])
+        d = gan.discriminator_loss(real, fake)
+        adversarial[name] = {"D real loss": d.real, "D fake loss": d.fake, "G adv loss": gan.generator_loss(fake)}
+    tables["Adversarial (BCE with logits)"] = adversarial
+    tables["Frequency loss"] = {name: {"Frequency loss": LF.frequency_loss(img, x)} for name, img in preds.items()}
+    tables["Composite (rec 1, perc 0.1, style 10, tv 0.01, freq 0.1)"] = {
+        name: LF.composite_loss(img, x, mask=mask, extractor=vgg) for name, img in preds.items()}
+
+    for title, rows in tables.items():
+        print_fn("\n" + format_table(title, rows))
+
+    if out is not None:
+        os.makedirs(out, exist_ok=True)
+        save_figure(os.path.join(out, "images.png"), {k: preds[k] for k in
+                    ("Reference", "Darkened image", "Noisy image", "Blurred image")})
+        save_figure(os.path.join(out, "mask.png"), {"Reference": x, "Mask": mask, "Corrupted": preds["Corrupted"],
+                                                    "Fake inpainted": preds["Fake inpainted"]})
+        save_figure(os.path.join(out, "spectra.png"), {
+            "Reference": x, "Reference spectrum": spectrum_image(x),
+            "Corrupted": preds["Corrupted"], "Corrupted spectrum": spectrum_image(preds["Corrupted"])})
+        print_fn(f"\nfigures: {', '.join(os.path.join(out, f) for f in ('images.png', 'mask.png', 'spectra.png'))}")
+    print_fn(f"done in {time.perf_counter() - start:.1f} s")
+    return {t: {r: {c: float(v) for c, v in row.items()} for r, row in rows.items()} for t, rows in tables.items()}

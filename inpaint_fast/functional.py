@@ -1,0 +1,230 @@
+"""The public loss functions.
+
+Conventions (``torch.nn.functional`` style): prediction first, target second, masks and options as
+keywords. ``mask`` has 1 for a KNOWN pixel, ``hole`` has 1 for a MISSING pixel; pass one of them.
+Accepted mask shapes: (N,1,H,W), (N,C,H,W), (N,H,W), (1,1,H,W), (H,W); dtypes bool, uint8 or
+floating (soft weights in [0, 1]).
+
+``region`` picks where a masked loss is taken: 'hole' (the default when a mask is given),
+'known', or 'all'. ``normalize='mask'`` divides by the region's area counted over channels (the
+seed, mmagic); ``'all'`` divides by every element (LaMa, PConv ports). ``reduction`` is 'mean',
+'sum' or 'none' (the weighted elementwise map). An empty region gives 0 and a zero gradient.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from . import _backend
+from . import _validation as V
+from .ops import masked_error_sums as _masked_error_sums
+from .reference import features as _ref_features
+from .reference import frequency as _ref_frequency
+from .reference import pixel as _ref_pixel
+from .reference import tv as _ref_tv
+
+EPS = _ref_pixel.EPS
+PIXEL_LOSSES = ("l1", "l2")
+SEED_COMPOSITE_WEIGHTS = {"rec": 1.0, "perc": 0.1, "style": 10.0, "tv": 0.01, "freq": 0.1}
+
+
+def _masked_pixel_mean(loss: str, pred: Tensor, target: Tensor, weight: Optional[Tensor], normalize: str,
+                       reduction: str, eps: float) -> Tensor:
+    """``masked_mean(error(pred, target), weight)``: one fused pass on a built backend."""
+    fused = (reduction != "none" and not (weight is not None and weight.requires_grad)
+             and _backend.choose("masked_error_sums", pred.device) != "reference")
+    if not fused:
+        err = _ref_pixel.pixel_error(pred, target, loss)
+        return _ref_pixel.masked_mean(err, weight, normalize=normalize, reduction=reduction, eps=eps)
+    if weight is None:
+        weight = pred.new_ones(1, 1, *pred.shape[2:])
+    sums = _masked_error_sums.masked_error_sums(pred, target, weight)
+    total = sums[0] if loss == "l1" else sums[1]
+    if reduction == "sum":
+        return total.to(pred.dtype)
+    area = float(pred.numel()) if normalize == "all" else sums[2].clamp_min(eps)
+    return (total / area).to(pred.dtype)
+
+
+def _pixel_loss(loss, pred, target, mask, hole, region, normalize, reduction, eps) -> Tensor:
+    V.check_pair(pred, target)
+    V.check_loss_options(reduction, normalize, eps)
+    known = V.known_from_mask(mask, hole, pred, required=False)
+    weight = V.region_weight(known, V.resolve_region(region, known))
+    return _masked_pixel_mean(loss, pred, target, weight, normalize, reduction, eps)
+
+
+def masked_l1(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
+              region: Optional[str] = None, normalize: str = "mask", reduction: str = "mean",
+              eps: float = EPS) -> Tensor:
+    """Mean absolute error over a region: ``sum(w |pred - target|) / max(sum(w), eps)``.
+
+    pred, target: (N, C, H, W). With a mask, ``region`` defaults to 'hole' (w = 1 - mask); the
+    seed's ``l1_loss(x, pred, m)`` is ``masked_l1(pred, x, mask=m, region='known')``.
+    """
+    return _pixel_loss("l1", pred, target, mask, hole, region, normalize, reduction, eps)
+
+
+def masked_l2(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
+              region: Optional[str] = None, normalize: str = "mask", reduction: str = "mean",
+              eps: float = EPS) -> Tensor:
+    """Mean squared error over a region: ``sum(w (pred - target)^2) / max(sum(w), eps)``.
+
+    Same arguments as :func:`masked_l1`.
+    """
+    return _pixel_loss("l2", pred, target, mask, hole, region, normalize, reduction, eps)
+
+
+def reconstruction_loss(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None,
+                        hole: Optional[Tensor] = None, lambda_hole: float = 6.0, lambda_valid: float = 1.0,
+                        loss: str = "l1", normalize: str = "mask", reduction: str = "mean",
+                        eps: float = EPS) -> Tensor:
+    """``lambda_hole * L(hole) + lambda_valid * L(known)``, each term a masked mean of its region.
+
+    L is 'l1' (the seed, PConv) or 'l2'. A mask is required. With reduction='none' the result is
+    the map ``(lambda_hole (1 - m) + lambda_valid m) * error``, whose sum is reduction='sum'.
+    """
+    V.check_pair(pred, target)
+    V.check_loss_options(reduction, normalize, eps)
+    V.check_choice(loss, "loss", PIXEL_LOSSES)
+    lambda_hole = V.check_nonnegative(lambda_hole, "lambda_hole")
+    lambda_valid = V.check_nonnegative(lambda_valid, "lambda_valid")
+    known = V.known_from_mask(mask, hole, pred, required=True)
+    hole_term = _masked_pixel_mean(loss, pred, target, 1 - known, normalize, reduction, eps)
+    valid_term = _masked_pixel_mean(loss, pred, target, known, normalize, reduction, eps)
+    return lambda_hole * hole_term + lambda_valid * valid_term
+
+
+def total_variation(pred: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
+                    region: Optional[str] = None, p: int = 1, normalize: str = "mask",
+                    reduction: str = "mean", eps: float = EPS) -> Tensor:
+    """Anisotropic total variation ``mean |dh|^p + mean |dw|^p`` of pred (N, C, H, W), p = 1 or 2.
+
+    With a mask, a neighbour pair counts with the product of its pixels' region weights (the seed's
+    pair masks) and ``region`` defaults to 'hole'; each direction is normalised by its own area.
+    """
+    V.check_image(pred, "pred")
+    V.check_loss_options(reduction, normalize, eps)
+    V.check_tv_power(p)
+    known = V.known_from_mask(mask, hole, pred, required=False)
+    weight = V.region_weight(known, V.resolve_region(region, known))
+    return _ref_tv.total_variation(pred, weight, p=p, normalize=normalize, reduction=reduction, eps=eps)
+
+
+def frequency_loss(pred: Tensor, target: Tensor, *, reduction: str = "mean") -> Tensor:
+    """L1 between log-magnitude spectra: ``mean |log1p|F(pred)| - log1p|F(target)||``.
+
+    F is ``torch.fft.rfft2(., norm='ortho')`` over (H, W); float16/bfloat16 are transformed in
+    float32. reduction='none' gives the (N, C, H, W//2 + 1) map.
+    """
+    V.check_pair(pred, target)
+    V.check_choice(reduction, "reduction", V.REDUCTIONS)
+    return _ref_frequency.frequency(pred, target, reduction=reduction)
+
+
+def extract_features(extractor: Callable[[Tensor], List[Tensor]], pred: Tensor, target: Tensor):
+    """(pred features, target features); the target's are taken without grad, as the seed detaches them."""
+    V.check_extractor(extractor)
+    with torch.no_grad():
+        target_feats = list(extractor(target))
+    return list(extractor(pred)), target_feats
+
+
+def _feature_weight(pred, mask, hole, region) -> Optional[Tensor]:
+    known = V.known_from_mask(mask, hole, pred, required=False)
+    V.check_spatial_weight(known, "mask" if mask is not None else "hole")
+    return V.region_weight(known, V.resolve_region(region, known))
+
+
+def perceptual_loss(pred: Tensor, target: Tensor, *, extractor: Callable[[Tensor], List[Tensor]],
+                    mask: Optional[Tensor] = None, hole: Optional[Tensor] = None, region: Optional[str] = None,
+                    loss: str = "l1", layer_weights: Optional[Sequence[float]] = None, normalize: str = "mask",
+                    reduction: str = "mean", eps: float = EPS):
+    """Feature distance ``mean_l masked_mean(|phi_l(pred) - phi_l(target)|, mask_l)``.
+
+    ``extractor`` maps (N, 3, H, W) to a list of feature maps (e.g. :class:`VGGFeatures`). The
+    single-channel mask is resized to each layer by nearest neighbour; ``region`` defaults to 'hole'
+    when a mask is given. Layers are averaged, or weighted by ``layer_weights``. The target's
+    features are taken without grad. reduction='none' returns the list of per-layer maps.
+    """
+    V.check_pair(pred, target)
+    V.check_loss_options(reduction, normalize, eps)
+    V.check_choice(loss, "loss", PIXEL_LOSSES)
+    weight = _feature_weight(pred, mask, hole, region)
+    pred_feats, target_feats = extract_features(extractor, pred, target)
+    layer_weights = V.check_layer_weights(layer_weights, len(pred_feats))
+    return _ref_features.feature_distance(pred_feats, target_feats, weight, loss=loss, layer_weights=layer_weights,
+                                          normalize=normalize, reduction=reduction, eps=eps)
+
+
+def gram_matrix(feat: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
+                region: Optional[str] = None, eps: float = EPS) -> Tensor:
+    """Gram matrix ``F F^T / (C H W)`` of (N, C, H, W) features, (N, C, C).
+
+    With a single-channel mask of the features' size the Gram is taken over the region's
+    positions and divided by ``C * area``.
+    """
+    V.check_image(feat, "feat")
+    V.check_positive(eps, "eps")
+    return _ref_features.gram_matrix(feat, _feature_weight(feat, mask, hole, region), eps=eps)
+
+
+def style_loss(pred: Tensor, target: Tensor, *, extractor: Callable[[Tensor], List[Tensor]],
+               mask: Optional[Tensor] = None, hole: Optional[Tensor] = None, region: Optional[str] = None,
+               layer_weights: Optional[Sequence[float]] = None, reduction: str = "mean", eps: float = EPS):
+    """Style loss ``mean_l mean |G(phi_l(pred)) - G(phi_l(target))|`` with Gram matrices G.
+
+    Without a mask this is the seed's ``style_loss``. With one, each Gram is taken over the
+    region's positions (``region`` defaults to 'hole'). reduction='none' returns the list of
+    per-layer (N, C_l, C_l) maps.
+    """
+    V.check_pair(pred, target)
+    V.check_choice(reduction, "reduction", V.REDUCTIONS)
+    V.check_positive(eps, "eps")
+    weight = _feature_weight(pred, mask, hole, region)
+    pred_feats, target_feats = extract_features(extractor, pred, target)
+    layer_weights = V.check_layer_weights(layer_weights, len(pred_feats))
+    return _ref_features.style_distance(pred_feats, target_feats, weight, layer_weights=layer_weights,
+                                        reduction=reduction, eps=eps)
+
+
+def check_composite_weights(weights: Optional[Mapping[str, float]]) -> Dict[str, float]:
+    """A dict of non-negative weights over the composite terms; None gives the seed's weights."""
+    if weights is None:
+        return dict(SEED_COMPOSITE_WEIGHTS)
+    return V.check_term_weights(weights, "weights", tuple(SEED_COMPOSITE_WEIGHTS))
+
+
+def composite_loss(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
+                   extractor: Optional[Callable[[Tensor], List[Tensor]]] = None,
+                   weights: Optional[Mapping[str, float]] = None) -> Dict[str, Tensor]:
+    """The seed's composite objective: a dict of the weighted terms and their ``'total'``.
+
+    Terms: 'rec' (reconstruction, hole 6 / valid 1), 'perc' (perceptual over the hole), 'style'
+    (unmasked), 'tv' (TV of pred over the hole), 'freq' (frequency). Only the terms named in
+    ``weights`` (default: the seed's rec 1, perc 0.1, style 10, tv 0.01, freq 0.1) are computed;
+    perceptual and style share one feature pass. A mask is required.
+    """
+    weights = check_composite_weights(weights)
+    V.check_pair(pred, target)
+    known = V.known_from_mask(mask, hole, pred, required=True)
+    terms: Dict[str, Tensor] = {}
+    if "rec" in weights:
+        terms["rec"] = reconstruction_loss(pred, target, mask=known)
+    if "perc" in weights or "style" in weights:
+        if extractor is None:
+            raise ValueError("composite terms 'perc' and 'style' need extractor=, e.g. inpaint_fast.VGGFeatures()")
+        V.check_spatial_weight(known, "mask" if mask is not None else "hole")
+        pred_feats, target_feats = extract_features(extractor, pred, target)
+        if "perc" in weights:
+            terms["perc"] = _ref_features.feature_distance(pred_feats, target_feats, 1 - known)
+        if "style" in weights:
+            terms["style"] = _ref_features.style_distance(pred_feats, target_feats)
+    if "tv" in weights:
+        terms["tv"] = total_variation(pred, mask=known, region="hole")
+    if "freq" in weights:
+        terms["freq"] = frequency_loss(pred, target)
+    terms["total"] = sum(weights[k] * terms[k] for k in weights)
+    return terms

@@ -1,0 +1,71 @@
+"""Pixel-space loss modules: reconstruction, total variation, frequency."""
+from __future__ import annotations
+
+from typing import Optional
+
+from torch import Tensor, nn
+
+from .. import _validation as V
+from .. import functional as LF
+
+
+class ReconstructionLoss(nn.Module):
+    """``lambda_hole * L(hole) + lambda_valid * L(known)`` (the seed's defaults: 6 and 1, L1).
+
+    ``forward(pred, target, mask=... | hole=...)``; see :func:`inpaint_fast.functional.reconstruction_loss`.
+    """
+
+    def __init__(self, lambda_hole: float = 6.0, lambda_valid: float = 1.0, *, loss: str = "l1",
+                 normalize: str = "mask", reduction: str = "mean", eps: float = LF.EPS):
+        super().__init__()
+        self.lambda_hole = V.check_nonnegative(lambda_hole, "lambda_hole")
+        self.lambda_valid = V.check_nonnegative(lambda_valid, "lambda_valid")
+        self.loss = V.check_choice(loss, "loss", LF.PIXEL_LOSSES)
+        V.check_loss_options(reduction, normalize, eps)
+        self.normalize, self.reduction, self.eps = normalize, reduction, eps
+
+    def forward(self, pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None,
+                hole: Optional[Tensor] = None) -> Tensor:
+        return LF.reconstruction_loss(pred, target, mask=mask, hole=hole, lambda_hole=self.lambda_hole,
+                                      lambda_valid=self.lambda_valid, loss=self.loss, normalize=self.normalize,
+                                      reduction=self.reduction, eps=self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"lambda_hole={self.lambda_hole}, lambda_valid={self.lambda_valid}, loss={self.loss!r}, "
+                f"normalize={self.normalize!r}, reduction={self.reduction!r}")
+
+
+class TVLoss(nn.Module):
+    """Anisotropic total variation of ``pred``, optionally over a mask region.
+
+    ``forward(pred, mask=... | hole=...)``; see :func:`inpaint_fast.functional.total_variation`.
+    """
+
+    def __init__(self, region: Optional[str] = None, *, p: int = 1, normalize: str = "mask",
+                 reduction: str = "mean", eps: float = LF.EPS):
+        super().__init__()
+        V.check_region(region)
+        V.check_loss_options(reduction, normalize, eps)
+        V.check_tv_power(p)
+        self.region, self.p, self.normalize, self.reduction, self.eps = region, p, normalize, reduction, eps
+
+    def forward(self, pred: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None) -> Tensor:
+        return LF.total_variation(pred, mask=mask, hole=hole, region=self.region, p=self.p,
+                                  normalize=self.normalize, reduction=self.reduction, eps=self.eps)
+
+    def extra_repr(self) -> str:
+        return f"region={self.region!r}, p={self.p}, normalize={self.normalize!r}, reduction={self.reduction!r}"
+
+
+class FrequencyLoss(nn.Module):
+    """L1 between log-magnitude spectra; see :func:`inpaint_fast.functional.frequency_loss`."""
+
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        self.reduction = V.check_choice(reduction, "reduction", V.REDUCTIONS)
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        return LF.frequency_loss(pred, target, reduction=self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}"

@@ -1,0 +1,77 @@
+"""Feature-space losses on lists of feature maps: perceptual distance, Gram matrices, style.
+
+Feature maps are (N, C_l, H_l, W_l) tensors, one per layer (a ``VGGFeatures`` output). A spatial
+``weight`` (N|1, 1, H, W) at image resolution is resized to each layer by nearest neighbour,
+as the seed does.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .pixel import EPS, accumulate_dtype, masked_mean
+
+
+def resize_weight(weight: Optional[Tensor], size) -> Optional[Tensor]:
+    """The seed's ``F.interpolate(mask, size=..., mode='nearest')``; None stays None."""
+    if weight is None or tuple(weight.shape[-2:]) == tuple(size):
+        return weight
+    return F.interpolate(weight, size=tuple(size), mode="nearest")
+
+
+def combine_layers(terms: List[Tensor], layer_weights: Optional[Sequence[float]]):
+    """The seed's ``torch.stack(terms).mean()``, or ``sum(w_l * term_l)`` with explicit weights."""
+    if layer_weights is None:
+        return torch.stack(terms).mean()
+    return sum(w * t for w, t in zip(layer_weights, terms))
+
+
+def feature_distance(pred_feats: Sequence[Tensor], target_feats: Sequence[Tensor],
+                     weight: Optional[Tensor] = None, *, loss: str = "l1",
+                     layer_weights: Optional[Sequence[float]] = None, normalize: str = "mask",
+                     reduction: str = "mean", eps: float = EPS):
+    """Perceptual distance: per layer ``masked_mean(|f_pred - f_target|, weight resized)``,
+    averaged over layers (or weighted by ``layer_weights``). 'none' gives the list of weighted
+    per-layer error maps."""
+    terms = []
+    for fp, ft in zip(pred_feats, target_feats):
+        err = (fp - ft).abs() if loss == "l1" else (fp - ft) ** 2
+        terms.append(masked_mean(err, resize_weight(weight, err.shape[-2:]), normalize=normalize,
+                                 reduction=reduction, eps=eps))
+    return terms if reduction == "none" else combine_layers(terms, layer_weights)
+
+
+def gram_matrix(feat: Tensor, weight: Optional[Tensor] = None, *, eps: float = EPS) -> Tensor:
+    """The seed's ``F F^T / (C H W)`` per sample: (N, C, H, W) -> (N, C, C).
+
+    With a spatial ``weight`` (N|1, 1, H, W) the Gram is taken over the weighted positions,
+    ``F diag(w) F^T / (C * max(sum(w), eps))``, so an all-ones weight gives the plain Gram.
+    float16/bfloat16 features are multiplied in float32 and the result cast back.
+    """
+    n, c, h, w = feat.shape
+    acc = accumulate_dtype(feat.dtype)
+    f = feat.reshape(n, c, h * w).to(acc)
+    if weight is None:
+        gram = torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+    else:
+        wf = weight.to(acc).expand(n, 1, h, w).reshape(n, 1, h * w)
+        area = wf.sum(dim=2, keepdim=True).clamp_min(eps)
+        gram = torch.bmm(f * wf, f.transpose(1, 2)) / (c * area)
+    return gram.to(feat.dtype)
+
+
+def style_distance(pred_feats: Sequence[Tensor], target_feats: Sequence[Tensor],
+                   weight: Optional[Tensor] = None, *, layer_weights: Optional[Sequence[float]] = None,
+                   reduction: str = "mean", eps: float = EPS):
+    """Style loss: per layer ``mean |G(f_pred) - G(f_target)|``, averaged over layers (or
+    weighted by ``layer_weights``); 'sum' sums the Gram differences, 'none' gives the list of
+    per-layer (N, C_l, C_l) maps."""
+    terms = []
+    for fp, ft in zip(pred_feats, target_feats):
+        ww = resize_weight(weight, fp.shape[-2:])
+        diff = (gram_matrix(fp, ww, eps=eps) - gram_matrix(ft, ww, eps=eps)).abs()
+        terms.append(masked_mean(diff, None, reduction=reduction))
+    return terms if reduction == "none" else combine_layers(terms, layer_weights)

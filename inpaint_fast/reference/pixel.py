@@ -1,0 +1,73 @@
+"""Pixel losses: the seed's ``get_mean``, L1, L2 and hole/valid reconstruction, generalised.
+
+Inputs are validated by the public API: ``pred``/``target`` are (N, C, H, W) tensors of one
+floating dtype; ``weight`` is None or a floating tensor broadcastable to them (the per-pixel
+weight of the region averaged over; the seed's ``mask`` argument of ``get_mean``).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+EPS = 1e-8
+
+
+def accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float16/bfloat16 sums are taken in float32 so that mask areas cannot overflow."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def masked_mean(err: Tensor, weight: Optional[Tensor] = None, *, normalize: str = "mask",
+                reduction: str = "mean", eps: float = EPS) -> Tensor:
+    """The seed's ``get_mean(err, weight, eps)`` with a reduction and a normaliser.
+
+    'mean' with normalize='mask': ``sum(w * err) / max(sum(w expanded to err), eps)``;
+    normalize='all': ``sum(w * err) / err.numel()``; 'sum': ``sum(w * err)``; 'none': ``w * err``.
+    An empty region gives 0, never NaN.
+    """
+    weighted = err if weight is None else err * weight
+    if reduction == "none":
+        return weighted
+    acc = accumulate_dtype(err.dtype)
+    if err.numel() == 0:
+        return err.new_zeros(())
+    if weight is None:
+        if reduction == "sum":
+            return err.sum(dtype=acc).to(err.dtype)
+        return err.mean(dtype=acc).to(err.dtype)
+    total = weighted.sum(dtype=acc)
+    if reduction == "sum":
+        return total.to(err.dtype)
+    if normalize == "all":
+        return (total / err.numel()).to(err.dtype)
+    area = weight.expand_as(err).sum(dtype=acc)
+    return (total / area.clamp_min(eps)).to(err.dtype)
+
+
+def pixel_error(pred: Tensor, target: Tensor, loss: str = "l1") -> Tensor:
+    """Elementwise error: |d| for 'l1', d**2 for 'l2', with d = pred - target."""
+    diff = pred - target
+    return diff.abs() if loss == "l1" else diff ** 2
+
+
+def l1(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, **options) -> Tensor:
+    """The seed's ``l1_loss``: ``masked_mean(|pred - target|, weight)``."""
+    return masked_mean(pixel_error(pred, target, "l1"), weight, **options)
+
+
+def l2(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, **options) -> Tensor:
+    """The seed's ``l2_loss``: ``masked_mean((pred - target)**2, weight)``."""
+    return masked_mean(pixel_error(pred, target, "l2"), weight, **options)
+
+
+def reconstruction(pred: Tensor, target: Tensor, known: Tensor, *, lambda_hole: float = 6.0,
+                   lambda_valid: float = 1.0, loss: str = "l1", **options) -> Tensor:
+    """The seed's ``reconstruction_loss``: ``lambda_hole * L(hole) + lambda_valid * L(known)``.
+
+    ``known`` is the mask (1 = known pixel); each term is normalised by its own region.
+    """
+    err = pixel_error(pred, target, loss)
+    return (lambda_hole * masked_mean(err, 1 - known, **options)
+            + lambda_valid * masked_mean(err, known, **options))

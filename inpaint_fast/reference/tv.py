@@ -1,0 +1,37 @@
+"""Anisotropic total variation with the seed's pair masks.
+
+``img`` is (N, C, H, W); ``weight`` is None or broadcastable to it (1 = pixel counted). A vertical
+or horizontal neighbour pair counts with the product of its two pixels' weights, as in the seed.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from torch import Tensor
+
+from .pixel import EPS, masked_mean
+
+
+def total_variation(img: Tensor, weight: Optional[Tensor] = None, *, p: int = 1, normalize: str = "mask",
+                    reduction: str = "mean", eps: float = EPS) -> Tensor:
+    """The seed's ``tv_loss(img, weight)``: ``mean_w |dh|^p + mean_w |dw|^p`` (p = 1 or 2).
+
+    Each direction is normalised by its own pair-weight area ('mask') or pair count ('all').
+    'none' returns an (N, C, H, W) map holding at each pixel its down and right pair terms
+    (0 on the last row / column), so that its sum is the 'sum' reduction.
+    """
+    dh = img[:, :, 1:, :] - img[:, :, :-1, :]
+    dw = img[:, :, :, 1:] - img[:, :, :, :-1]
+    dh, dw = (dh.abs(), dw.abs()) if p == 1 else (dh.square(), dw.square())
+    wh = ww = None
+    if weight is not None:
+        wh = weight[:, :, 1:, :] * weight[:, :, :-1, :]
+        ww = weight[:, :, :, 1:] * weight[:, :, :, :-1]
+    options = dict(normalize=normalize, reduction=reduction, eps=eps)
+    th, tw = masked_mean(dh, wh, **options), masked_mean(dw, ww, **options)
+    if reduction != "none":
+        return th + tw
+    out = img.new_zeros(img.shape)
+    out[:, :, :-1, :] += th
+    out[:, :, :, :-1] += tw
+    return out

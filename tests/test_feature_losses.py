@@ -1,0 +1,127 @@
+"""perceptual_loss, gram_matrix, style_loss (and their modules) against the seed's code and closed forms."""
+import pytest
+import torch
+
+import inpaint_fast as IF
+from tests import seed_notebook as seed
+
+
+@pytest.fixture()
+def seed_with(seed_vgg, monkeypatch):
+    monkeypatch.setattr(seed, "vgg", seed_vgg)
+    return seed
+
+
+def images(n=2, size=32, dtype=torch.float32):
+    torch.manual_seed(0)
+    return torch.rand(n, 3, size, size, dtype=dtype), torch.rand(n, 3, size, size, dtype=dtype)
+
+
+def test_perceptual_matches_seed(vgg, seed_with):
+    x, pred = images()
+    m = seed.get_box_mask(x, top=4, left=6, height=12, width=10)
+    assert torch.equal(IF.perceptual_loss(pred, x, extractor=vgg), seed_with.perceptual_loss(x, pred))
+    assert torch.equal(IF.perceptual_loss(pred, x, extractor=vgg, mask=m), seed_with.perceptual_loss(x, pred, 1 - m))
+    assert torch.equal(IF.perceptual_loss(pred, x, extractor=vgg, hole=1 - m, region="known"),
+                       seed_with.perceptual_loss(x, pred, m))
+
+
+def test_style_and_gram_match_seed(vgg, seed_with):
+    x, pred = images()
+    assert torch.equal(IF.style_loss(pred, x, extractor=vgg), seed_with.style_loss(x, pred))
+    feat = torch.rand(2, 5, 4, 3)
+    assert torch.equal(IF.gram_matrix(feat), seed.gram_matrix(feat))
+
+
+def test_gram_closed_form_and_masked_gram():
+    f = torch.tensor([[[[1.0, 2.0]], [[3.0, -1.0]]]], dtype=torch.float64)  # (1, C=2, 1, 2)
+    expected = torch.tensor([[[1 + 4, 3 - 2], [3 - 2, 9 + 1]]], dtype=torch.float64) / (2 * 2)
+    torch.testing.assert_close(IF.gram_matrix(f), expected)
+    known = torch.tensor([[1.0, 0.0]], dtype=torch.float64)  # position 1 is the hole
+    # Gram over the hole position only, divided by C * area = 2 * 1
+    torch.testing.assert_close(IF.gram_matrix(f, mask=known), torch.tensor([[[4.0, -2.0], [-2.0, 1.0]]]).double() / 2)
+    torch.testing.assert_close(IF.gram_matrix(f, mask=known, region="all"), expected)
+    torch.testing.assert_close(IF.gram_matrix(f, mask=torch.ones(1, 2).double(), region="known"), expected)
+    assert (IF.gram_matrix(f, mask=torch.ones(1, 2).double()) == 0).all()  # empty hole: 0, not NaN
+
+
+def test_perceptual_options_closed_form():
+    """An identity 'extractor' reduces perceptual loss to pixel losses: an independent closed form."""
+    x, pred = images(size=8)
+    mask = torch.rand(2, 1, 8, 8) > 0.5
+    two_layers = lambda t: [t, 2 * t]  # noqa: E731
+    l1 = IF.masked_l1(pred, x, mask=mask)
+    torch.testing.assert_close(IF.perceptual_loss(pred, x, extractor=two_layers, mask=mask), (l1 + 2 * l1) / 2)
+    torch.testing.assert_close(IF.perceptual_loss(pred, x, extractor=two_layers, mask=mask, layer_weights=[1.0, 0.5]),
+                               l1 + 0.5 * 2 * l1)
+    l2 = IF.masked_l2(pred, x, mask=mask, normalize="all")
+    torch.testing.assert_close(
+        IF.perceptual_loss(pred, x, extractor=lambda t: [t], mask=mask, loss="l2", normalize="all"), l2)
+    maps = IF.perceptual_loss(pred, x, extractor=two_layers, mask=mask, reduction="none")
+    assert isinstance(maps, list) and len(maps) == 2 and maps[1].shape == x.shape
+
+
+def test_feature_mask_is_resized_by_nearest():
+    x, pred = images(n=1, size=8)
+    mask = torch.ones(1, 1, 8, 8)
+    mask[..., :4, :] = 0  # top half is the hole
+    pool = lambda t: [torch.nn.functional.avg_pool2d(t, 2)]  # noqa: E731  features at 4x4
+    fx, fp = pool(x)[0], pool(pred)[0]
+    expected = (fp - fx)[..., :2, :].abs().mean()
+    torch.testing.assert_close(IF.perceptual_loss(pred, x, extractor=pool, mask=mask), expected)
+
+
+def test_gradients_reach_pred_only(vgg):
+    x, pred = images(n=1)
+    x.requires_grad_()
+    pred.requires_grad_()
+    mask = torch.rand(1, 1, 32, 32) > 0.3
+    loss = IF.perceptual_loss(pred, x, extractor=vgg, mask=mask) + IF.style_loss(pred, x, extractor=vgg, mask=mask)
+    loss.backward()
+    assert pred.grad is not None and pred.grad.abs().sum() > 0
+    assert x.grad is None
+    assert all(p.grad is None and not p.requires_grad for p in vgg.parameters())
+
+
+def test_style_gradcheck_with_mask():
+    torch.manual_seed(0)
+    pred, x = torch.rand(1, 3, 5, 4, dtype=torch.float64, requires_grad=True), torch.rand(1, 3, 5, 4).double()
+    mask = torch.rand(1, 1, 5, 4, dtype=torch.float64)
+    ext = lambda t: [t, t[:, :2] * 3]  # noqa: E731
+    assert torch.autograd.gradcheck(lambda p: IF.style_loss(p, x, extractor=ext, mask=mask), (pred,))
+    assert torch.autograd.gradcheck(lambda p: IF.perceptual_loss(p, x, extractor=ext, mask=mask, loss="l2"), (pred,))
+
+
+def test_modules(vgg):
+    x, pred = images(n=1)
+    mask = torch.rand(1, 1, 32, 32) > 0.3
+    perc = IF.PerceptualLoss(vgg, region="known", loss="l2")
+    torch.testing.assert_close(perc(pred, x, mask=mask),
+                               IF.perceptual_loss(pred, x, extractor=vgg, mask=mask, region="known", loss="l2"))
+    style = IF.StyleLoss(vgg, layer_weights=[1.0, 2.0, 3.0])
+    torch.testing.assert_close(style(pred, x), IF.style_loss(pred, x, extractor=vgg, layer_weights=[1.0, 2.0, 3.0]))
+    built = IF.PerceptualLoss(weights=None, layers=("relu1_2",))
+    assert isinstance(built.extractor, IF.VGGFeatures) and built.extractor.layers == ("relu1_2",)
+
+
+def test_low_precision_style_is_finite():
+    """float16 Grams are accumulated in float32: no overflow where float16 sums would overflow."""
+    torch.manual_seed(0)
+    feat = (torch.rand(1, 4, 64, 64) * 30).half()  # sums of products ~ 1e6 > float16 max
+    g = IF.gram_matrix(feat)
+    assert g.dtype == torch.float16 and torch.isfinite(g).all()
+    torch.testing.assert_close(g.float(), IF.gram_matrix(feat.float()), rtol=2e-3, atol=0)
+
+
+def test_feature_loss_errors(vgg):
+    x, pred = images(n=1)
+    with pytest.raises(TypeError, match="extractor must be a callable"):
+        IF.perceptual_loss(pred, x, extractor="vgg")
+    with pytest.raises(ValueError, match="single-channel"):
+        IF.perceptual_loss(pred, x, extractor=vgg, mask=torch.ones(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="layer_weights must be a sequence of 3"):
+        IF.style_loss(pred, x, extractor=vgg, layer_weights=[1.0])
+    with pytest.raises(ValueError, match=r"layer_weights\[1\] must be a finite number >= 0"):
+        IF.perceptual_loss(pred, x, extractor=vgg, layer_weights=[1.0, -1.0, 1.0])
+    with pytest.raises(ValueError, match="loss must be one of"):
+        IF.PerceptualLoss(vgg, loss="huber")

@@ -1,0 +1,67 @@
+"""total_variation / TVLoss against closed forms and the seed's tv_loss."""
+import pytest
+import torch
+
+import inpaint_fast as IF
+from tests import seed_notebook as seed
+
+
+def test_closed_form():
+    img = torch.tensor([[[[0.0, 1.0, 3.0], [2.0, 2.0, 2.0]]]], dtype=torch.float64)  # (1, 1, 2, 3)
+    # vertical pairs: |2-0|, |2-1|, |2-3| = 2, 1, 1; horizontal: 1, 2, 0, 0
+    assert IF.total_variation(img).item() == pytest.approx(4 / 3 + 3 / 4)
+    assert IF.total_variation(img, p=2).item() == pytest.approx(6 / 3 + 5 / 4)
+    assert IF.total_variation(img, reduction="sum").item() == pytest.approx(7)
+    known = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 1.0]], dtype=torch.float64)
+    # hole pixels (0,1), (0,2), (1,1): vertical hole pair is column 1 (|2-1|); horizontal: (0,1)-(0,2) (|3-1|)
+    assert IF.total_variation(img, mask=known).item() == pytest.approx(1 + 2)
+    # known pixels (0,0), (1,0), (1,2): vertical pair column 0 (|2-0|); no horizontal known pair
+    assert IF.total_variation(img, mask=known, region="known").item() == pytest.approx(2)
+    # normalize='all' divides each direction by its number of pairs
+    assert IF.total_variation(img, mask=known, normalize="all").item() == pytest.approx(1 / 3 + 2 / 4)
+
+
+def test_none_map_sums_to_sum():
+    torch.manual_seed(0)
+    img = torch.rand(2, 3, 5, 6, dtype=torch.float64)
+    mask = torch.rand(2, 1, 5, 6) > 0.5
+    out = IF.total_variation(img, mask=mask, reduction="none")
+    assert out.shape == img.shape
+    torch.testing.assert_close(out.sum(), IF.total_variation(img, mask=mask, reduction="sum"))
+    assert (out[:, :, -1, -1] == 0).all()
+
+
+def test_matches_seed():
+    torch.manual_seed(0)
+    img = torch.rand(2, 3, 32, 40)
+    m = seed.get_box_mask(img, top=5, left=7, height=12, width=20)
+    assert torch.equal(IF.total_variation(img), seed.tv_loss(img))
+    assert torch.equal(IF.total_variation(img, mask=m), seed.tv_loss(img, 1 - m))
+    assert torch.equal(IF.total_variation(img, hole=1 - m, region="known"), seed.tv_loss(img, m))
+
+
+def test_empty_region_and_single_row_are_zero_not_nan():
+    img = torch.rand(1, 3, 6, 6, requires_grad=True)
+    loss = IF.total_variation(img, mask=torch.ones(6, 6))  # no hole
+    (grad,) = torch.autograd.grad(loss, img)
+    assert loss.item() == 0 and (grad == 0).all()
+    row = torch.rand(1, 3, 1, 5)
+    assert torch.isfinite(IF.total_variation(row))
+    assert IF.total_variation(row).item() == pytest.approx((row[..., 1:] - row[..., :-1]).abs().mean().item())
+
+
+def test_gradcheck_and_module():
+    torch.manual_seed(0)
+    img = torch.rand(1, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(1, 1, 4, 5, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x: IF.total_variation(x, mask=mask, p=2), (img,))
+    module = IF.TVLoss(region="known", p=2, normalize="all")
+    torch.testing.assert_close(module(img, mask=mask),
+                               IF.total_variation(img, mask=mask, region="known", p=2, normalize="all"))
+
+
+def test_bad_power():
+    with pytest.raises(ValueError, match="p must be 1"):
+        IF.total_variation(torch.rand(1, 1, 3, 3), p=3)
+    with pytest.raises(ValueError, match="p must be 1"):
+        IF.TVLoss(p=True)
