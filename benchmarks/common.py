@@ -1,0 +1,532 @@
+"""Shared benchmark helpers: the only copy (timing, memory, roofline, compile, CSV, plots, CLI).
+
+Every ``benchmarks/bench_<op>.py`` imports this module; nothing here is op-specific. The helpers are
+device-agnostic: a ``torch.device`` is passed in, CUDA work is synchronised around every timed
+region, and peak memory is taken from the CUDA caching allocator on GPU and from the profiler's
+allocation events on CPU (see :func:`peak_memory_bytes`).
+
+Timing model (:func:`time_cases`)
+    Providers of one (shape, mode) are timed *interleaved*: each round times every provider once,
+    in a rotated order, so slow drifts of a shared machine (other jobs, frequency changes) hit all
+    providers alike and the ratios between them stay meaningful. After ``warmup`` untimed calls per
+    provider, ``repeats`` samples are taken; a sample of a case without per-call setup repeats the
+    call ``number`` times (calibrated so one sample lasts at least ``min_sample_ms``) and records
+    the mean. Reported: median and the 20th/80th percentiles of the samples, in milliseconds.
+    The Python garbage collector is disabled while timing.
+
+Modes (:func:`mode_case`)
+    ``forward``: the loss call, with the inputs that need a gradient requiring grad (a training
+    forward: it records the autograd graph). ``backward``: the backward alone; each sample first
+    runs a forward *untimed* (a fresh graph every time), then times ``torch.autograd.grad``.
+    ``full``: forward + backward in one timed call.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as _dt
+import gc
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(BENCH_DIR)
+RESULTS_DIR = os.path.join(BENCH_DIR, "results")
+PLOTS_DIR = os.path.join(BENCH_DIR, "plots")
+QUICK_SUBDIR = "quick"  # --quick runs write under results/quick/ and plots/quick/ (git-ignored)
+
+if REPO_ROOT not in sys.path:  # so `from tests import seed_notebook` works from `python benchmarks/x.py`
+    sys.path.insert(0, REPO_ROOT)
+
+MODES = ("forward", "backward", "full")
+COLUMNS = ("op", "shape", "dtype", "provider", "mode", "median_ms", "p20_ms", "p80_ms", "gbps", "roofline_gbps",
+           "pct_roofline", "speedup_vs_eager", "speedup_vs_compile", "peak_mem_mb", "threads", "device",
+           "torch_version", "git_rev", "date", "note")
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+          "bfloat16": torch.bfloat16}
+
+
+# --------------------------------------------------------------------------------------------- timing
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work (a no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass
+class Timing:
+    """Per-call times of one case, in milliseconds."""
+    samples_ms: List[float]
+    number: int = 1  # calls per sample
+
+    def _pct(self, q: float) -> float:
+        s = sorted(self.samples_ms)
+        if not s:
+            return float("nan")
+        k = (len(s) - 1) * q
+        lo, hi = math.floor(k), math.ceil(k)
+        return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+    @property
+    def median_ms(self) -> float:
+        return self._pct(0.5)
+
+    @property
+    def p20_ms(self) -> float:
+        return self._pct(0.2)
+
+    @property
+    def p80_ms(self) -> float:
+        return self._pct(0.8)
+
+
+@dataclass
+class Case:
+    """A timed callable. With ``setup``, each sample calls ``fn(setup())`` and times only ``fn``."""
+    fn: Callable[..., Any]
+    setup: Optional[Callable[[], Any]] = None
+
+
+def _run_once(case: Case, device: torch.device) -> float:
+    """Seconds of one call of ``case.fn`` (its setup, if any, runs untimed before)."""
+    if case.setup is not None:
+        state = case.setup()
+        synchronize(device)
+        t0 = time.perf_counter()
+        out = case.fn(state)
+        synchronize(device)
+        t1 = time.perf_counter()
+        del out, state
+        return t1 - t0
+    synchronize(device)
+    t0 = time.perf_counter()
+    out = case.fn()
+    synchronize(device)
+    t1 = time.perf_counter()
+    del out
+    return t1 - t0
+
+
+def _run_sample(case: Case, device: torch.device, number: int) -> float:
+    """Milliseconds per call, averaged over ``number`` back-to-back calls (``number`` is 1 with a setup)."""
+    if case.setup is not None or number == 1:
+        return _run_once(case, device) * 1e3
+    synchronize(device)
+    t0 = time.perf_counter()
+    for _ in range(number):
+        out = case.fn()
+        del out
+    synchronize(device)
+    return (time.perf_counter() - t0) * 1e3 / number
+
+
+def time_cases(cases: Mapping[str, Case], *, device: torch.device, warmup: int = 3, repeats: int = 20,
+               min_sample_ms: float = 1.0, max_number: int = 1000) -> Dict[str, Timing]:
+    """Times every case, interleaved round by round (see the module docstring); name -> Timing."""
+    names = list(cases)
+    numbers: Dict[str, int] = {}
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for name in names:
+            for _ in range(max(warmup, 1)):
+                _run_once(cases[name], device)
+            if cases[name].setup is not None:
+                numbers[name] = 1
+            else:
+                t_ms = _run_once(cases[name], device) * 1e3
+                numbers[name] = int(min(max_number, max(1, math.ceil(min_sample_ms / max(t_ms, 1e-6)))))
+        samples: Dict[str, List[float]] = {n: [] for n in names}
+        for r in range(repeats):
+            k = r % len(names)
+            for name in names[k:] + names[:k]:  # rotate the order so no provider always goes first
+                samples[name].append(_run_sample(cases[name], device, numbers[name]))
+    finally:
+        if was_enabled:
+            gc.enable()
+    return {n: Timing(samples[n], numbers[n]) for n in names}
+
+
+def time_callable(fn: Callable[..., Any], *, setup: Optional[Callable[[], Any]] = None,
+                  device: torch.device = torch.device("cpu"), warmup: int = 3, repeats: int = 20,
+                  min_sample_ms: float = 1.0) -> Timing:
+    """Median/p20/p80 of one callable (``fn()``, or ``fn(setup())`` timing only ``fn``)."""
+    return time_cases({"fn": Case(fn, setup)}, device=device, warmup=warmup, repeats=repeats,
+                      min_sample_ms=min_sample_ms)["fn"]
+
+
+def mode_case(loss_fn: Callable[..., torch.Tensor], args: Sequence[Any], grad_inputs: Sequence[torch.Tensor],
+              mode: str) -> Case:
+    """The :class:`Case` timing ``mode`` of ``loss_fn(*args)``; gradients are taken w.r.t. ``grad_inputs``.
+
+    'backward' runs the forward untimed in the setup (a fresh graph for every sample) and times
+    ``torch.autograd.grad`` alone; 'full' times forward + backward. ``autograd.grad`` is used rather
+    than ``.backward()`` so that no ``.grad`` accumulates between samples.
+    """
+    grad_inputs = tuple(grad_inputs)
+    if mode == "forward":
+        return Case(lambda: loss_fn(*args))
+    if mode == "backward":
+        return Case(lambda loss: torch.autograd.grad(loss, grad_inputs), setup=lambda: loss_fn(*args))
+    if mode == "full":
+        return Case(lambda: torch.autograd.grad(loss_fn(*args), grad_inputs))
+    raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
+
+
+# --------------------------------------------------------------------------------------------- memory
+
+def _cpu_allocation_events(prof) -> List[Tuple[int, int]]:
+    """(time_ns, signed bytes) of every CPU allocation (+) and free (-) the profiler recorded."""
+    events: List[Tuple[int, int]] = []
+    stack = list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        node = stack.pop()
+        stack.extend(node.children)
+        extra = node.extra_fields
+        if type(extra).__name__ == "_ExtraFields_Allocation" and extra.device.type == "cpu":
+            events.append((node.start_time_ns, int(extra.alloc_size)))
+    events.sort()
+    return events
+
+
+def peak_memory_bytes(fn: Callable[..., Any], *, setup: Optional[Callable[[], Any]] = None,
+                      device: torch.device = torch.device("cpu")) -> int:
+    """Peak bytes of tensor memory allocated by one call of ``fn()`` (or ``fn(setup())``) above the start.
+
+    What is measured is the high-water mark of *extra* live tensor bytes while the call runs,
+    relative to what was live when it started; the call's outputs (e.g. the gradients it returns)
+    are still alive at the end and therefore count. A ``setup`` (e.g. the forward before a timed
+    backward) runs before the measured window, so its allocations are the baseline.
+
+    CUDA: ``torch.cuda.max_memory_allocated() - torch.cuda.memory_allocated()`` around the call,
+    after ``reset_peak_memory_stats`` (the caching allocator's exact count of bytes handed to tensors,
+    not the memory it reserves from the driver).
+
+    CPU: torch has no CPU allocator statistics, and ``tracemalloc``/RSS do not see (or do not
+    isolate) the c10 allocator, so the call runs under ``torch.profiler.profile(profile_memory=True)``:
+    c10's default CPU allocator then reports every allocation and free (size, time) to the
+    profiler. The events are sorted by time and summed; the peak of the running sum is the answer.
+    It counts every tensor storage allocated through torch's CPU allocator (ATen ops, C++
+    extensions using ``at::empty``, inductor-compiled code), at its real size, and nothing else
+    (Python objects, the OpenMP runtime's and compiled code's own stack buffers). The profiler's
+    own overhead changes timings, never sizes; this measurement is taken apart from the timed runs.
+    """
+    state = setup() if setup is not None else None
+    call = (lambda: fn(state)) if setup is not None else fn
+    synchronize(device)
+    gc.collect()
+    if device.type == "cuda":
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        out = call()
+        synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device) - base
+        del out, state
+        return int(peak)
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        out = call()
+    del out, state
+    running = peak = 0
+    for _, size in _cpu_allocation_events(prof):
+        running += size
+        peak = max(peak, running)
+    return int(peak)
+
+
+# --------------------------------------------------------------------------------------------- roofline
+
+def copy_case(nbytes: int, *, device: torch.device) -> Tuple[Case, int]:
+    """A :class:`Case` timing ``dst.copy_(src)`` that moves ``nbytes`` in all, and the bytes it moves.
+
+    ``src`` and ``dst`` hold ``nbytes / 2`` each (fp32), so the copy's traffic (read src + write dst)
+    and its working set equal those of the loss it is compared with (same cache level). Put it among
+    the cases of :func:`time_cases` so that it is timed interleaved with the providers, under the same
+    machine noise; the roofline is then ``gbps(moved, timing.median_ms)``.
+    """
+    numel = max(1, int(nbytes) // 2 // 4)
+    src = torch.randn(numel, device=device, dtype=torch.float32)
+    dst = torch.empty_like(src)
+    return Case(lambda: dst.copy_(src)), 2 * numel * 4
+
+
+def copy_bandwidth_gbps(nbytes: int, *, device: torch.device, warmup: int = 3, repeats: int = 20,
+                        min_sample_ms: float = 1.0) -> float:
+    """Measured ``dst.copy_(src)`` bandwidth (GB/s = 1e9 B/s) for a copy moving ``nbytes`` (see :func:`copy_case`).
+
+    Standalone version (its own timing run); bench scripts rather time :func:`copy_case` interleaved
+    with the providers.
+    """
+    case, moved = copy_case(nbytes, device=device)
+    t = time_callable(case.fn, device=device, warmup=warmup, repeats=repeats, min_sample_ms=min_sample_ms)
+    return gbps(moved, t.median_ms)
+
+
+def gbps(nbytes: int, ms: float) -> float:
+    """Achieved GB/s of moving ``nbytes`` in ``ms`` milliseconds."""
+    return nbytes / (ms * 1e-3) / 1e9 if ms > 0 else float("nan")
+
+
+def nbytes(t: torch.Tensor) -> int:
+    """Bytes of a tensor's elements (numel * element size; broadcast views count as their numel)."""
+    return t.numel() * t.element_size()
+
+
+# --------------------------------------------------------------------------------------------- compile
+
+def compile_provider(fn: Callable[..., Any], warm: Callable[[Callable[..., Any]], Any],
+                     **compile_kwargs) -> Tuple[Optional[Callable[..., Any]], Optional[str]]:
+    """``torch.compile(fn)`` (default inductor, ``mode=None``), warmed up by ``warm(compiled)``.
+
+    ``torch.compile`` is lazy, so ``warm`` must make every call the benchmark will make (e.g. a
+    forward and a forward+backward) so that no compilation lands in a timed region. Returns
+    ``(compiled, None)``, or ``(None, "ErrorType: message")`` when compiling or running it fails:
+    the caller records the error and carries on without this provider.
+    """
+    try:
+        compiled = torch.compile(fn, mode=None, **compile_kwargs)
+        warm(compiled)
+        return compiled, None
+    except Exception as exc:  # noqa: BLE001 - any compiler failure is recorded, not fatal
+        msg = f"{type(exc).__name__}: {exc}".strip().splitlines()
+        return None, (msg[0] if msg else type(exc).__name__)[:300]
+
+
+# --------------------------------------------------------------------------------------------- metadata
+
+def sanitize(name: str) -> str:
+    """A file-name-safe version of a device name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "unknown"
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU name, or the CPU model (/proc/cpuinfo 'model name', else platform.processor())."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def git_rev() -> str:
+    """Short HEAD revision, '+dirty' when the work tree has changes; 'no-commit' before the first commit."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=20).stdout.strip()
+    try:
+        rev = git("rev-parse", "--short", "HEAD")
+        if not rev:
+            return "no-commit"
+        return rev + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def load_average() -> float:
+    """The 1-minute load average (NaN where /proc/loadavg or os.getloadavg is missing)."""
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return float("nan")
+
+
+def warn_if_busy(threads: int) -> None:
+    """Prints a warning when other work seems to be running (1-min load average above 1).
+
+    On a small machine, OpenMP-parallel kernels (ours, inductor's, even ``copy_``) lose a scheduler
+    time slice per parallel region when another process holds a core, so their times blow up
+    while single-threaded eager ops barely move: run benchmarks on a quiet machine.
+    """
+    load = load_average()
+    cores = os.cpu_count() or 1
+    if load > 1.0:
+        print(f"WARNING: 1-min load average is {load:.2f} on {cores} cores with {threads} benchmark threads: "
+              "other work is running; timings of multithreaded kernels will be noisy", file=sys.stderr, flush=True)
+
+
+def now_utc() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def shape_str(shape: Sequence[int]) -> str:
+    return "x".join(str(int(s)) for s in shape)
+
+
+def parse_shape(text: str) -> Tuple[int, ...]:
+    return tuple(int(s) for s in text.lower().replace("×", "x").split("x"))
+
+
+def set_threads(n: int) -> int:
+    """``torch.set_num_threads(n)``; returns the count torch reports afterwards."""
+    torch.set_num_threads(int(n))
+    return torch.get_num_threads()
+
+
+# --------------------------------------------------------------------------------------------- rows
+
+def fill_speedups(rows: List[Dict[str, Any]]) -> None:
+    """Sets speedup_vs_eager / speedup_vs_compile (baseline median / row median, same shape+mode+dtype)."""
+    base: Dict[Tuple[str, str, str, str], float] = {}
+    for r in rows:
+        if r["provider"] in ("eager", "compile") and _finite(r["median_ms"]):
+            base[(r["shape"], r["mode"], r["dtype"], r["provider"])] = r["median_ms"]
+    for r in rows:
+        for prov in ("eager", "compile"):
+            b = base.get((r["shape"], r["mode"], r["dtype"], prov))
+            ok = b is not None and _finite(r["median_ms"]) and r["median_ms"] > 0
+            r[f"speedup_vs_{prov}"] = b / r["median_ms"] if ok else float("nan")
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if isinstance(v, float):
+        return "" if not math.isfinite(v) else f"{v:.{digits}g}"
+    return "" if v is None else str(v)
+
+
+def write_rows(path: str, rows: Sequence[Mapping[str, Any]]) -> str:
+    """Appends ``rows`` to the CSV at ``path`` (header written when the file is new); returns the path."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    new = not os.path.exists(path) or os.path.getsize(path) == 0
+    if not new:
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), [])
+        if tuple(header) != COLUMNS:
+            raise ValueError(f"{path} has columns {header}, expected {list(COLUMNS)}; move it away or pass --out")
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        for r in rows:
+            w.writerow({c: _fmt(r.get(c), 6) for c in COLUMNS})
+    return path
+
+
+def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A readable fixed-width table of the rows."""
+    cols = [("shape", "shape", 0), ("mode", "mode", 0), ("provider", "provider", 0), ("median_ms", "median ms", 4),
+            ("p20_ms", "p20", 4), ("p80_ms", "p80", 4), ("gbps", "GB/s", 3), ("pct_roofline", "%copy", 3),
+            ("speedup_vs_eager", "x eager", 3), ("speedup_vs_compile", "x compile", 3),
+            ("peak_mem_mb", "peak MB", 4), ("note", "note", 0)]
+    table = [[h for _, h, _ in cols]]
+    for r in rows:
+        table.append([_fmt(r.get(k), d) if d else _fmt(r.get(k)) for k, _, d in cols])
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    lines = ["  ".join(c.ljust(w) if i < 3 or i == len(cols) - 1 else c.rjust(w)
+                       for i, (c, w) in enumerate(zip(row, widths))).rstrip() for row in table]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------- plots
+
+def plot_rows(rows: Sequence[Mapping[str, Any]], path: str, title: str = "") -> Optional[str]:
+    """Bar chart of median time (p20-p80 as error bars) per provider, one panel per (shape, mode); PNG."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot written", file=sys.stderr)
+        return None
+    shapes = list(dict.fromkeys(r["shape"] for r in rows))
+    modes = [m for m in MODES if any(r["mode"] == m for r in rows)]
+    providers = list(dict.fromkeys(r["provider"] for r in rows))
+    colors = {p: plt.cm.tab10(i % 10) for i, p in enumerate(providers)}
+    fig, axes = plt.subplots(len(shapes), len(modes), figsize=(4.2 * len(modes), 3.2 * len(shapes)), squeeze=False)
+    for i, shape in enumerate(shapes):
+        for j, mode in enumerate(modes):
+            ax = axes[i][j]
+            sel = {r["provider"]: r for r in rows if r["shape"] == shape and r["mode"] == mode}
+            names = [p for p in providers if p in sel]
+            med = [sel[p]["median_ms"] if _finite(sel[p]["median_ms"]) else 0.0 for p in names]
+            lo = [max(0.0, m - sel[p]["p20_ms"]) if _finite(sel[p]["p20_ms"]) else 0.0 for p, m in zip(names, med)]
+            hi = [max(0.0, sel[p]["p80_ms"] - m) if _finite(sel[p]["p80_ms"]) else 0.0 for p, m in zip(names, med)]
+            bars = ax.bar(names, med, yerr=[lo, hi], capsize=3, color=[colors[p] for p in names])
+            for b, m, h in zip(bars, med, hi):
+                label = f"{m:.3g}" if m > 0 else "n/a"
+                ax.annotate(label, (b.get_x() + b.get_width() / 2, m + h), ha="center", va="bottom", fontsize=8,
+                            xytext=(0, 3), textcoords="offset points")
+            ax.set_title(f"{shape}  {mode}", fontsize=9)
+            ax.set_ylabel("median ms" if j == 0 else "")
+            ax.tick_params(axis="x", labelsize=8)
+            ax.margins(y=0.15)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------------------------- CLI
+
+def parse_args(description: str, argv: Optional[Sequence[str]] = None,
+               add_arguments: Optional[Callable[[argparse.ArgumentParser], None]] = None) -> argparse.Namespace:
+    """The options every bench script shares (plus ``add_arguments(parser)`` for its own)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true",
+                   help="tiny shapes and 3 repeats (a smoke test); writes under results/quick/ and plots/quick/")
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    p.add_argument("--out", default=None, help="CSV to append to (default benchmarks/results/<device>.csv)")
+    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="input dtype (default float32)")
+    p.add_argument("--device", default="cpu", help="torch device to run on (default cpu)")
+    p.add_argument("--shapes", default=None, help="comma-separated NxCxHxW shapes, overriding the defaults")
+    p.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ",".join(MODES))
+    p.add_argument("--providers", default=None, help="comma-separated subset of the providers")
+    p.add_argument("--repeats", type=int, default=None, help="timed samples per case (default 25; 3 with --quick)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed calls per case (default 5; 1 with --quick)")
+    p.add_argument("--plot", default=None, help="PNG path (default benchmarks/plots/<op>_<device>.png)")
+    p.add_argument("--no-plot", action="store_true", help="do not write the PNG")
+    p.add_argument("--no-csv", action="store_true", help="do not write the CSV")
+    if add_arguments is not None:
+        add_arguments(p)
+    args = p.parse_args(argv)
+    args.device = torch.device(args.device)
+    args.torch_dtype = DTYPES[args.dtype]
+    if args.repeats is None:
+        args.repeats = 3 if args.quick else 25
+    if args.warmup is None:
+        args.warmup = 1 if args.quick else 5
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad = [m for m in args.modes if m not in MODES]
+    if bad:
+        p.error(f"unknown mode(s) {bad}; choose from {list(MODES)}")
+    args.providers = [s.strip() for s in args.providers.split(",")] if args.providers else None
+    args.shapes = [parse_shape(s) for s in args.shapes.split(",")] if args.shapes else None
+    return args
+
+
+def default_paths(args: argparse.Namespace, op: str, device: torch.device) -> Tuple[str, str]:
+    """(CSV path, PNG path) for this run: --out/--plot, else results/<device>.csv and plots/<op>_<device>.png."""
+    dev = sanitize(device_name(device))
+    sub = QUICK_SUBDIR if args.quick else ""
+    csv_path = args.out or os.path.join(RESULTS_DIR, sub, f"{dev}.csv")
+    png_path = args.plot or os.path.join(PLOTS_DIR, sub, f"{op}_{dev}.png")
+    return csv_path, png_path
+
+
+def run_metadata(device: torch.device) -> Dict[str, Any]:
+    """The columns that describe the run rather than the case."""
+    return {"threads": torch.get_num_threads(), "device": device_name(device), "torch_version": torch.__version__,
+            "git_rev": git_rev(), "date": now_utc()}
