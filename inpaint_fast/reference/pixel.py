@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 EPS = 1e-8
+CHARBONNIER_EPS = 1e-3
 
 
 def accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -46,10 +47,14 @@ def masked_mean(err: Tensor, weight: Optional[Tensor] = None, *, normalize: str 
     return (total / area.clamp_min(eps)).to(err.dtype)
 
 
-def pixel_error(pred: Tensor, target: Tensor, loss: str = "l1") -> Tensor:
-    """Elementwise error: |d| for 'l1', d**2 for 'l2', with d = pred - target."""
+def pixel_error(pred: Tensor, target: Tensor, loss: str = "l1", charbonnier_eps: float = CHARBONNIER_EPS) -> Tensor:
+    """Elementwise error of d = pred - target: |d| ('l1'), d**2 ('l2') or sqrt(d**2 + eps**2) ('charbonnier')."""
     diff = pred - target
-    return diff.abs() if loss == "l1" else diff ** 2
+    if loss == "l1":
+        return diff.abs()
+    if loss == "l2":
+        return diff ** 2
+    return (diff * diff + charbonnier_eps * charbonnier_eps).sqrt()
 
 
 def l1(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, **options) -> Tensor:
@@ -63,11 +68,12 @@ def l2(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, **options)
 
 
 def reconstruction(pred: Tensor, target: Tensor, known: Tensor, *, lambda_hole: float = 6.0,
-                   lambda_valid: float = 1.0, loss: str = "l1", **options) -> Tensor:
+                   lambda_valid: float = 1.0, loss: str = "l1", charbonnier_eps: float = CHARBONNIER_EPS,
+                   **options) -> Tensor:
     """The seed's ``reconstruction_loss``: ``lambda_hole * L(hole) + lambda_valid * L(known)``.
 
     ``known`` is the mask (1 = known pixel); each term is normalised by its own region.
     """
-    err = pixel_error(pred, target, loss)
+    err = pixel_error(pred, target, loss, charbonnier_eps)
     return (lambda_hole * masked_mean(err, 1 - known, **options)
             + lambda_valid * masked_mean(err, known, **options))

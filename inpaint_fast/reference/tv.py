@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import torch.nn.functional as F
 from torch import Tensor
 
 from .pixel import EPS, masked_mean
@@ -35,3 +36,9 @@ def total_variation(img: Tensor, weight: Optional[Tensor] = None, *, p: int = 1,
     out[:, :, :-1, :] += th
     out[:, :, :, :-1] += tw
     return out
+
+
+def dilate(hole: Tensor) -> Tensor:
+    """The hole grown by one pixel (3x3 neighbourhood, max for soft weights): the region P of the
+    PConv paper's TV term, "the 1-pixel dilation of the hole region"."""
+    return F.max_pool2d(hole, kernel_size=3, stride=1, padding=1)
