@@ -8,13 +8,13 @@ __version__ = "0.1.0"
 from . import diffusion, functional, gan, reference
 from ._backend import use_backend
 from .features import VGGFeatures
-from .functional import (composite_loss, frequency_loss, gram_matrix, masked_l1, masked_l2, perceptual_loss,
-                         reconstruction_loss, style_loss, total_variation)
+from .functional import (composite_loss, frequency_loss, gram_matrix, masked_charbonnier, masked_error_stats,
+                         masked_l1, masked_l2, perceptual_loss, reconstruction_loss, style_loss, total_variation)
 from .losses import (AdversarialLoss, CompositeLoss, DiffusionInpaintingLoss, FrequencyLoss, PerceptualLoss,
                      ReconstructionLoss, StyleLoss, TVLoss)
 
 __all__ = [
-    "masked_l1", "masked_l2", "reconstruction_loss", "perceptual_loss", "gram_matrix", "style_loss",
+    "masked_l1", "masked_l2", "masked_charbonnier", "masked_error_stats", "reconstruction_loss", "perceptual_loss", "gram_matrix", "style_loss",
     "total_variation", "frequency_loss", "composite_loss",
     "ReconstructionLoss", "PerceptualLoss", "StyleLoss", "TVLoss", "FrequencyLoss", "AdversarialLoss",
     "DiffusionInpaintingLoss", "CompositeLoss", "VGGFeatures", "use_backend",

@@ -94,7 +94,7 @@ def has_cuda_kernels() -> bool:
 
 def kernels(op: str) -> FrozenSet[str]:
     """The backends among 'cpu', 'cuda', 'triton' that have a kernel for ``op`` (e.g.
-    'masked_error_sums'); empty when none. A plain dict lookup (torch.compile-friendly)."""
+    'masked_error'); empty when none. A plain dict lookup (torch.compile-friendly)."""
     return _KERNELS.get(op, _NO_KERNELS)
 
 

@@ -11,7 +11,7 @@ tensor of the image dtype, 4-D, broadcastable to the image: (N|1, C|1, H, W).
 from __future__ import annotations
 
 import numbers
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -19,6 +19,7 @@ from torch import Tensor
 REDUCTIONS = ("mean", "sum", "none")
 NORMALIZES = ("mask", "all")
 REGIONS = ("hole", "known", "all")
+TV_REGIONS = REGIONS + ("hole_dilated",)  # the PConv paper's TV region: the hole grown by one pixel
 _MASK_DTYPES = (torch.bool, torch.uint8)
 
 
@@ -82,13 +83,25 @@ def check_same_device(t: Tensor, name: str, like: Tensor, like_name: str) -> Non
         raise ValueError(f"{name} must be on the device of {like_name} ({like.device}); got {t.device}")
 
 
-def known_from_mask(mask: Optional[Tensor], hole: Optional[Tensor], like: Tensor, *,
-                    required: bool, like_name: str = "pred") -> Optional[Tensor]:
-    """Normalise ``mask=`` (1 = known) or ``hole=`` (1 = missing) to the known-pixel weight.
+class Mask(NamedTuple):
+    """A validated mask: ``tensor`` is 4-D (N|1, C|1, H, W), bool/uint8 or the image's floating
+    dtype, holding the known mask, or the hole mask when ``is_hole``. Kernels read it as it is."""
+    tensor: Tensor
+    is_hole: bool
 
-    Accepted shapes: (N,1,H,W), (N,C,H,W), (N,H,W), (1,1,H,W), (H,W) against an image (N,C,H,W);
-    dtypes bool, uint8 or floating (a soft per-pixel weight in [0, 1]). Returns a tensor of
-    ``like.dtype`` and 4 dimensions, broadcastable to ``like``, or None when neither was given.
+    def known(self, dtype: torch.dtype) -> Tensor:
+        """The known-pixel weight as a floating tensor (1 - hole for a hole mask)."""
+        m = self.tensor.to(dtype)
+        return 1 - m if self.is_hole else m
+
+
+def mask_arg(mask: Optional[Tensor], hole: Optional[Tensor], like: Tensor, *, required: bool,
+             like_name: str = "pred") -> Optional[Mask]:
+    """Check ``mask=`` (1 = known) or ``hole=`` (1 = missing) against the image ``like`` (N, C, H, W).
+
+    Accepted shapes: (N,1,H,W), (N,C,H,W), (N,H,W), (1,1,H,W), (H,W); dtypes bool, uint8 or
+    floating (a soft per-pixel weight in [0, 1], cast to ``like.dtype``). Returns None when neither
+    was given (an error when ``required``).
     """
     if mask is not None and hole is not None:
         raise ValueError("pass either mask= (1 = known pixel) or hole= (1 = missing pixel), not both")
@@ -114,23 +127,32 @@ def known_from_mask(mask: Optional[Tensor], hole: Optional[Tensor], like: Tensor
         raise ValueError(
             f"{name} of shape {tuple((mask if mask is not None else hole).shape)} cannot broadcast to "
             f"{like_name} of shape {tuple(like.shape)}: expected (N|1, 1|C, H, W) = ({n}|1, 1|{c}, {h}, {w})")
-    m = m.to(like.dtype)
-    return m if hole is None else 1 - m
+    if m.is_floating_point():
+        m = m.to(like.dtype)
+    return Mask(m, hole is not None)
 
 
-def check_region(region: Optional[str]) -> Optional[str]:
-    """A module's ``region`` option: None (resolved per call by :func:`resolve_region`) or one of REGIONS."""
-    return None if region is None else check_choice(region, "region", REGIONS)
+def known_from_mask(mask: Optional[Tensor], hole: Optional[Tensor], like: Tensor, *,
+                    required: bool, like_name: str = "pred") -> Optional[Tensor]:
+    """:func:`mask_arg` as the known-pixel weight: a tensor of ``like.dtype``, 4-D, broadcastable to
+    ``like``, or None when no mask was given."""
+    arg = mask_arg(mask, hole, like, required=required, like_name=like_name)
+    return None if arg is None else arg.known(like.dtype)
 
 
-def resolve_region(region: Optional[str], known: Optional[Tensor], *, default: str = "hole") -> str:
-    """The region a masked loss averages over: 'hole', 'known' or 'all'.
+def check_region(region: Optional[str], choices: Sequence[str] = REGIONS) -> Optional[str]:
+    """A module's ``region`` option: None (resolved per call by :func:`resolve_region`) or one of ``choices``."""
+    return None if region is None else check_choice(region, "region", choices)
 
-    ``None`` means ``default`` when a mask was given and 'all' when none was.
+
+def resolve_region(region: Optional[str], mask, *, choices: Sequence[str] = REGIONS, default: str = "hole") -> str:
+    """The region a masked loss is taken over: one of ``choices`` ('hole', 'known', 'all', ...).
+
+    ``None`` means ``default`` when a mask (any non-None ``mask``) was given and 'all' when none was.
     """
-    if check_region(region) is None:
-        return default if known is not None else "all"
-    if region != "all" and known is None:
+    if check_region(region, choices) is None:
+        return default if mask is not None else "all"
+    if region != "all" and mask is None:
         raise ValueError(f"region={region!r} needs a mask: pass mask= (1 = known pixel) or hole= (1 = missing pixel)")
     return region
 

@@ -155,20 +155,17 @@ def run(image: str = "chelsea", out: Optional[str] = "demo_out", vgg_weights: Op
     print_fn(weights_note)
 
     tables: Dict[str, Dict[str, Dict[str, object]]] = {}
+    pixel = {name: LF.masked_error_stats(img, x, mask=mask) for name, img in preds.items()}  # one pass each
     tables["Pixel-wise reconstruction losses"] = {name: {
-        "Full L1": LF.masked_l1(img, x),
-        "Hole L1": LF.masked_l1(img, x, mask=mask, region="hole"),
-        "Valid L1": LF.masked_l1(img, x, mask=mask, region="known"),
-        "Full L2": LF.masked_l2(img, x),
-        "Hole L2": LF.masked_l2(img, x, mask=mask, region="hole"),
-        "Valid L2": LF.masked_l2(img, x, mask=mask, region="known"),
-        "Reconstruction": LF.reconstruction_loss(img, x, mask=mask),
-    } for name, img in preds.items()}
+        "Full L1": s["full_l1"], "Hole L1": s["hole_l1"], "Valid L1": s["known_l1"],
+        "Full L2": s["full_l2"], "Hole L2": s["hole_l2"], "Valid L2": s["known_l2"],
+        "Reconstruction": LF.reconstruction_loss(preds[name], x, mask=mask),
+    } for name, s in pixel.items()}
     tables["Perceptual loss (VGG16 relu1_2, relu2_2, relu3_3)"] = {name: {
         "Full perceptual": LF.perceptual_loss(img, x, extractor=vgg),
         "Hole perceptual": LF.perceptual_loss(img, x, extractor=vgg, mask=mask),
-        "Hole L1": LF.masked_l1(img, x, mask=mask),
-        "Hole L2": LF.masked_l2(img, x, mask=mask),
+        "Hole L1": pixel[name]["hole_l1"],
+        "Hole L2": pixel[name]["hole_l2"],
     } for name, img in preds.items()}
     other = "astronaut" if image == "chelsea" else "chelsea"
     comparison = {"Original": x, "Blurred": preds["Blurred image"], f"Different image ({other})": load_photo(other)}

@@ -19,41 +19,44 @@ from torch import Tensor
 
 from . import _backend
 from . import _validation as V
-from .ops import masked_error_sums as _masked_error_sums
+from .ops import masked_error as _masked_error_op
 from .reference import features as _ref_features
 from .reference import frequency as _ref_frequency
 from .reference import pixel as _ref_pixel
 from .reference import tv as _ref_tv
 
 EPS = _ref_pixel.EPS
-PIXEL_LOSSES = ("l1", "l2")
+CHARBONNIER_EPS = _ref_pixel.CHARBONNIER_EPS
+PIXEL_LOSSES = ("l1", "l2", "charbonnier")
+FEATURE_LOSSES = ("l1", "l2")
 SEED_COMPOSITE_WEIGHTS = {"rec": 1.0, "perc": 0.1, "style": 10.0, "tv": 0.01, "freq": 0.1}
 
 
-def _masked_pixel_mean(loss: str, pred: Tensor, target: Tensor, weight: Optional[Tensor], normalize: str,
-                       reduction: str, eps: float) -> Tensor:
-    """``masked_mean(error(pred, target), weight)``: one fused pass on a built backend."""
-    fused = (reduction != "none" and not (weight is not None and weight.requires_grad)
-             and _backend.choose("masked_error_sums", pred.device) != "reference")
-    if not fused:
-        err = _ref_pixel.pixel_error(pred, target, loss)
-        return _ref_pixel.masked_mean(err, weight, normalize=normalize, reduction=reduction, eps=eps)
-    if weight is None:
-        weight = pred.new_ones(1, 1, *pred.shape[2:])
-    sums = _masked_error_sums.masked_error_sums(pred, target, weight)
-    total = sums[0] if loss == "l1" else sums[1]
-    if reduction == "sum":
-        return total.to(pred.dtype)
-    area = float(pred.numel()) if normalize == "all" else sums[2].clamp_min(eps)
-    return (total / area).to(pred.dtype)
+def _masked_error(pred: Tensor, target: Tensor, mask: Optional[V.Mask], *, loss: str, weight_hole: float,
+                  weight_valid: float, normalize: str, reduction: str, eps: float, charbonnier_eps: float) -> Tensor:
+    """``weight_hole * E(hole) + weight_valid * E(known)`` (no mask: ``weight_valid * E(all)``), fused
+    in one pass on a built backend, else the reference."""
+    fused = (reduction != "none" and not (mask is not None and mask.tensor.requires_grad)
+             and _backend.choose("masked_error", pred.device) != "reference")
+    if fused:
+        return _masked_error_op.masked_error(
+            pred, target, None if mask is None else mask.tensor, mask_is_hole=mask is not None and mask.is_hole,
+            loss=loss, charbonnier_eps=charbonnier_eps, weight_hole=weight_hole, weight_valid=weight_valid,
+            normalize="none" if reduction == "sum" else normalize, eps=eps)
+    known = None if mask is None else mask.known(pred.dtype)
+    return _ref_pixel.masked_error(pred, target, known, loss=loss, weight_hole=weight_hole, weight_valid=weight_valid,
+                                   charbonnier_eps=charbonnier_eps, normalize=normalize, reduction=reduction, eps=eps)
 
 
-def _pixel_loss(loss, pred, target, mask, hole, region, normalize, reduction, eps) -> Tensor:
+def _pixel_loss(loss, pred, target, mask, hole, region, normalize, reduction, eps, charbonnier_eps=CHARBONNIER_EPS):
     V.check_pair(pred, target)
     V.check_loss_options(reduction, normalize, eps)
-    known = V.known_from_mask(mask, hole, pred, required=False)
-    weight = V.region_weight(known, V.resolve_region(region, known))
-    return _masked_pixel_mean(loss, pred, target, weight, normalize, reduction, eps)
+    m = V.mask_arg(mask, hole, pred, required=False)
+    region = V.resolve_region(region, m)
+    weights = {"hole": (1.0, 0.0), "known": (0.0, 1.0), "all": (0.0, 1.0)}[region]
+    return _masked_error(pred, target, None if region == "all" else m, loss=loss, weight_hole=weights[0],
+                         weight_valid=weights[1], normalize=normalize, reduction=reduction, eps=eps,
+                         charbonnier_eps=charbonnier_eps)
 
 
 def masked_l1(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
@@ -77,24 +80,63 @@ def masked_l2(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None, ho
     return _pixel_loss("l2", pred, target, mask, hole, region, normalize, reduction, eps)
 
 
+def masked_charbonnier(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None,
+                       hole: Optional[Tensor] = None, region: Optional[str] = None,
+                       charbonnier_eps: float = CHARBONNIER_EPS, normalize: str = "mask", reduction: str = "mean",
+                       eps: float = EPS) -> Tensor:
+    """Mean Charbonnier error ``sqrt((pred - target)^2 + charbonnier_eps^2)`` over a region (a smooth
+    L1, as restoration codes such as LapSRN and EDVR use). Same arguments as :func:`masked_l1`."""
+    V.check_positive(charbonnier_eps, "charbonnier_eps")
+    return _pixel_loss("charbonnier", pred, target, mask, hole, region, normalize, reduction, eps, charbonnier_eps)
+
+
 def reconstruction_loss(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None,
                         hole: Optional[Tensor] = None, lambda_hole: float = 6.0, lambda_valid: float = 1.0,
-                        loss: str = "l1", normalize: str = "mask", reduction: str = "mean",
-                        eps: float = EPS) -> Tensor:
+                        loss: str = "l1", charbonnier_eps: float = CHARBONNIER_EPS, normalize: str = "mask",
+                        reduction: str = "mean", eps: float = EPS) -> Tensor:
     """``lambda_hole * L(hole) + lambda_valid * L(known)``, each term a masked mean of its region.
 
-    L is 'l1' (the seed, PConv) or 'l2'. A mask is required. With reduction='none' the result is
-    the map ``(lambda_hole (1 - m) + lambda_valid m) * error``, whose sum is reduction='sum'.
+    L is 'l1' (the seed, PConv), 'l2' or 'charbonnier'. A mask is required. One fused pass computes
+    both terms. With reduction='none' the result is the map ``(lambda_hole (1 - m) + lambda_valid m) * error``,
+    whose sum is reduction='sum'.
     """
     V.check_pair(pred, target)
     V.check_loss_options(reduction, normalize, eps)
     V.check_choice(loss, "loss", PIXEL_LOSSES)
+    V.check_positive(charbonnier_eps, "charbonnier_eps")
     lambda_hole = V.check_nonnegative(lambda_hole, "lambda_hole")
     lambda_valid = V.check_nonnegative(lambda_valid, "lambda_valid")
-    known = V.known_from_mask(mask, hole, pred, required=True)
-    hole_term = _masked_pixel_mean(loss, pred, target, 1 - known, normalize, reduction, eps)
-    valid_term = _masked_pixel_mean(loss, pred, target, known, normalize, reduction, eps)
-    return lambda_hole * hole_term + lambda_valid * valid_term
+    m = V.mask_arg(mask, hole, pred, required=True)
+    return _masked_error(pred, target, m, loss=loss, weight_hole=lambda_hole, weight_valid=lambda_valid,
+                         normalize=normalize, reduction=reduction, eps=eps, charbonnier_eps=charbonnier_eps)
+
+
+def masked_error_stats(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None,
+                       hole: Optional[Tensor] = None) -> Dict[str, Tensor]:
+    """The hole / known / full mean L1 and L2 errors in one pass, without gradient (a metrics table).
+
+    Returns {'hole_l1', 'known_l1', 'full_l1', 'hole_l2', 'known_l2', 'full_l2'}: 0-dim tensors of
+    pred's dtype, each ``masked_mean`` with normalize='mask' (an empty region gives 0).
+    """
+    V.check_pair(pred, target)
+    m = V.mask_arg(mask, hole, pred, required=False)
+    with torch.no_grad():
+        if _backend.choose("masked_error", pred.device) != "reference":
+            s = _masked_error_op.masked_error_stats(pred, target, None if m is None else m.tensor,
+                                                    mask_is_hole=m is not None and m.is_hole).double()
+            area_hole, area_known = s[4].clamp_min(EPS), s[5].clamp_min(EPS)
+            total = s[4] + s[5]
+            values = {"hole_l1": s[0] / area_hole, "known_l1": s[1] / area_known, "full_l1": (s[0] + s[1]) / total,
+                      "hole_l2": s[2] / area_hole, "known_l2": s[3] / area_known, "full_l2": (s[2] + s[3]) / total}
+            return {k: v.to(pred.dtype) for k, v in values.items()}
+        known = None if m is None else m.known(pred.dtype)
+        values = {}
+        for loss in ("l1", "l2"):
+            err = _ref_pixel.pixel_error(pred, target, loss)
+            values[f"hole_{loss}"] = err.new_zeros(()) if known is None else _ref_pixel.masked_mean(err, 1 - known)
+            values[f"known_{loss}"] = _ref_pixel.masked_mean(err, known)
+            values[f"full_{loss}"] = _ref_pixel.masked_mean(err)
+        return values
 
 
 def total_variation(pred: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
@@ -151,7 +193,7 @@ def perceptual_loss(pred: Tensor, target: Tensor, *, extractor: Callable[[Tensor
     """
     V.check_pair(pred, target)
     V.check_loss_options(reduction, normalize, eps)
-    V.check_choice(loss, "loss", PIXEL_LOSSES)
+    V.check_choice(loss, "loss", FEATURE_LOSSES)
     weight = _feature_weight(pred, mask, hole, region)
     pred_feats, target_feats = extract_features(extractor, pred, target)
     layer_weights = V.check_layer_weights(layer_weights, len(pred_feats))

@@ -14,17 +14,17 @@ HAS_CPU_KERNELS = _backend.availability()["cpu"] is None
 
 
 def test_default_uses_the_cpu_kernel_when_built():
-    assert _backend.choose("masked_error_sums", CPU) == ("cpu" if HAS_CPU_KERNELS else "reference")
+    assert _backend.choose("masked_error", CPU) == ("cpu" if HAS_CPU_KERNELS else "reference")
     assert _backend.choose("no_such_op", CPU) == "reference"
 
 
 def test_use_backend_forces_and_restores():
     with IF.use_backend("reference"):
-        assert _backend.choose("masked_error_sums", CPU) == "reference"
+        assert _backend.choose("masked_error", CPU) == "reference"
         if HAS_CPU_KERNELS:
             with IF.use_backend("cpu"):
-                assert _backend.choose("masked_error_sums", CPU) == "cpu"
-        assert _backend.choose("masked_error_sums", CPU) == "reference"
+                assert _backend.choose("masked_error", CPU) == "cpu"
+        assert _backend.choose("masked_error", CPU) == "reference"
     assert _backend.forced() is None
 
 
@@ -42,7 +42,7 @@ def test_forcing_an_unknown_or_unavailable_backend_is_an_error():
 def test_forced_cpu_backend_rejects_other_devices_and_keeps_reference_ops():
     x = torch.empty(1, 3, 4, 4, device="meta")
     with IF.use_backend("cpu"):
-        with pytest.raises(RuntimeError, match="backend 'cpu' cannot run masked_error_sums on a meta tensor"):
+        with pytest.raises(RuntimeError, match="backend 'cpu' cannot run masked_error on a meta tensor"):
             IF.masked_l1(x, x)
         img = torch.rand(1, 3, 4, 4)
         torch.testing.assert_close(IF.total_variation(img), IF.reference.tv.total_variation(img))
@@ -53,7 +53,7 @@ def test_environment_variable(value, expected):
     if expected == "cpu" and not HAS_CPU_KERNELS:
         pytest.skip("the C++ extension is not built")
     code = ("import torch; from inpaint_fast import _backend\n"
-            "try: print(_backend.choose('masked_error_sums', torch.device('cpu')))\n"
+            "try: print(_backend.choose('masked_error', torch.device('cpu')))\n"
             "except ValueError as e: print('error', e)")
     env = dict(os.environ, INPAINT_FAST_BACKEND=value)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout

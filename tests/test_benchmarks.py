@@ -7,9 +7,9 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def test_bench_masked_error_sums_quick(tmp_path):
+def test_bench_masked_error_quick(tmp_path):
     out = tmp_path / "quick.csv"
-    subprocess.run([sys.executable, "benchmarks/bench_masked_error_sums.py", "--quick", "--providers",
+    subprocess.run([sys.executable, "benchmarks/bench_masked_error.py", "--quick", "--providers",
                     "eager,reference,cpu", "--no-plot", "--out", str(out)], cwd=ROOT, check=True,
                    capture_output=True, text=True)
     rows = list(csv.DictReader(out.open()))

@@ -36,10 +36,11 @@ _CHECK_LIBRARY = textwrap.dedent("""
     g = torch.Generator().manual_seed(0)
     p, t = torch.randn(2, 3, 40, 50, generator=g), torch.randn(2, 3, 40, 50, generator=g)
     w = torch.rand(2, 1, 40, 50, generator=g)
-    sums = torch.ops.inpaint_fast.masked_error_sums(p, t, w)
+    sums = torch.ops.inpaint_fast.masked_error_stats(p, t, w, False)
     p, t, w = p.double(), t.double(), w.double()
-    expected = torch.stack([pixel.l1(p, t, w, reduction="sum"), pixel.l2(p, t, w, reduction="sum"),
-                            w.expand_as(p).sum()])
+    expected = torch.stack([pixel.l1(p, t, 1 - w, reduction="sum"), pixel.l1(p, t, w, reduction="sum"),
+                            pixel.l2(p, t, 1 - w, reduction="sum"), pixel.l2(p, t, w, reduction="sum"),
+                            (1 - w).expand_as(p).sum(), w.expand_as(p).sum()])
     torch.testing.assert_close(sums.double(), expected, rtol=1e-5, atol=1e-5)
     print("ok")
 """)

@@ -211,3 +211,31 @@ def test_compiles_without_graph_breaks(backend):
     (expected_grad,) = torch.autograd.grad(expected, pred2)
     torch.testing.assert_close(loss, expected)
     torch.testing.assert_close(grad, expected_grad)
+
+
+def test_charbonnier_closed_form(backend):
+    pred, target, mask = tiny()
+    eps = 0.5
+    hole = ((2 ** 2 + eps ** 2) ** 0.5 + (1 + eps ** 2) ** 0.5) / 2
+    assert IF.masked_charbonnier(pred, target, mask=mask, charbonnier_eps=eps).item() == pytest.approx(hole)
+    rec = IF.reconstruction_loss(pred, target, mask=mask, loss="charbonnier", charbonnier_eps=eps, lambda_valid=0.0)
+    assert rec.item() == pytest.approx(6 * hole)
+    with pytest.raises(ValueError, match="charbonnier_eps must be > 0"):
+        IF.masked_charbonnier(pred, target, charbonnier_eps=0.0)
+
+
+@pytest.mark.parametrize("kind", ["mask", "hole", "none"])
+def test_error_stats_equal_the_separate_losses(backend, kind):
+    torch.manual_seed(0)
+    pred, target = torch.rand(2, 3, 20, 30), torch.rand(2, 3, 20, 30)
+    known = torch.rand(2, 1, 20, 30) > 0.3
+    kwargs = {"mask": dict(mask=known), "hole": dict(hole=~known), "none": {}}[kind]
+    stats = IF.functional.masked_error_stats(pred, target, **kwargs)
+    for loss, fn in (("l1", IF.masked_l1), ("l2", IF.masked_l2)):
+        torch.testing.assert_close(stats[f"full_{loss}"], fn(pred, target))
+        if kind == "none":
+            assert stats[f"hole_{loss}"].item() == 0
+            torch.testing.assert_close(stats[f"known_{loss}"], fn(pred, target))
+        else:
+            torch.testing.assert_close(stats[f"hole_{loss}"], fn(pred, target, **kwargs, region="hole"))
+            torch.testing.assert_close(stats[f"known_{loss}"], fn(pred, target, **kwargs, region="known"))

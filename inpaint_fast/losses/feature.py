@@ -34,7 +34,7 @@ class PerceptualLoss(nn.Module):
         super().__init__()
         self.extractor = _make_extractor(extractor, arch, layers, weights)
         V.check_region(region)
-        self.loss = V.check_choice(loss, "loss", LF.PIXEL_LOSSES)
+        self.loss = V.check_choice(loss, "loss", LF.FEATURE_LOSSES)
         V.check_loss_options(reduction, normalize, eps)
         self.region, self.layer_weights = region, layer_weights
         self.normalize, self.reduction, self.eps = normalize, reduction, eps

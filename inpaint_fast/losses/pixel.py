@@ -16,18 +16,21 @@ class ReconstructionLoss(nn.Module):
     """
 
     def __init__(self, lambda_hole: float = 6.0, lambda_valid: float = 1.0, *, loss: str = "l1",
-                 normalize: str = "mask", reduction: str = "mean", eps: float = LF.EPS):
+                 charbonnier_eps: float = LF.CHARBONNIER_EPS, normalize: str = "mask", reduction: str = "mean",
+                 eps: float = LF.EPS):
         super().__init__()
         self.lambda_hole = V.check_nonnegative(lambda_hole, "lambda_hole")
         self.lambda_valid = V.check_nonnegative(lambda_valid, "lambda_valid")
         self.loss = V.check_choice(loss, "loss", LF.PIXEL_LOSSES)
+        self.charbonnier_eps = V.check_positive(charbonnier_eps, "charbonnier_eps")
         V.check_loss_options(reduction, normalize, eps)
         self.normalize, self.reduction, self.eps = normalize, reduction, eps
 
     def forward(self, pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None,
                 hole: Optional[Tensor] = None) -> Tensor:
         return LF.reconstruction_loss(pred, target, mask=mask, hole=hole, lambda_hole=self.lambda_hole,
-                                      lambda_valid=self.lambda_valid, loss=self.loss, normalize=self.normalize,
+                                      lambda_valid=self.lambda_valid, loss=self.loss,
+                                      charbonnier_eps=self.charbonnier_eps, normalize=self.normalize,
                                       reduction=self.reduction, eps=self.eps)
 
     def extra_repr(self) -> str:

@@ -67,13 +67,25 @@ def l2(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, **options)
     return masked_mean(pixel_error(pred, target, "l2"), weight, **options)
 
 
+def masked_error(pred: Tensor, target: Tensor, known: Optional[Tensor], *, loss: str = "l1",
+                 weight_hole: float = 1.0, weight_valid: float = 1.0,
+                 charbonnier_eps: float = CHARBONNIER_EPS, **options) -> Tensor:
+    """``weight_hole * masked_mean(e, 1 - known) + weight_valid * masked_mean(e, known)``, the
+    semantics of the fused ``masked_error`` op; terms of weight 0 are left out. Without a mask
+    (known None) it is ``weight_valid * masked_mean(e)``: the whole image counts as known.
+    """
+    err = pixel_error(pred, target, loss, charbonnier_eps)
+    if known is None:
+        return weight_valid * masked_mean(err, None, **options)
+    terms = [(weight_hole, 1 - known), (weight_valid, known)]
+    out = [w * masked_mean(err, region, **options) for w, region in terms if w != 0]
+    return sum(out[1:], out[0]) if out else masked_mean(err, known, **options) * 0
+
+
 def reconstruction(pred: Tensor, target: Tensor, known: Tensor, *, lambda_hole: float = 6.0,
-                   lambda_valid: float = 1.0, loss: str = "l1", charbonnier_eps: float = CHARBONNIER_EPS,
-                   **options) -> Tensor:
+                   lambda_valid: float = 1.0, **options) -> Tensor:
     """The seed's ``reconstruction_loss``: ``lambda_hole * L(hole) + lambda_valid * L(known)``.
 
     ``known`` is the mask (1 = known pixel); each term is normalised by its own region.
     """
-    err = pixel_error(pred, target, loss, charbonnier_eps)
-    return (lambda_hole * masked_mean(err, 1 - known, **options)
-            + lambda_valid * masked_mean(err, known, **options))
+    return masked_error(pred, target, known, weight_hole=lambda_hole, weight_valid=lambda_valid, **options)

@@ -1,4 +1,4 @@
-"""Benchmark of ``reconstruction_loss`` (the op ``inpaint_fast::masked_error_sums`` behind it).
+"""Benchmark of ``reconstruction_loss`` (the op ``inpaint_fast::masked_error`` behind it).
 
 The loss: ``6 * L1(hole) + 1 * L1(known)`` with a binary (N, 1, H, W) mask (1 = known), each term a
 masked mean, fp32 by default. Providers, all computing that same number:
@@ -20,7 +20,7 @@ reads them once and writes grad_pred once (3E + M); full (forward + backward) fu
 (the design's kernel contract) also moves 3E + M. The roofline is a measured ``copy_`` moving
 the same bytes, timed interleaved with the providers (see ``common.copy_case``).
 
-Run from the repository root: ``python benchmarks/bench_masked_error_sums.py`` (``--quick`` for a
+Run from the repository root: ``python benchmarks/bench_masked_error.py`` (``--quick`` for a
 smoke run, ``--help`` for the options).
 """
 from __future__ import annotations
@@ -85,10 +85,10 @@ def ours(backend: str) -> LossFn:
 
 
 def our_backends(device: torch.device) -> List[str]:
-    """Our compiled backends that can run on ``device`` and have a masked_error_sums kernel."""
+    """Our compiled backends that can run on ``device`` and have a masked_error kernel."""
     avail = _backend.availability()
     names = ["cpu"] if device.type == "cpu" else ["cuda", "triton"]
-    return [b for b in names if avail[b] is None and b in inpaint_fast._extension.kernels("masked_error_sums")]
+    return [b for b in names if avail[b] is None and b in inpaint_fast._extension.kernels("masked_error")]
 
 
 def bytes_moved(mode: str, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> int:

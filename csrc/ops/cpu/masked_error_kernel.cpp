@@ -1,0 +1,435 @@
+// CPU kernels of inpaint_fast::masked_error and masked_error_stats (schemas and semantics:
+// csrc/ops/masked_error.cpp).
+//
+// One pass: a cheap pre-pass sums the mask (the region areas), then every element of pred and
+// target is read once, its hole and valid error terms are accumulated and, when asked, its
+// gradient is written. Work units are fixed runs of elements (csrc/common/reduce.h), so the sums
+// are bitwise the same for any thread count.
+//
+// Layouts, read in place: NCHW with contiguous (H, W) planes (slices along N and C included), and
+// channels_last. Anything else is copied with .contiguous(). The mask (N|1, C|1, H, W) is read in
+// its own dtype (bool/uint8 as 0/1, or the image dtype as a soft weight) and broadcast by stride 0.
+// The hot loop is compiled twice, for AVX2+FMA+F16C and for the baseline ISA, and chosen at run
+// time; within one machine every run takes the same path.
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+#include "common/reduce.h"
+
+namespace inpaint_fast {
+namespace {
+
+constexpr int64_t kSegment = 4096;  // elements per work unit
+enum Loss : int64_t { kL1 = 0, kL2 = 1, kCharbonnier = 2 };
+enum Normalize : int64_t { kSum = 0, kMaskArea = 1, kAllElements = 2 };
+
+struct NoMask {};  // the mask type when there is no mask: every pixel is known (v = 1)
+
+// Per-call constants of the hot loop. v = a + b * m is the known weight (a=0, b=1 for a known
+// mask; a=1, b=-1 for a hole mask); the gradient is (k_hole * (1 - v) + k_valid * v) * e'(d).
+template <typename acc_t>
+struct RunParams {
+  acc_t a, b, k_hole, k_valid, charbonnier_eps2;
+};
+
+template <typename mask_t, typename acc_t>
+inline acc_t known_weight(const mask_t* m, int64_t j, const RunParams<acc_t>& rp) {
+  if constexpr (std::is_same_v<mask_t, NoMask>) {
+    return acc_t(1);
+  } else {
+    return rp.a + rp.b * static_cast<acc_t>(m[j]);
+  }
+}
+
+template <int64_t LOSS, typename acc_t>
+inline void error_and_slope(acc_t d, acc_t charbonnier_eps2, acc_t& e, acc_t& de) {
+  if constexpr (LOSS == kL1) {
+    e = std::abs(d);
+    de = static_cast<acc_t>(d > acc_t(0)) - static_cast<acc_t>(d < acc_t(0));
+  } else if constexpr (LOSS == kL2) {
+    e = d * d;
+    de = acc_t(2) * d;
+  } else {
+    e = std::sqrt(d * d + charbonnier_eps2);
+    de = d / e;
+  }
+}
+
+// One contiguous run: out[0] += sum (1 - v) e, out[1] += sum v e; g = gradient when GRAD.
+template <typename scalar_t, typename mask_t, int64_t LOSS, bool GRAD, typename acc_t>
+__attribute__((always_inline)) inline void error_run(const scalar_t* __restrict__ p,
+                                                     const scalar_t* __restrict__ t,
+                                                     const mask_t* __restrict__ m, int64_t len,
+                                                     const RunParams<acc_t>& rp,
+                                                     scalar_t* __restrict__ g, acc_t* out) {
+  acc_t s_hole[kLanes] = {};
+  acc_t s_valid[kLanes] = {};
+  auto step = [&](int64_t j, int k) {
+    const acc_t d = static_cast<acc_t>(p[j]) - static_cast<acc_t>(t[j]);
+    acc_t e, de;
+    error_and_slope<LOSS>(d, rp.charbonnier_eps2, e, de);
+    const acc_t v = known_weight(m, j, rp);
+    if constexpr (!std::is_same_v<mask_t, NoMask>) s_hole[k] += (acc_t(1) - v) * e;
+    s_valid[k] += v * e;
+    if constexpr (GRAD) g[j] = static_cast<scalar_t>((rp.k_hole * (acc_t(1) - v) + rp.k_valid * v) * de);
+  };
+  int64_t j = 0;
+  for (; j + kLanes <= len; j += kLanes) {
+    for (int k = 0; k < kLanes; ++k) step(j + k, k);
+  }
+  for (int k = 0; j < len; ++j, ++k) step(j, k);
+  out[0] += fold_lanes(s_hole);
+  out[1] += fold_lanes(s_valid);
+}
+
+// One contiguous run of the statistics: out += [hole |d|, valid |d|, hole d^2, valid d^2].
+template <typename scalar_t, typename mask_t, typename acc_t>
+__attribute__((always_inline)) inline void stats_run(const scalar_t* __restrict__ p,
+                                                     const scalar_t* __restrict__ t,
+                                                     const mask_t* __restrict__ m, int64_t len,
+                                                     const RunParams<acc_t>& rp, acc_t* out) {
+  acc_t s[4][kLanes] = {};
+  auto step = [&](int64_t j, int k) {
+    const acc_t d = static_cast<acc_t>(p[j]) - static_cast<acc_t>(t[j]);
+    const acc_t a = std::abs(d), q = d * d, v = known_weight(m, j, rp);
+    s[0][k] += (acc_t(1) - v) * a;
+    s[1][k] += v * a;
+    s[2][k] += (acc_t(1) - v) * q;
+    s[3][k] += v * q;
+  };
+  int64_t j = 0;
+  for (; j + kLanes <= len; j += kLanes) {
+    for (int k = 0; k < kLanes; ++k) step(j + k, k);
+  }
+  for (int k = 0; j < len; ++j, ++k) step(j, k);
+  for (int i = 0; i < 4; ++i) out[i] += fold_lanes(s[i]);
+}
+
+// The two compiled variants of each run and the run-time choice between them.
+template <typename scalar_t, typename mask_t, int64_t LOSS, bool GRAD, typename acc_t>
+__attribute__((target("avx2,fma,f16c"))) void error_run_avx2(
+    const scalar_t* p, const scalar_t* t, const mask_t* m, int64_t len, const RunParams<acc_t>& rp,
+    scalar_t* g, acc_t* out) {
+  error_run<scalar_t, mask_t, LOSS, GRAD>(p, t, m, len, rp, g, out);
+}
+
+template <typename scalar_t, typename mask_t, int64_t LOSS, bool GRAD, typename acc_t>
+void error_run_base(const scalar_t* p, const scalar_t* t, const mask_t* m, int64_t len,
+                    const RunParams<acc_t>& rp, scalar_t* g, acc_t* out) {
+  error_run<scalar_t, mask_t, LOSS, GRAD>(p, t, m, len, rp, g, out);
+}
+
+template <typename scalar_t, typename mask_t, typename acc_t>
+__attribute__((target("avx2,fma,f16c"))) void stats_run_avx2(
+    const scalar_t* p, const scalar_t* t, const mask_t* m, int64_t len, const RunParams<acc_t>& rp,
+    acc_t* out) {
+  stats_run<scalar_t, mask_t>(p, t, m, len, rp, out);
+}
+
+template <typename scalar_t, typename mask_t, typename acc_t>
+void stats_run_base(const scalar_t* p, const scalar_t* t, const mask_t* m, int64_t len,
+                    const RunParams<acc_t>& rp, acc_t* out) {
+  stats_run<scalar_t, mask_t>(p, t, m, len, rp, out);
+}
+
+bool cpu_has_avx2() {
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                          __builtin_cpu_supports("f16c");
+  return has;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Geometry: how units map to memory.
+
+bool planes_contiguous(const at::Tensor& t) {
+  return (t.size(3) == 1 || t.stride(3) == 1) && (t.size(2) == 1 || t.stride(2) == t.size(3));
+}
+
+// Both images channels_last-dense (and more than one channel, else NCHW is the same).
+bool use_channels_last(const at::Tensor& pred, const at::Tensor& target) {
+  return pred.size(1) > 1 && pred.is_contiguous(at::MemoryFormat::ChannelsLast) &&
+         target.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+struct Geometry {
+  bool channels_last;
+  int64_t N, C, HW;
+  int64_t p_n, p_c, t_n, t_c;  // plane strides of pred/target (NCHW layout)
+  int64_t m_n, m_c;            // plane strides of the mask (0 where broadcast)
+  int64_t segments;            // units per (n, c) plane (NCHW) or per image (channels_last)
+  int64_t positions;           // channels_last: pixel positions per unit
+
+  int64_t units() const { return channels_last ? N * segments : N * C * segments; }
+};
+
+int64_t bstride(const at::Tensor& t, int dim) { return t.size(dim) == 1 ? 0 : t.stride(dim); }
+
+Geometry geometry_of(const at::Tensor& pred, const at::Tensor& target, const at::Tensor* mask) {
+  Geometry g{};
+  g.channels_last = use_channels_last(pred, target);
+  g.N = pred.size(0);
+  g.C = pred.size(1);
+  g.HW = pred.size(2) * pred.size(3);
+  g.p_n = pred.stride(0);
+  g.p_c = pred.stride(1);
+  g.t_n = target.stride(0);
+  g.t_c = target.stride(1);
+  if (mask) {
+    g.m_n = bstride(*mask, 0);
+    g.m_c = bstride(*mask, 1);
+  }
+  if (g.channels_last) {
+    g.positions = std::max<int64_t>(1, kSegment / g.C);
+    g.segments = (g.HW + g.positions - 1) / g.positions;
+  } else {
+    g.segments = (g.HW + kSegment - 1) / kSegment;
+  }
+  return g;
+}
+
+// Calls run(p, t, m, len, g_out) for the contiguous runs of unit u. In channels_last layout the
+// mask values of the unit's pixels are first gathered, repeated per channel, into `buffer`.
+template <typename scalar_t, typename mask_t, typename Run>
+void for_unit(const Geometry& geo, int64_t u, const scalar_t* p, const scalar_t* t,
+              const mask_t* m, scalar_t* g, std::vector<mask_t>& buffer, const Run& run) {
+  if (!geo.channels_last) {
+    const int64_t row = u / geo.segments, n = row / geo.C, c = row % geo.C;
+    const int64_t start = (u % geo.segments) * kSegment;
+    const int64_t len = std::min(kSegment, geo.HW - start);
+    const mask_t* mr = nullptr;
+    if constexpr (!std::is_same_v<mask_t, NoMask>) mr = m + n * geo.m_n + c * geo.m_c + start;
+    run(p + n * geo.p_n + c * geo.p_c + start, t + n * geo.t_n + c * geo.t_c + start, mr,
+        len, g ? g + (n * geo.C + c) * geo.HW + start : nullptr);
+    return;
+  }
+  const int64_t n = u / geo.segments;
+  const int64_t pos0 = (u % geo.segments) * geo.positions;
+  const int64_t npos = std::min(geo.positions, geo.HW - pos0);
+  const int64_t offset = n * geo.HW * geo.C + pos0 * geo.C;  // dense channels_last
+  const mask_t* mr = nullptr;
+  if constexpr (!std::is_same_v<mask_t, NoMask>) {
+    buffer.resize(static_cast<size_t>(npos * geo.C));
+    const mask_t* mn = m + n * geo.m_n + pos0;
+    for (int64_t i = 0; i < npos; ++i)
+      for (int64_t c = 0; c < geo.C; ++c) buffer[i * geo.C + c] = mn[c * geo.m_c + i];
+    mr = buffer.data();
+  }
+  run(p + offset, t + offset, mr, npos * geo.C, g ? g + offset : nullptr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks (the Python API validates first) and the mask pre-pass.
+
+void check_inputs(const at::Tensor& pred, const at::Tensor& target,
+                  const c10::optional<at::Tensor>& mask, const char* op) {
+  TORCH_CHECK(pred.dim() == 4, op, ": pred must be 4-D (N, C, H, W); got shape ", pred.sizes());
+  TORCH_CHECK(target.sizes() == pred.sizes(), op, ": target shape ", target.sizes(),
+              " must equal pred shape ", pred.sizes());
+  TORCH_CHECK(at::isFloatingType(pred.scalar_type()), op,
+              ": pred must be float16, bfloat16, float32 or float64; got ", pred.scalar_type());
+  TORCH_CHECK(target.scalar_type() == pred.scalar_type(), op, ": target dtype ",
+              target.scalar_type(), " must equal pred dtype ", pred.scalar_type());
+  TORCH_CHECK(target.device() == pred.device(), op, ": pred and target must be on one device");
+  if (!mask) return;
+  const at::Tensor& m = *mask;
+  TORCH_CHECK(m.device() == pred.device(), op, ": mask must be on pred's device");
+  TORCH_CHECK(m.scalar_type() == at::kBool || m.scalar_type() == at::kByte ||
+                  m.scalar_type() == pred.scalar_type(),
+              op, ": mask must be bool, uint8 or pred's dtype ", pred.scalar_type(), "; got ",
+              m.scalar_type());
+  TORCH_CHECK(m.dim() == 4 && (m.size(0) == 1 || m.size(0) == pred.size(0)) &&
+                  (m.size(1) == 1 || m.size(1) == pred.size(1)) && m.size(2) == pred.size(2) &&
+                  m.size(3) == pred.size(3),
+              op, ": mask shape ", m.sizes(), " must be (N|1, C|1, H, W) for pred shape ",
+              pred.sizes());
+}
+
+// Area of the known region over the broadcast (N, C, H, W) shape: sum v with v = m or 1 - m.
+// Each distinct (H, W) plane of the mask is summed once (in double, deterministically) and
+// counted as often as it is broadcast.
+template <typename mask_t>
+double known_area(const at::Tensor& mask, bool mask_is_hole, int64_t N, int64_t C) {
+  const int64_t planes_n = bstride(mask, 0) == 0 ? 1 : mask.size(0);
+  const int64_t planes_c = bstride(mask, 1) == 0 ? 1 : mask.size(1);
+  const int64_t hw = mask.size(2) * mask.size(3);
+  const int64_t segments = (hw + kSegment - 1) / kSegment;
+  const mask_t* m = reinterpret_cast<const mask_t*>(mask.const_data_ptr());
+  const double s = deterministic_sum<1, double>(planes_n * planes_c * segments, [&](int64_t u, double* out) {
+    const int64_t plane = u / segments, start = (u % segments) * kSegment;
+    const mask_t* mp = m + (plane / planes_c) * mask.stride(0) + (plane % planes_c) * mask.stride(1);
+    double acc = 0;
+    for (int64_t i = start; i < std::min(hw, start + kSegment); ++i) acc += static_cast<double>(mp[i]);
+    out[0] = acc;
+  })[0];
+  const double total = static_cast<double>(N * C * hw);
+  const double area = s * static_cast<double>((N / planes_n) * (C / planes_c));
+  return mask_is_hole ? total - area : area;
+}
+
+// Calls fn(mask_ptr_typed) with the mask's element type: NoMask, uint8_t, or scalar_t.
+template <typename scalar_t, typename Fn>
+void with_mask_type(const c10::optional<at::Tensor>& mask, const Fn& fn) {
+  if (!mask) {
+    fn(static_cast<const NoMask*>(nullptr));
+  } else if (mask->scalar_type() == at::kBool || mask->scalar_type() == at::kByte) {
+    fn(reinterpret_cast<const uint8_t*>(mask->const_data_ptr()));
+  } else {
+    fn(mask->const_data_ptr<scalar_t>());
+  }
+}
+
+struct Prepared {
+  at::Tensor pred, target;
+  c10::optional<at::Tensor> mask;
+};
+
+Prepared prepare(const at::Tensor& pred, const at::Tensor& target,
+                 const c10::optional<at::Tensor>& mask) {
+  Prepared r{pred, target, c10::nullopt};
+  if (!use_channels_last(pred, target)) {
+    if (!planes_contiguous(pred)) r.pred = pred.contiguous();
+    if (!planes_contiguous(target)) r.target = target.contiguous();
+  }
+  if (mask) r.mask = planes_contiguous(*mask) ? *mask : mask->contiguous();
+  return r;
+}
+
+template <typename acc_t>
+RunParams<acc_t> base_params(bool mask_is_hole) {
+  RunParams<acc_t> rp{};
+  rp.a = mask_is_hole ? acc_t(1) : acc_t(0);
+  rp.b = mask_is_hole ? acc_t(-1) : acc_t(1);
+  return rp;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+std::tuple<at::Tensor, at::Tensor> masked_error_cpu(
+    const at::Tensor& pred_in, const at::Tensor& target_in, const c10::optional<at::Tensor>& mask_in,
+    bool mask_is_hole, int64_t loss, double charbonnier_eps, double weight_hole,
+    double weight_valid, int64_t normalize, double eps, bool compute_grad) {
+  const char* op = "inpaint_fast::masked_error";
+  check_inputs(pred_in, target_in, mask_in, op);
+  TORCH_CHECK(loss >= kL1 && loss <= kCharbonnier, op, ": loss must be 0 (L1), 1 (L2) or 2 (Charbonnier)");
+  TORCH_CHECK(normalize >= kSum && normalize <= kAllElements, op, ": normalize must be 0, 1 or 2");
+  const Prepared in = prepare(pred_in, target_in, mask_in);
+  const at::Tensor& pred = in.pred;
+  const Geometry geo = geometry_of(pred, in.target, in.mask ? &*in.mask : nullptr);
+  const int64_t numel = pred.numel();
+
+  at::Tensor grad = compute_grad
+      ? at::empty(pred.sizes(), pred.options().memory_format(
+                                    geo.channels_last ? at::MemoryFormat::ChannelsLast
+                                                      : at::MemoryFormat::Contiguous))
+      : at::empty({0}, pred.options());
+  at::Tensor result;
+
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, pred.scalar_type(), "masked_error_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    // Normalisers first (a pass over the mask only), so the gradient can be written in the main pass.
+    double area_valid = static_cast<double>(numel), area_hole = 0.0;
+    if (in.mask) {
+      with_mask_type<scalar_t>(in.mask, [&](auto m) {
+        using mask_t = std::remove_cv_t<std::remove_pointer_t<decltype(m)>>;
+        if constexpr (!std::is_same_v<mask_t, NoMask>) area_valid = known_area<mask_t>(*in.mask, mask_is_hole, geo.N, geo.C);
+      });
+      area_hole = static_cast<double>(numel) - area_valid;
+    }
+    double k_hole = weight_hole, k_valid = weight_valid;
+    if (normalize == kMaskArea) {
+      k_hole /= std::max(area_hole, eps);
+      k_valid /= std::max(area_valid, eps);
+    } else if (normalize == kAllElements) {
+      k_hole /= std::max<double>(numel, 1);
+      k_valid /= std::max<double>(numel, 1);
+    }
+    RunParams<acc_t> rp = base_params<acc_t>(mask_is_hole);
+    rp.k_hole = static_cast<acc_t>(k_hole);
+    rp.k_valid = static_cast<acc_t>(k_valid);
+    rp.charbonnier_eps2 = static_cast<acc_t>(charbonnier_eps * charbonnier_eps);
+
+    const scalar_t* p = pred.const_data_ptr<scalar_t>();
+    const scalar_t* t = in.target.const_data_ptr<scalar_t>();
+    scalar_t* g = compute_grad ? grad.mutable_data_ptr<scalar_t>() : nullptr;
+    std::array<acc_t, 2> sums{};
+    with_mask_type<scalar_t>(in.mask, [&](auto m) {
+      using mask_t = std::remove_cv_t<std::remove_pointer_t<decltype(m)>>;
+      auto dispatch_run = [&](auto loss_tag, auto grad_tag) {
+        constexpr int64_t LOSS = decltype(loss_tag)::value;
+        constexpr bool GRAD = decltype(grad_tag)::value;
+        auto* run_fn = cpu_has_avx2() ? &error_run_avx2<scalar_t, mask_t, LOSS, GRAD, acc_t>
+                                      : &error_run_base<scalar_t, mask_t, LOSS, GRAD, acc_t>;
+        sums = deterministic_sum<2, acc_t>(geo.units(), [&](int64_t u, acc_t* out) {
+          std::vector<mask_t> buffer;
+          for_unit<scalar_t, mask_t>(geo, u, p, t, m, g, buffer,
+                                     [&](const scalar_t* pr, const scalar_t* tr, const mask_t* mr,
+                                         int64_t len, scalar_t* gr) { run_fn(pr, tr, mr, len, rp, gr, out); });
+        });
+      };
+      auto with_grad = [&](auto loss_tag) {
+        if (compute_grad) dispatch_run(loss_tag, std::true_type{});
+        else dispatch_run(loss_tag, std::false_type{});
+      };
+      if (loss == kL1) with_grad(std::integral_constant<int64_t, kL1>{});
+      else if (loss == kL2) with_grad(std::integral_constant<int64_t, kL2>{});
+      else with_grad(std::integral_constant<int64_t, kCharbonnier>{});
+    });
+    const double value = k_hole * static_cast<double>(sums[0]) + k_valid * static_cast<double>(sums[1]);
+    result = at::scalar_tensor(value, pred.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
+  });
+  return {result, grad};
+}
+
+at::Tensor masked_error_stats_cpu(const at::Tensor& pred_in, const at::Tensor& target_in,
+                                  const c10::optional<at::Tensor>& mask_in, bool mask_is_hole) {
+  check_inputs(pred_in, target_in, mask_in, "inpaint_fast::masked_error_stats");
+  const Prepared in = prepare(pred_in, target_in, mask_in);
+  const Geometry geo = geometry_of(in.pred, in.target, in.mask ? &*in.mask : nullptr);
+  const int64_t numel = in.pred.numel();
+  at::Tensor result;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, in.pred.scalar_type(), "masked_error_stats_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const RunParams<acc_t> rp = base_params<acc_t>(mask_is_hole);
+    const scalar_t* p = in.pred.const_data_ptr<scalar_t>();
+    const scalar_t* t = in.target.const_data_ptr<scalar_t>();
+    std::array<acc_t, 4> sums{};
+    double area_valid = static_cast<double>(numel);
+    with_mask_type<scalar_t>(in.mask, [&](auto m) {
+      using mask_t = std::remove_cv_t<std::remove_pointer_t<decltype(m)>>;
+      if constexpr (!std::is_same_v<mask_t, NoMask>) area_valid = known_area<mask_t>(*in.mask, mask_is_hole, geo.N, geo.C);
+      auto* run_fn = cpu_has_avx2() ? &stats_run_avx2<scalar_t, mask_t, acc_t> : &stats_run_base<scalar_t, mask_t, acc_t>;
+      sums = deterministic_sum<4, acc_t>(geo.units(), [&](int64_t u, acc_t* out) {
+        std::vector<mask_t> buffer;
+        for_unit<scalar_t, mask_t>(geo, u, p, t, m, nullptr, buffer,
+                                   [&](const scalar_t* pr, const scalar_t* tr, const mask_t* mr, int64_t len,
+                                       scalar_t*) { run_fn(pr, tr, mr, len, rp, out); });
+      });
+    });
+    result = at::empty({6}, in.pred.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
+    acc_t* r = result.mutable_data_ptr<acc_t>();
+    for (int i = 0; i < 4; ++i) r[i] = sums[i];
+    r[4] = static_cast<acc_t>(static_cast<double>(numel) - area_valid);
+    r[5] = static_cast<acc_t>(area_valid);
+  });
+  return result;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(inpaint_fast, CPU, m) {
+  m.impl("masked_error", &masked_error_cpu);
+  m.impl("masked_error_stats", &masked_error_stats_cpu);
+}
+
+}  // namespace inpaint_fast

@@ -1,0 +1,87 @@
+"""torch.library glue of ``inpaint_fast::masked_error`` and ``masked_error_stats``
+(C++ schemas and semantics: csrc/ops/masked_error.cpp).
+
+``masked_error`` computes a hole/valid-weighted L1, L2 or Charbonnier loss in one pass and, when
+pred or target requires grad, writes d loss / d pred in that same pass; backward only scales that
+saved gradient by ``grad_output`` (``_grad.scale_saved_grad``). The mask is never differentiated (callers route a mask that
+requires grad to the reference). Inputs are validated by the caller (``inpaint_fast._validation``).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .. import _extension
+from ._grad import scale_saved_grad
+
+LOSSES = {"l1": 0, "l2": 1, "charbonnier": 2}
+NORMALIZES = {"none": 0, "mask": 1, "all": 2}
+
+
+def _sums_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _grad_memory_format(pred: Tensor, target: Tensor) -> torch.memory_format:
+    channels_last = (pred.shape[1] > 1 and pred.is_contiguous(memory_format=torch.channels_last)
+                     and target.is_contiguous(memory_format=torch.channels_last))
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def masked_error(pred: Tensor, target: Tensor, mask: Optional[Tensor], *, mask_is_hole: bool, loss: str,
+                 charbonnier_eps: float, weight_hole: float, weight_valid: float, normalize: str,
+                 eps: float) -> Tensor:
+    """``weight_hole * E(hole) + weight_valid * E(known)`` as a 0-dim tensor of pred's dtype.
+
+    pred, target: (N, C, H, W); mask: None (everything known) or (N|1, C|1, H, W) bool/uint8/pred
+    dtype, the known mask, or the hole mask when ``mask_is_hole``. E is the sum of the error over
+    the region, divided by the region's area (normalize='mask'), by numel ('all') or not ('none').
+    """
+    compute_grad = torch.is_grad_enabled() and (pred.requires_grad or target.requires_grad)
+    value, _ = torch.ops.inpaint_fast.masked_error.default(
+        pred, target, mask, mask_is_hole, LOSSES[loss], charbonnier_eps, weight_hole, weight_valid,
+        NORMALIZES[normalize], eps, compute_grad)
+    return value.to(pred.dtype)
+
+
+def masked_error_stats(pred: Tensor, target: Tensor, mask: Optional[Tensor], *, mask_is_hole: bool) -> Tensor:
+    """(6,) float32/float64: hole and valid sums of |d| and d^2, then the hole and valid areas. No grad."""
+    return torch.ops.inpaint_fast.masked_error_stats.default(pred, target, mask, mask_is_hole)
+
+
+def _fake(pred, target, mask, mask_is_hole, loss, charbonnier_eps, weight_hole, weight_valid, normalize, eps,
+          compute_grad):
+    value = pred.new_empty((), dtype=_sums_dtype(pred.dtype))
+    if not compute_grad:
+        return value, pred.new_empty((0,))
+    return value, torch.empty_like(pred, memory_format=_grad_memory_format(pred, target))
+
+
+def _fake_stats(pred, target, mask, mask_is_hole):
+    return pred.new_empty((6,), dtype=_sums_dtype(pred.dtype))
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    _, grad = output
+    ctx.mark_non_differentiable(grad)
+    ctx.set_materialize_grads(False)  # no full-size zeros for the gradient output's (absent) gradient
+    ctx.save_for_backward(grad)
+
+
+def _backward(ctx, grad_value: Optional[Tensor], _unused: Optional[Tensor]):
+    if grad_value is None:
+        return (None,) * 11
+    (grad,) = ctx.saved_tensors
+    if grad.numel() == 0:
+        raise RuntimeError("inpaint_fast::masked_error ran without its gradient: no input required grad")
+    grad_pred = scale_saved_grad(grad, grad_value)
+    grad_target = grad_pred.neg() if ctx.needs_input_grad[1] else None
+    return (grad_pred if ctx.needs_input_grad[0] else None), grad_target, *([None] * 9)
+
+
+if _extension.load_error() is None:
+    torch.library.register_fake("inpaint_fast::masked_error")(_fake)
+    torch.library.register_fake("inpaint_fast::masked_error_stats")(_fake_stats)
+    torch.library.register_autograd("inpaint_fast::masked_error", _backward, setup_context=_setup_context)

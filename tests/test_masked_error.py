@@ -1,0 +1,255 @@
+"""inpaint_fast::masked_error and masked_error_stats (C++ CPU kernels) against the pure-PyTorch oracle.
+
+Oracle: ``inpaint_fast.reference.pixel.masked_error`` run in float64 on the same (upcast) inputs, and
+autograd through it for the gradients.
+"""
+import itertools
+
+import pytest
+import torch
+
+from inpaint_fast import _extension
+
+if _extension.load_error() is not None:
+    pytest.skip(_extension.load_error(), allow_module_level=True)
+
+from inpaint_fast.ops.masked_error import masked_error, masked_error_stats  # noqa: E402
+from inpaint_fast.reference import pixel  # noqa: E402
+
+OP = torch.ops.inpaint_fast.masked_error.default
+STATS_OP = torch.ops.inpaint_fast.masked_error_stats.default
+LOSS_TOL = {torch.float64: dict(rtol=1e-10, atol=1e-12), torch.float32: dict(rtol=2e-5, atol=1e-6),
+            torch.float16: dict(rtol=2e-3, atol=1e-4), torch.bfloat16: dict(rtol=1e-2, atol=1e-3)}
+GRAD_TOL = {torch.float64: dict(rtol=1e-10, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-8),
+            torch.float16: dict(rtol=2e-3, atol=1e-6), torch.bfloat16: dict(rtol=1e-2, atol=1e-5)}
+
+
+def make_mask(shape, kind, dtype, gen):
+    if kind == "bool":
+        return torch.rand(shape, generator=gen) > 0.4
+    if kind == "uint8":
+        return (torch.rand(shape, generator=gen) > 0.4).to(torch.uint8)
+    if kind == "soft":
+        return torch.rand(shape, generator=gen, dtype=torch.float64).to(dtype)
+    return torch.full(shape, 0.0 if kind == "zeros" else 1.0, dtype=dtype)
+
+
+def make_images(shape, dtype, seed=0, ties=True):
+    gen = torch.Generator().manual_seed(seed)
+    pred = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
+    target = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
+    if ties:  # exact zeros of d: the L1 slope there is 0, as torch's abs backward
+        target[..., ::7] = pred[..., ::7]
+    return pred, target, gen
+
+
+def run_ours(pred, target, mask, is_hole, **kw):
+    p = pred.clone().requires_grad_()
+    value = masked_error(p, target, mask, mask_is_hole=is_hole, **kw)
+    value.backward()
+    return value, p.grad
+
+
+def run_oracle(pred, target, mask, is_hole, *, loss, charbonnier_eps, weight_hole, weight_valid, normalize, eps):
+    p = pred.to(torch.float64, copy=True).requires_grad_()
+    known = None if mask is None else (1 - mask.double() if is_hole else mask.double())
+    reduction = "sum" if normalize == "none" else "mean"
+    value = pixel.masked_error(p, target.double(), known, loss=loss, weight_hole=weight_hole, weight_valid=weight_valid,
+                               charbonnier_eps=charbonnier_eps, normalize="mask" if normalize == "none" else normalize,
+                               reduction=reduction, eps=eps)
+    value.backward()
+    return value, p.grad
+
+
+def check(pred, target, mask, is_hole, **kw):
+    ours, grad = run_ours(pred, target, mask, is_hole, **kw)
+    expected, expected_grad = run_oracle(pred, target, mask, is_hole, **kw)
+    assert ours.dtype == pred.dtype and ours.shape == ()
+    torch.testing.assert_close(ours.double(), expected, **LOSS_TOL[pred.dtype])
+    assert grad.dtype == pred.dtype and grad.shape == pred.shape
+    torch.testing.assert_close(grad.double(), expected_grad, **GRAD_TOL[pred.dtype])
+    return grad
+
+
+OPTIONS = dict(loss="l1", charbonnier_eps=1e-3, weight_hole=6.0, weight_valid=1.0, normalize="mask", eps=1e-8)
+
+
+@pytest.mark.parametrize("loss,normalize,weights", list(itertools.product(
+    ["l1", "l2", "charbonnier"], ["mask", "all", "none"], [(6.0, 1.0), (1.0, 0.0), (0.0, 1.0)])))
+def test_losses_normalisers_and_region_weights(loss, normalize, weights):
+    pred, target, gen = make_images((2, 3, 17, 23), torch.float64)
+    mask = make_mask((2, 1, 17, 23), "soft", torch.float64, gen)
+    options = dict(OPTIONS, loss=loss, normalize=normalize, weight_hole=weights[0], weight_valid=weights[1])
+    check(pred, target, mask, False, **options)
+    check(pred, target, mask, True, **options)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("kind", ["bool", "uint8", "soft", "zeros", "ones"])
+@pytest.mark.parametrize("mask_shape", [(2, 1), (2, 3), (1, 1)])
+def test_mask_kinds_shapes_and_dtypes(dtype, kind, mask_shape):
+    pred, target, gen = make_images((2, 3, 12, 19), dtype)
+    mask = make_mask(mask_shape + (12, 19), kind, dtype, gen)
+    for loss in ("l1", "l2"):
+        check(pred, target, mask, kind == "uint8", **dict(OPTIONS, loss=loss))
+
+
+def test_no_mask_is_the_plain_mean():
+    pred, target, _ = make_images((2, 3, 9, 8), torch.float64)
+    check(pred, target, None, False, **dict(OPTIONS, weight_hole=0.0, weight_valid=1.0))
+    value = masked_error(pred, target, None, mask_is_hole=False, **dict(OPTIONS, weight_valid=1.0))
+    torch.testing.assert_close(value, (pred - target).abs().mean())
+
+
+def test_empty_region_gives_zero_and_zero_gradient():
+    pred, target, _ = make_images((1, 3, 8, 8), torch.float32)
+    full = torch.ones(1, 1, 8, 8, dtype=torch.bool)
+    value, grad = run_ours(pred, target, full, False, **dict(OPTIONS, weight_hole=1.0, weight_valid=0.0))
+    assert value.item() == 0.0 and (grad == 0).all()
+    empty = torch.zeros(0, 3, 8, 8)
+    assert masked_error(empty, empty, None, mask_is_hole=False, **OPTIONS).item() == 0.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_several_units_and_odd_sizes(dtype):
+    # 70 * 70 = 4900 > 4096 elements per unit: two units per plane, the second one partial
+    pred, target, gen = make_images((2, 2, 70, 70), dtype)
+    check(pred, target, make_mask((2, 1, 70, 70), "bool", dtype, gen), False, **OPTIONS)
+    pred, target, gen = make_images((1, 1, 1, 5), dtype)
+    check(pred, target, make_mask((1, 1, 1, 5), "soft", dtype, gen), False, **OPTIONS)
+
+
+@pytest.mark.parametrize("mask_shape", [(2, 1), (2, 3), (1, 3)])
+def test_channels_last_is_read_in_place_and_the_gradient_keeps_its_format(mask_shape):
+    pred, target, gen = make_images((2, 3, 40, 110), torch.float32)  # 1365 pixels per unit: 4 units per image
+    mask = make_mask(mask_shape + (40, 110), "soft", torch.float32, gen)
+    expected = check(pred, target, mask, False, **OPTIONS)
+    cl = check(pred.to(memory_format=torch.channels_last), target.to(memory_format=torch.channels_last),
+               mask.to(memory_format=torch.channels_last) if mask_shape[1] == 3 else mask, False, **OPTIONS)
+    assert cl.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(cl, expected, rtol=1e-6, atol=1e-9)
+
+
+def test_strided_inputs():
+    pred, target, gen = make_images((3, 4, 10, 12), torch.float64)
+    mask = make_mask((3, 1, 10, 12), "bool", torch.float64, gen)
+    check(pred[1:, ::2], target[1:, ::2], mask[1:], False, **OPTIONS)  # slices along N and C, read in place
+    check(pred.transpose(2, 3), target.transpose(2, 3), mask.transpose(2, 3), True, **OPTIONS)  # copied
+    check(pred, target, mask.expand(3, 4, 10, 12), False, **OPTIONS)  # expanded (stride 0) mask
+
+
+def test_target_gradient_and_gradcheck():
+    pred, target, gen = make_images((2, 2, 5, 6), torch.float64, ties=False)
+    mask = make_mask((2, 1, 5, 6), "soft", torch.float64, gen)
+    p, t = pred.clone().requires_grad_(), target.clone().requires_grad_()
+    gp, gt = torch.autograd.grad(masked_error(p, t, mask, mask_is_hole=False, **OPTIONS), (p, t))
+    torch.testing.assert_close(gt, -gp)
+    for loss in ("l1", "l2", "charbonnier"):
+        fn = lambda a, b: masked_error(a, b, mask, mask_is_hole=True, **dict(OPTIONS, loss=loss))  # noqa: E731
+        assert torch.autograd.gradcheck(fn, (p, t))
+
+
+def test_gradient_is_scaled_by_grad_output():
+    pred, target, gen = make_images((1, 3, 6, 6), torch.float64)
+    mask = make_mask((1, 1, 6, 6), "bool", torch.float64, gen)
+    p = pred.clone().requires_grad_()
+    (3.5 * masked_error(p, target, mask, mask_is_hole=False, **OPTIONS)).backward()
+    _, expected = run_oracle(pred, target, mask, False, **OPTIONS)
+    torch.testing.assert_close(p.grad, 3.5 * expected)
+
+
+def test_retained_graph_runs_backward_twice():
+    pred, target, gen = make_images((1, 3, 4, 4), torch.float32)
+    mask = make_mask((1, 1, 4, 4), "bool", torch.float32, gen)
+    p = pred.clone().requires_grad_()
+    value = masked_error(p, target, mask, mask_is_hole=False, **OPTIONS)
+    value.backward(retain_graph=True)
+    first = p.grad.clone()
+    (2 * value).backward()
+    torch.testing.assert_close(p.grad, 3 * first)
+    torch.testing.assert_close(first.double(), run_oracle(pred, target, mask, False, **OPTIONS)[1],
+                               **GRAD_TOL[torch.float32])
+
+
+def test_no_gradient_work_without_requires_grad():
+    pred, target, _ = make_images((1, 3, 6, 6), torch.float32)
+    value, grad = OP(pred, target, None, False, 0, 1e-3, 1.0, 1.0, 1, 1e-8, False)
+    assert grad.numel() == 0 and value.dtype == torch.float32
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_opcheck(dtype):
+    pred, target, gen = make_images((2, 3, 8, 9), dtype, ties=False)
+    mask = make_mask((2, 1, 8, 9), "soft", dtype, gen)
+    for compute_grad, p in ((True, pred.clone().requires_grad_()), (False, pred)):
+        torch.library.opcheck(OP, (p, target, mask, False, 0, 1e-3, 6.0, 1.0, 1, 1e-8, compute_grad))
+    torch.library.opcheck(OP, (pred, target, mask.bool(), True, 2, 1e-3, 1.0, 0.0, 2, 1e-8, False))
+    torch.library.opcheck(STATS_OP, (pred, target, mask, False))
+
+
+def test_compile_fullgraph():
+    pred, target, gen = make_images((2, 3, 8, 8), torch.float32)
+    mask = make_mask((2, 1, 8, 8), "bool", torch.float32, gen)
+
+    def step(p):
+        return masked_error(p, target, mask, mask_is_hole=False, **OPTIONS)
+
+    torch._dynamo.reset()
+    p = pred.clone().requires_grad_()
+    value = torch.compile(step, fullgraph=True, backend="aot_eager")(p)
+    value.backward()
+    expected, expected_grad = run_oracle(pred, target, mask, False, **OPTIONS)
+    torch.testing.assert_close(value.double(), expected, **LOSS_TOL[torch.float32])
+    torch.testing.assert_close(p.grad.double(), expected_grad, **GRAD_TOL[torch.float32])
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_bitwise_deterministic_across_runs_and_threads(channels_last):
+    pred, target, gen = make_images((4, 3, 96, 96), torch.float32)
+    mask = make_mask((4, 1, 96, 96), "soft", torch.float32, gen)
+    if channels_last:
+        pred, target = pred.to(memory_format=torch.channels_last), target.to(memory_format=torch.channels_last)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 2):
+            torch.set_num_threads(n)
+            results.append(run_ours(pred, target, mask, False, **dict(OPTIONS, loss="charbonnier")))
+            results.append((STATS_OP(pred, target, mask, False), None))
+    finally:
+        torch.set_num_threads(threads)
+    for (value, grad), (value0, grad0) in zip(results[2:], results[:2] * 2):
+        assert torch.equal(value, value0)
+        assert grad is None or torch.equal(grad, grad0)
+
+
+@pytest.mark.parametrize("kind", ["bool", "soft"])
+def test_stats_match_the_reference(kind):
+    pred, target, gen = make_images((2, 3, 30, 41), torch.float32)
+    mask = make_mask((2, 1, 30, 41), kind, torch.float32, gen)
+    p, t = pred.double(), target.double()
+    known = mask.double()
+    expected = torch.stack([pixel.l1(p, t, 1 - known, reduction="sum"), pixel.l1(p, t, known, reduction="sum"),
+                            pixel.l2(p, t, 1 - known, reduction="sum"), pixel.l2(p, t, known, reduction="sum"),
+                            (1 - known).expand_as(p).sum(), known.expand_as(p).sum()])
+    torch.testing.assert_close(masked_error_stats(pred, target, mask, mask_is_hole=False).double(), expected,
+                               rtol=2e-5, atol=1e-4)
+    flipped = masked_error_stats(pred, target, 1 - mask.float() if kind == "soft" else ~mask, mask_is_hole=True)
+    torch.testing.assert_close(flipped.double(), expected, rtol=2e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("args,match", [
+    ((torch.rand(2, 3, 4), torch.rand(2, 3, 4), None), "pred must be 4-D"),
+    ((torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 5), None), "target shape"),
+    ((torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4).double(), None), "target dtype"),
+    ((torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4), torch.rand(1, 2, 4, 4)), "mask shape"),
+    ((torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4), torch.rand(1, 1, 4, 4).double()), "mask must be bool, uint8"),
+    ((torch.rand(1, 3, 4, 4).long(), torch.rand(1, 3, 4, 4).long(), None), "pred must be float16"),
+])
+def test_cpp_checks(args, match):
+    with pytest.raises(RuntimeError, match=match):
+        OP(*args, False, 0, 1e-3, 1.0, 1.0, 1, 1e-8, False)
+    with pytest.raises(RuntimeError, match=match):
+        STATS_OP(*args, False)
+    with pytest.raises(RuntimeError, match="loss must be 0"):
+        OP(torch.rand(1, 1, 2, 2), torch.rand(1, 1, 2, 2), None, False, 7, 1e-3, 1.0, 1.0, 1, 1e-8, False)
