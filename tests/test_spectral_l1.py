@@ -5,6 +5,12 @@ same (upcast) images, with its gradients from autograd; for the op on its own, t
 ``scale * sum|log1p|z_p| - log1p|z_t||`` written with torch ops in complex128, whose gradients
 w.r.t. the complex inputs come from torch's autograd (dL/dRe + i dL/dIm).
 """
+import csv
+import os
+import pathlib
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -396,3 +402,28 @@ def test_cpp_checks():
         OP(zp, zt.to(torch.complex128), 1.0, False, False)
     with pytest.raises(RuntimeError, match="z_target shape"):
         OP(zp, zt[..., :3], 1.0, False, False)
+
+
+# ---------------------------------------------------------------- the baseline build and the benchmark
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_baseline_isa_build_and_the_benchmark(tmp_path):
+    # On x86-64 the float block runs the x86-64-v3 (AVX2 + FMA) build when the CPU has it;
+    # ATEN_CPU_CAPABILITY=default selects the baseline build: checked against the oracles in a fresh
+    # process, which also smoke-runs the benchmark script (one interpreter start for both).
+    out = tmp_path / "quick.csv"
+    code = ("import sys, torch; from tests import test_spectral_l1 as t; "
+            "t.test_op_matches_closed_form(torch.complex64, (1, 2, 70, 65)); "
+            "t.test_op_exact_zeros_in_the_spectrum(); t.test_op_extreme_magnitudes_complex64(1e-30); "
+            "t.test_frequency_l1_matches_reference(torch.float32, 'mean'); "
+            "t.test_bitwise_deterministic_across_runs_and_threads(); print('baseline ok'); "
+            "sys.path.insert(0, 'benchmarks'); import bench_spectral_l1 as b; "
+            f"sys.exit(b.main(['--quick', '--providers', 'eager,cpu', '--modes', 'full', '--no-plot', '--out', {str(out)!r}]))")
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and "baseline ok" in done.stdout, done.stderr[-3000:]
+    rows = list(csv.DictReader(out.open()))
+    assert {r["provider"] for r in rows} == {"eager", "cpu"}
+    assert all(float(r["median_ms"]) > 0 and not r["note"] for r in rows)

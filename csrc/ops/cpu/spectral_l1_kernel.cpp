@@ -24,11 +24,12 @@
 // log1p(m) = k ln2 + log(f) + c/u (c: the rounding error of 1 + m, as in musl/FreeBSD log1pf) with
 // Cephes' logf polynomial for log(f); measured <= 0.8 ulp, as glibc's log1pf. double uses std::log1p.
 //
-// Vectorisation: the float block loop is written branch-free (both sides of each selection are
-// computed, divisions unconditional, comparisons unconditional), with no libm calls, so that gcc -O3
-// vectorises it without -ffast-math, -fno-math-errno or -fno-trapping-math (-fopt-info-vec: "loop
-// vectorized"). On x86-64 with gcc the block function is also compiled for AVX2+FMA and chosen at
-// load time (target_clones) when the CPU has it.
+// Vectorisation: the float block loop is written branch-free (selections on integer bit patterns,
+// divisions unconditional) with no libm calls, so that gcc -O3 vectorises it without -ffast-math,
+// -fno-math-errno or -fno-trapping-math (-fopt-info-vec: "loop vectorized"). On x86-64 the block
+// is also compiled for x86-64-v3 (AVX2 + FMA) and chosen at run time when the CPU has it (see
+// use_x86_v3). The FMA build rounds differently in the last bit: results are bitwise reproducible
+// on one machine (any thread count), not across ISAs.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -38,7 +39,9 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
-#include <limits>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
 
 #include "common/reduce.h"
 
@@ -49,27 +52,52 @@ constexpr int64_t kSegment = 4096;  // complex elements per work unit; a multipl
 constexpr int64_t kBlock = 64;      // elements per fast-path block; a multiple of kLanes
 static_assert(kSegment % kBlock == 0 && kBlock % kLanes == 0, "block sizes");
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(INPAINT_FAST_NO_CLONES)
-#define INPAINT_FAST_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+// x86-64 with gcc >= 12: the float block is also compiled for x86-64-v3 (AVX2 + FMA) and chosen
+// at run time when the CPU has it; ATEN_CPU_CAPABILITY=default (torch's own switch) forces the
+// baseline build, which is how the tests exercise it on an AVX2 machine. Elsewhere: baseline only.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) && \
+    !defined(INPAINT_FAST_NO_ISA_DISPATCH)
+#define INPAINT_FAST_X86_V3 1
 #else
-#define INPAINT_FAST_CLONES
+#define INPAINT_FAST_X86_V3 0
 #endif
+// The helpers of the block loop must be inlined into each ISA variant (gcc does not inline a
+// function compiled for another -march into it unless it is always_inline) or the loop stays scalar.
+#if defined(__GNUC__)
+#define INPAINT_FAST_INLINE inline __attribute__((always_inline))
+#else
+#define INPAINT_FAST_INLINE inline
+#endif
+
+bool use_x86_v3() {
+#if INPAINT_FAST_X86_V3
+  static const bool use = [] {
+    const char* forced = std::getenv("ATEN_CPU_CAPABILITY");
+    if (forced != nullptr && std::strcmp(forced, "default") == 0) return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("x86-64-v3") != 0;
+  }();
+  return use;
+#else
+  return false;
+#endif
+}
 
 // ---------------------------------------------------------------- float math (fast path)
 
-inline uint32_t bits(float x) { return std::bit_cast<uint32_t>(x); }
+INPAINT_FAST_INLINE uint32_t bits(float x) { return std::bit_cast<uint32_t>(x); }
 
 // cond ? a : b, on bit patterns. A float `cond ? a : b` lets gcc sink the computation of the
 // unused side into a branch and then refuse to if-convert it (float arithmetic may trap under the
 // default -ftrapping-math), which stops the loop from vectorising; integer masking does not.
-inline float select(bool cond, float a, float b) {
+INPAINT_FAST_INLINE float select(bool cond, float a, float b) {
   const uint32_t mask = 0u - static_cast<uint32_t>(cond);
   return std::bit_cast<float>((bits(a) & mask) | (bits(b) & ~mask));
 }
 
 // 1/sqrt(s) for a normal positive float s (<= 3 ulp measured): the bit-level estimate and three
 // Newton steps. s = 0 gives a finite value (unused there).
-inline float rsqrt_newton(float s) {
+INPAINT_FAST_INLINE float rsqrt_newton(float s) {
   float r = std::bit_cast<float>(0x5f375a86u - (std::bit_cast<uint32_t>(s) >> 1));
   const float hs = 0.5f * s;
   r = r * (1.5f - hs * r * r);  // relative error 1.8e-3
@@ -79,7 +107,7 @@ inline float rsqrt_newton(float s) {
 }
 
 // log1p(x) for finite x >= 0 (<= 0.8 ulp measured), branch-free.
-inline float log1p_nonneg(float x) {
+INPAINT_FAST_INLINE float log1p_nonneg(float x) {
   const float u = 1.0f + x;
   // u = 2^k * f with f in [sqrt(1/2), sqrt(2)): shift the exponent field by that of sqrt(1/2).
   const uint32_t iu = std::bit_cast<uint32_t>(u) + (0x3f800000u - 0x3f3504f3u);
@@ -131,7 +159,7 @@ inline bool needs_robust(real_t re, real_t im, real_t s) {
 
 // needs_robust for float, on the bit patterns (s >= 0 or NaN): integer compares, which gcc
 // if-converts and vectorises where float compares would count as trapping.
-inline uint32_t needs_robust_bits(float re, float im, float s) {
+INPAINT_FAST_INLINE uint32_t needs_robust_bits(float re, float im, float s) {
   const uint32_t sb = bits(s);
   const bool nonzero = ((bits(re) | bits(im)) & 0x7fffffffu) != 0;
   return static_cast<uint32_t>((sb < bits(Range<float>::tiny)) & nonzero) |
@@ -140,17 +168,27 @@ inline uint32_t needs_robust_bits(float re, float im, float s) {
 
 // Fast path of len <= kBlock elements: absd[i] = |a - b|, gradients (when GP / GT) written.
 // Returns false when some element needs the robust path (absd and gradients are then redone).
-// Every selection is made on integer bit patterns (see select and needs_robust_bits).
+// Three loops over L1-resident scratch: de-interleave (re, im), the math on plain float arrays
+// (every selection made on integer bit patterns: see select and needs_robust_bits), re-interleave
+// the gradients. One fused loop with interleaved loads and stores vectorises too, but gcc then
+// shuffles and spills so much that writing a gradient costs twice the whole math (measured).
 template <bool GP, bool GT>
-INPAINT_FAST_CLONES bool fast_block_float(const float* __restrict__ zp, const float* __restrict__ zt,
-                                          float* __restrict__ gp, float* __restrict__ gt,
-                                          int64_t len, float scale, float* __restrict__ absd) {
+INPAINT_FAST_INLINE bool fast_block_float_body(const float* __restrict__ zp,
+                                               const float* __restrict__ zt,
+                                               float* __restrict__ gp, float* __restrict__ gt,
+                                               int64_t len, float scale,
+                                               float* __restrict__ absd) {
+  alignas(64) float pr[kBlock], pi[kBlock], tr[kBlock], ti[kBlock], cp[kBlock], ct[kBlock];
+  for (int64_t i = 0; i < len; ++i) {
+    pr[i] = zp[2 * i];
+    pi[i] = zp[2 * i + 1];
+    tr[i] = zt[2 * i];
+    ti[i] = zt[2 * i + 1];
+  }
   uint32_t bad = 0;
   for (int64_t i = 0; i < len; ++i) {
-    const float pr = zp[2 * i], pi = zp[2 * i + 1];
-    const float tr = zt[2 * i], ti = zt[2 * i + 1];
-    const float sp = pr * pr + pi * pi, st = tr * tr + ti * ti;
-    bad |= needs_robust_bits(pr, pi, sp) | needs_robust_bits(tr, ti, st);
+    const float sp = pr[i] * pr[i] + pi[i] * pi[i], st = tr[i] * tr[i] + ti[i] * ti[i];
+    bad |= needs_robust_bits(pr[i], pi[i], sp) | needs_robust_bits(tr[i], ti[i], st);
     const float rp = rsqrt_newton(sp), rt = rsqrt_newton(st);
     const float mp0 = sp * rp, mt0 = st * rt;
     const float mp = mp0 + (sp - mp0 * mp0) * (0.5f * rp);  // one more Newton step on |z|
@@ -161,22 +199,40 @@ INPAINT_FAST_CLONES bool fast_block_float(const float* __restrict__ zp, const fl
     // scale * sign(d) (scale > 0 carries d's sign bit); 0 for d = +-0, NaN for NaN.
     const float sg_sign = std::bit_cast<float>(bits(scale) | (bits(d) & 0x80000000u));
     const float sg = select(d_abs > 0x7f800000u, d, select(d_abs == 0, 0.0f, sg_sign));
-    if constexpr (GP) {
-      // zero gradient where |z| = 0 (s = +0: a sum of squares is never -0)
-      const float q = sg * rp / (1.0f + mp);
-      const float cp = select(bits(sp) == 0, 0.0f, q);
-      gp[2 * i] = cp * pr;
-      gp[2 * i + 1] = cp * pi;
+    // Zero gradient where |z| = 0 (s = +0 exactly: a sum of squares is never -0).
+    if constexpr (GP) cp[i] = select(bits(sp) == 0, 0.0f, sg * rp / (1.0f + mp));
+    if constexpr (GT) ct[i] = select(bits(st) == 0, 0.0f, -sg * rt / (1.0f + mt));
+  }
+  if constexpr (GP) {
+    for (int64_t i = 0; i < len; ++i) {
+      gp[2 * i] = cp[i] * pr[i];
+      gp[2 * i + 1] = cp[i] * pi[i];
     }
-    if constexpr (GT) {
-      const float q = -sg * rt / (1.0f + mt);
-      const float ct = select(bits(st) == 0, 0.0f, q);
-      gt[2 * i] = ct * tr;
-      gt[2 * i + 1] = ct * ti;
+  }
+  if constexpr (GT) {
+    for (int64_t i = 0; i < len; ++i) {
+      gt[2 * i] = ct[i] * tr[i];
+      gt[2 * i + 1] = ct[i] * ti[i];
     }
   }
   return bad == 0;
 }
+
+template <bool GP, bool GT>
+bool fast_block_float(const float* __restrict__ zp, const float* __restrict__ zt,
+                      float* __restrict__ gp, float* __restrict__ gt, int64_t len, float scale,
+                      float* __restrict__ absd) {
+  return fast_block_float_body<GP, GT>(zp, zt, gp, gt, len, scale, absd);
+}
+
+#if INPAINT_FAST_X86_V3
+template <bool GP, bool GT>
+__attribute__((target("arch=x86-64-v3"))) bool fast_block_float_v3(
+    const float* __restrict__ zp, const float* __restrict__ zt, float* __restrict__ gp,
+    float* __restrict__ gt, int64_t len, float scale, float* __restrict__ absd) {
+  return fast_block_float_body<GP, GT>(zp, zt, gp, gt, len, scale, absd);
+}
+#endif
 
 // The same for double: plain std::sqrt / std::log1p (complex128 is for checks, not speed).
 template <bool GP, bool GT>
@@ -207,12 +263,15 @@ bool fast_block_double(const double* __restrict__ zp, const double* __restrict__
   return !bad;
 }
 
-template <bool GP, bool GT>
+template <bool GP, bool GT, bool V3>
 inline bool fast_block(const float* zp, const float* zt, float* gp, float* gt, int64_t len,
                        float scale, float* absd) {
+#if INPAINT_FAST_X86_V3
+  if constexpr (V3) return fast_block_float_v3<GP, GT>(zp, zt, gp, gt, len, scale, absd);
+#endif
   return fast_block_float<GP, GT>(zp, zt, gp, gt, len, scale, absd);
 }
-template <bool GP, bool GT>
+template <bool GP, bool GT, bool V3>
 inline bool fast_block(const double* zp, const double* zt, double* gp, double* gt, int64_t len,
                        double scale, double* absd) {
   return fast_block_double<GP, GT>(zp, zt, gp, gt, len, scale, absd);
@@ -244,7 +303,7 @@ void robust_block(const real_t* zp, const real_t* zt, real_t* gp, real_t* gt, in
 }
 
 // One work unit: len elements from complex index `start`; returns sum |a - b| over them.
-template <typename real_t, bool GP, bool GT>
+template <typename real_t, bool GP, bool GT, bool V3>
 real_t unit_sum(const real_t* zp, const real_t* zt, real_t* gp, real_t* gt, int64_t start,
                 int64_t len, real_t scale) {
   real_t lanes[kLanes] = {};
@@ -254,7 +313,7 @@ real_t unit_sum(const real_t* zp, const real_t* zt, real_t* gp, real_t* gt, int6
     const int64_t off = 2 * (start + b);  // real_t offset of the block
     real_t* gpb = GP ? gp + off : nullptr;
     real_t* gtb = GT ? gt + off : nullptr;
-    if (!fast_block<GP, GT>(zp + off, zt + off, gpb, gtb, n, scale, absd)) {
+    if (!fast_block<GP, GT, V3>(zp + off, zt + off, gpb, gtb, n, scale, absd)) {
       robust_block<real_t, GP, GT>(zp + off, zt + off, gpb, gtb, n, scale, absd);
     }
     int64_t i = 0;
@@ -281,12 +340,12 @@ void check_inputs(const at::Tensor& zp, const at::Tensor& zt) {
 }
 
 // Runs the units in parallel; returns scale * sum |a - b| (deterministic order).
-template <typename real_t, bool GP, bool GT>
+template <typename real_t, bool GP, bool GT, bool V3>
 real_t run(const real_t* zp, const real_t* zt, real_t* gp, real_t* gt, int64_t numel, real_t scale) {
   const int64_t units = (numel + kSegment - 1) / kSegment;
   const auto totals = deterministic_sum<1, real_t>(units, [&](int64_t u, real_t* out) {
     const int64_t start = u * kSegment;
-    out[0] = unit_sum<real_t, GP, GT>(zp, zt, gp, gt, start, std::min(kSegment, numel - start), scale);
+    out[0] = unit_sum<real_t, GP, GT, V3>(zp, zt, gp, gt, start, std::min(kSegment, numel - start), scale);
   });
   return scale * totals[0];
 }
@@ -300,10 +359,15 @@ real_t run_dispatch(const at::Tensor& zp, const at::Tensor& zt, at::Tensor& gp, 
   real_t* g_p = grad_pred ? reinterpret_cast<real_t*>(gp.mutable_data_ptr()) : nullptr;
   real_t* g_t = grad_target ? reinterpret_cast<real_t*>(gt.mutable_data_ptr()) : nullptr;
   const int64_t n = zp.numel();
-  if (grad_pred && grad_target) return run<real_t, true, true>(p, t, g_p, g_t, n, scale);
-  if (grad_pred) return run<real_t, true, false>(p, t, g_p, g_t, n, scale);
-  if (grad_target) return run<real_t, false, true>(p, t, g_p, g_t, n, scale);
-  return run<real_t, false, false>(p, t, g_p, g_t, n, scale);
+  const auto go = [&](auto v3) {
+    constexpr bool V3 = decltype(v3)::value;
+    if (grad_pred && grad_target) return run<real_t, true, true, V3>(p, t, g_p, g_t, n, scale);
+    if (grad_pred) return run<real_t, true, false, V3>(p, t, g_p, g_t, n, scale);
+    if (grad_target) return run<real_t, false, true, V3>(p, t, g_p, g_t, n, scale);
+    return run<real_t, false, false, V3>(p, t, g_p, g_t, n, scale);
+  };
+  if (std::is_same_v<real_t, float> && use_x86_v3()) return go(std::true_type{});
+  return go(std::false_type{});
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> spectral_l1_cpu(const at::Tensor& z_pred,
