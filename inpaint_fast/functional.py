@@ -20,6 +20,7 @@ from torch import Tensor
 from . import _backend
 from . import _validation as V
 from .ops import masked_error as _masked_error_op
+from .ops import spectral_l1 as _spectral_l1_op
 from .reference import features as _ref_features
 from .reference import frequency as _ref_frequency
 from .reference import pixel as _ref_pixel
@@ -163,6 +164,8 @@ def frequency_loss(pred: Tensor, target: Tensor, *, reduction: str = "mean") -> 
     """
     V.check_pair(pred, target)
     V.check_choice(reduction, "reduction", V.REDUCTIONS)
+    if reduction != "none" and _backend.choose("spectral_l1", pred.device) != "reference":
+        return _spectral_l1_op.frequency_l1(pred, target, reduction)
     return _ref_frequency.frequency(pred, target, reduction=reduction)
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from .. import _extension
-from ._grad import scale_saved_grad
+from ._grad import check_first_order, scale_saved_grad
 
 LOSSES = {"l1": 0, "l2": 1, "charbonnier": 2}
 NORMALIZES = {"none": 0, "mask": 1, "all": 2}
@@ -71,6 +71,7 @@ def _setup_context(ctx, inputs, output) -> None:
 
 
 def _backward(ctx, grad_value: Optional[Tensor], _unused: Optional[Tensor]):
+    check_first_order("masked_error")
     if grad_value is None:
         return (None,) * 11
     (grad,) = ctx.saved_tensors

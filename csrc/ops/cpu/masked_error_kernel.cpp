@@ -9,8 +9,8 @@
 // Layouts, read in place: NCHW with contiguous (H, W) planes (slices along N and C included), and
 // channels_last. Anything else is copied with .contiguous(). The mask (N|1, C|1, H, W) is read in
 // its own dtype (bool/uint8 as 0/1, or the image dtype as a soft weight) and broadcast by stride 0.
-// The hot loop is compiled twice, for AVX2+FMA+F16C and for the baseline ISA, and chosen at run
-// time; within one machine every run takes the same path.
+// The hot loop is compiled for x86-64-v3 and for the baseline ISA and chosen at run time
+// (common/cpu_dispatch.h).
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -25,6 +25,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/cpu_dispatch.h"
 #include "common/reduce.h"
 
 namespace inpaint_fast {
@@ -68,7 +69,7 @@ inline void error_and_slope(acc_t d, acc_t charbonnier_eps2, acc_t& e, acc_t& de
 
 // One contiguous run: out[0] += sum (1 - v) e, out[1] += sum v e; g = gradient when GRAD.
 template <typename scalar_t, typename mask_t, int64_t LOSS, bool GRAD, typename acc_t>
-__attribute__((always_inline)) inline void error_run(const scalar_t* __restrict__ p,
+INPAINT_FAST_INLINE void error_run(const scalar_t* __restrict__ p,
                                                      const scalar_t* __restrict__ t,
                                                      const mask_t* __restrict__ m, int64_t len,
                                                      const RunParams<acc_t>& rp,
@@ -95,7 +96,7 @@ __attribute__((always_inline)) inline void error_run(const scalar_t* __restrict_
 
 // One contiguous run of the statistics: out += [hole |d|, valid |d|, hole d^2, valid d^2].
 template <typename scalar_t, typename mask_t, typename acc_t>
-__attribute__((always_inline)) inline void stats_run(const scalar_t* __restrict__ p,
+INPAINT_FAST_INLINE void stats_run(const scalar_t* __restrict__ p,
                                                      const scalar_t* __restrict__ t,
                                                      const mask_t* __restrict__ m, int64_t len,
                                                      const RunParams<acc_t>& rp, acc_t* out) {
@@ -118,7 +119,7 @@ __attribute__((always_inline)) inline void stats_run(const scalar_t* __restrict_
 
 // The two compiled variants of each run and the run-time choice between them.
 template <typename scalar_t, typename mask_t, int64_t LOSS, bool GRAD, typename acc_t>
-__attribute__((target("avx2,fma,f16c"))) void error_run_avx2(
+INPAINT_FAST_V3_TARGET void error_run_v3(
     const scalar_t* p, const scalar_t* t, const mask_t* m, int64_t len, const RunParams<acc_t>& rp,
     scalar_t* g, acc_t* out) {
   error_run<scalar_t, mask_t, LOSS, GRAD>(p, t, m, len, rp, g, out);
@@ -131,7 +132,7 @@ void error_run_base(const scalar_t* p, const scalar_t* t, const mask_t* m, int64
 }
 
 template <typename scalar_t, typename mask_t, typename acc_t>
-__attribute__((target("avx2,fma,f16c"))) void stats_run_avx2(
+INPAINT_FAST_V3_TARGET void stats_run_v3(
     const scalar_t* p, const scalar_t* t, const mask_t* m, int64_t len, const RunParams<acc_t>& rp,
     acc_t* out) {
   stats_run<scalar_t, mask_t>(p, t, m, len, rp, out);
@@ -141,12 +142,6 @@ template <typename scalar_t, typename mask_t, typename acc_t>
 void stats_run_base(const scalar_t* p, const scalar_t* t, const mask_t* m, int64_t len,
                     const RunParams<acc_t>& rp, acc_t* out) {
   stats_run<scalar_t, mask_t>(p, t, m, len, rp, out);
-}
-
-bool cpu_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          __builtin_cpu_supports("f16c");
-  return has;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -368,7 +363,7 @@ std::tuple<at::Tensor, at::Tensor> masked_error_cpu(
       auto dispatch_run = [&](auto loss_tag, auto grad_tag) {
         constexpr int64_t LOSS = decltype(loss_tag)::value;
         constexpr bool GRAD = decltype(grad_tag)::value;
-        auto* run_fn = cpu_has_avx2() ? &error_run_avx2<scalar_t, mask_t, LOSS, GRAD, acc_t>
+        auto* run_fn = use_x86_v3() ? &error_run_v3<scalar_t, mask_t, LOSS, GRAD, acc_t>
                                       : &error_run_base<scalar_t, mask_t, LOSS, GRAD, acc_t>;
         sums = deterministic_sum<2, acc_t>(geo.units(), [&](int64_t u, acc_t* out) {
           std::vector<mask_t> buffer;
@@ -408,7 +403,7 @@ at::Tensor masked_error_stats_cpu(const at::Tensor& pred_in, const at::Tensor& t
     with_mask_type<scalar_t>(in.mask, [&](auto m) {
       using mask_t = std::remove_cv_t<std::remove_pointer_t<decltype(m)>>;
       if constexpr (!std::is_same_v<mask_t, NoMask>) area_valid = known_area<mask_t>(*in.mask, mask_is_hole, geo.N, geo.C);
-      auto* run_fn = cpu_has_avx2() ? &stats_run_avx2<scalar_t, mask_t, acc_t> : &stats_run_base<scalar_t, mask_t, acc_t>;
+      auto* run_fn = use_x86_v3() ? &stats_run_v3<scalar_t, mask_t, acc_t> : &stats_run_base<scalar_t, mask_t, acc_t>;
       sums = deterministic_sum<4, acc_t>(geo.units(), [&](int64_t u, acc_t* out) {
         std::vector<mask_t> buffer;
         for_unit<scalar_t, mask_t>(geo, u, p, t, m, nullptr, buffer,

@@ -43,6 +43,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "common/cpu_dispatch.h"
 #include "common/reduce.h"
 
 namespace inpaint_fast {
@@ -51,37 +52,6 @@ namespace {
 constexpr int64_t kSegment = 4096;  // complex elements per work unit; a multiple of kBlock
 constexpr int64_t kBlock = 64;      // elements per fast-path block; a multiple of kLanes
 static_assert(kSegment % kBlock == 0 && kBlock % kLanes == 0, "block sizes");
-
-// x86-64 with gcc >= 12: the float block is also compiled for x86-64-v3 (AVX2 + FMA) and chosen
-// at run time when the CPU has it; ATEN_CPU_CAPABILITY=default (torch's own switch) forces the
-// baseline build, which is how the tests exercise it on an AVX2 machine. Elsewhere: baseline only.
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) && \
-    !defined(INPAINT_FAST_NO_ISA_DISPATCH)
-#define INPAINT_FAST_X86_V3 1
-#else
-#define INPAINT_FAST_X86_V3 0
-#endif
-// The helpers of the block loop must be inlined into each ISA variant (gcc does not inline a
-// function compiled for another -march into it unless it is always_inline) or the loop stays scalar.
-#if defined(__GNUC__)
-#define INPAINT_FAST_INLINE inline __attribute__((always_inline))
-#else
-#define INPAINT_FAST_INLINE inline
-#endif
-
-bool use_x86_v3() {
-#if INPAINT_FAST_X86_V3
-  static const bool use = [] {
-    const char* forced = std::getenv("ATEN_CPU_CAPABILITY");
-    if (forced != nullptr && std::strcmp(forced, "default") == 0) return false;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("x86-64-v3") != 0;
-  }();
-  return use;
-#else
-  return false;
-#endif
-}
 
 // ---------------------------------------------------------------- float math (fast path)
 
@@ -227,7 +197,7 @@ bool fast_block_float(const float* __restrict__ zp, const float* __restrict__ zt
 
 #if INPAINT_FAST_X86_V3
 template <bool GP, bool GT>
-__attribute__((target("arch=x86-64-v3"))) bool fast_block_float_v3(
+INPAINT_FAST_V3_TARGET bool fast_block_float_v3(
     const float* __restrict__ zp, const float* __restrict__ zt, float* __restrict__ gp,
     float* __restrict__ gt, int64_t len, float scale, float* __restrict__ absd) {
   return fast_block_float_body<GP, GT>(zp, zt, gp, gt, len, scale, absd);
