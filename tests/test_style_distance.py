@@ -268,20 +268,29 @@ def test_gradcheck_fp64():
     assert torch.autograd.gradcheck(lambda x: gram_matrix(x), (p,))
     # torch.autograd.gradcheck differentiates one forward several times, which the style op
     # refuses (its gradient buffer is consumed); the same check, by central differences:
-    for weight in (w, None):
-        _, analytic = op_style(fp, ft, weight)
-        numeric = torch.zeros_like(fp)
-        flat, out = fp.clone(), numeric.view(-1)
-        for i in range(flat.numel()):
-            x = flat.view(-1)
-            x0 = x[i].item()
-            x[i] = x0 + 1e-6
-            up = style_distance(flat, ft, weight).item()
-            x[i] = x0 - 1e-6
-            down = style_distance(flat, ft, weight).item()
-            x[i] = x0
-            out[i] = (up - down) / 2e-6
-        torch.testing.assert_close(analytic, numeric, rtol=1e-5, atol=1e-8)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 4 * numel tiny forwards: no parallel-region overhead
+    try:
+        for weight in (w, None):
+            _check_central_differences(fp, ft, weight)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_central_differences(fp, ft, weight):
+    _, analytic = op_style(fp, ft, weight)
+    numeric = torch.zeros_like(fp)
+    x, out = fp.clone(), numeric.view(-1)
+    flat = x.view(-1)
+    for i in range(flat.numel()):
+        x0 = flat[i].item()
+        flat[i] = x0 + 1e-6
+        up = style_distance(x, ft, weight).item()
+        flat[i] = x0 - 1e-6
+        down = style_distance(x, ft, weight).item()
+        flat[i] = x0
+        out[i] = (up - down) / 2e-6
+    torch.testing.assert_close(analytic, numeric, rtol=1e-5, atol=1e-8)
 
 
 def test_second_backward_and_double_backward_are_errors():
