@@ -246,7 +246,9 @@ def main(argv=None) -> int:
     if not args.no_plot:
         for op in ops:
             sel = [r for r in rows if r["op"] == op]
-            path = png_path if op == "style_distance" else png_path.replace("style_distance_", "gram_")
+            root, ext = os.path.splitext(png_path)
+            path = png_path if op == "style_distance" else (
+                root.replace("style_distance_", "gram_") if "style_distance_" in root else root + "_gram") + ext
             title = f"{op} — {meta['device']}, {threads} threads, {args.dtype}, torch {meta['torch_version']}"
             out = common.plot_rows(sel, path, title)
             if out:
