@@ -14,7 +14,7 @@
 //    being the GEMM's alpha. Otherwise HW is cut into chunks and each chunk of an operand is
 //    repacked into a per-thread buffer (float16/bfloat16 converted to float32, the left operand
 //    multiplied by scale_n * w_n, so the scale is applied before accumulating); the chunks'
-//    products are accumulated by the GEMM (beta = 1) in a fixed order. With fewer than 8 items
+//    products are accumulated by the GEMM (beta = 1) in a fixed order. With fewer than 4 items
 //    (one image, few channels) HW is split as well, into ranges of >= 2048 positions whose
 //    partial Grams are added in a fixed order afterwards, so that every thread has work.
 //    float16 is converted with ATen's copy_ (vectorised for the CPU at run time; this file is
@@ -79,7 +79,7 @@ int64_t round_chunk(int64_t k, int64_t HW) {
 
 // The Gram phase wants at least this many work items; below it, HW is split too, into ranges
 // of at least kMinSplitColumns positions.
-constexpr int64_t kMinGramItems = 8;
+constexpr int64_t kMinGramItems = 4;
 constexpr int64_t kMinSplitColumns = 2048;
 
 // HW chunk of a repacked Gram operand: the right operand (up to C rows) stays about 1 MiB.
