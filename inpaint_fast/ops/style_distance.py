@@ -1,0 +1,182 @@
+"""torch.library glue of ``inpaint_fast::gram`` and ``inpaint_fast::style_distance``
+(C++ schemas: csrc/ops/style_distance.cpp; CPU kernels: csrc/ops/cpu/style_distance_kernel.cpp).
+
+For features ``F`` (N, C, H, W), seen per sample as a C x HW matrix, and an optional spatial
+weight ``w`` (N|1, 1, H, W) (already at the features' resolution, the features' dtype):
+
+- ``gram_matrix(feat, weight=None, eps=1e-8)``: ``G = F diag(w) F^T / (C * max(sum(w), eps))``
+  per sample, ``F F^T / (C H W)`` without a weight: (N, C, C) in feat's dtype, exactly symmetric,
+  accumulated in float32 (float64 for float64). Differentiable w.r.t. ``feat``:
+  ``dF = (gG + gG^T) (w * F) * scale`` (the op ``gram_backward``, one GEMM).
+- ``style_distance(feat_pred, feat_target, weight=None, eps=1e-8)``: the seed's per-layer style
+  term ``mean |G(feat_pred) - G(feat_target)|``, 0-dim in feat's dtype. Differentiable w.r.t.
+  ``feat_pred`` only: the target's features are a constant (the seed detaches them), so a
+  ``feat_target`` that requires grad is an error (detach it, or use the reference backend).
+  The gradient is computed by the forward op itself (``compute_grad``) into one buffer, which the
+  backward scales in place by the incoming gradient: a second backward through the same graph
+  (``retain_graph=True``) and double backward are errors. For float16 features that buffer is
+  float32 (the gradient before the multiplication by grad_output, e.g. a GradScaler's 2^16, is
+  typically ~1e-10, below float16's range), cast to float16 after the multiplication.
+
+The weight is never differentiated (a weight that requires grad is an error). Inputs are expected
+to be validated already (``inpaint_fast._validation``); the C++ kernels only re-check them
+(RuntimeError). When the extension is not built this module registers nothing.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from .. import _extension
+
+GRAM_OP = "inpaint_fast::gram"
+GRAM_BACKWARD_OP = "inpaint_fast::gram_backward"
+STYLE_OP = "inpaint_fast::style_distance"
+EPS = 1e-8
+
+_CONSUMED = ("inpaint_fast::style_distance: its gradient buffer was already used by an earlier "
+             "backward (it is computed in the forward and scaled in place); recompute the loss for "
+             "another backward, or use inpaint_fast.use_backend('reference')")
+_DOUBLE_BACKWARD = ("inpaint_fast::{op} does not support double backward (differentiating its "
+                    "gradient, e.g. create_graph=True); use inpaint_fast.use_backend('reference')")
+
+
+def gram_matrix(feat: Tensor, weight: Optional[Tensor] = None, eps: float = EPS) -> Tensor:
+    """Per-sample Gram matrix ``F diag(w) F^T / (C * max(sum(w), eps))`` (see the module doc)."""
+    return torch.ops.inpaint_fast.gram.default(feat, weight, eps)
+
+
+def style_distance(feat_pred: Tensor, feat_target: Tensor, weight: Optional[Tensor] = None,
+                   eps: float = EPS) -> Tensor:
+    """``mean |G(feat_pred) - G(feat_target)|`` in feat's dtype (see the module doc)."""
+    compute_grad = torch.is_grad_enabled() and feat_pred.requires_grad
+    loss, _ = torch.ops.inpaint_fast.style_distance.default(feat_pred, feat_target, weight, eps,
+                                                            compute_grad)
+    return loss.to(feat_pred.dtype)
+
+
+# ------------------------------------------------------------------------------ fake kernels
+
+def _loss_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _grad_like(feat: Tensor) -> Tensor:
+    """What the kernels allocate: feat's layout when NCHW- or channels_last-contiguous, else NCHW."""
+    if not feat.is_contiguous() and feat.is_contiguous(memory_format=torch.channels_last):
+        return torch.empty_like(feat, memory_format=torch.channels_last)
+    return torch.empty_like(feat, memory_format=torch.contiguous_format)
+
+
+def _check_feat(feat: Tensor, name: str) -> None:
+    torch._check(feat.dim() == 4, lambda: f"{name} must be 4-D (N, C, H, W); got {tuple(feat.shape)}")
+
+
+def _fake_gram(feat: Tensor, weight: Optional[Tensor], eps: float) -> Tensor:
+    _check_feat(feat, "feat")
+    n, c = feat.shape[0], feat.shape[1]
+    return feat.new_empty((n, c, c))
+
+
+def _fake_gram_backward(grad: Tensor, feat: Tensor, weight: Optional[Tensor], eps: float) -> Tensor:
+    _check_feat(feat, "feat")
+    torch._check(grad.dim() == 3, lambda: f"grad must be (N, C, C); got {tuple(grad.shape)}")
+    return _grad_like(feat)
+
+
+def _grad_dtype(dtype: torch.dtype) -> torch.dtype:
+    """style_distance's gradient buffer: float32 for float16 features (see the module doc)."""
+    return torch.float32 if dtype == torch.float16 else dtype
+
+
+def _fake_style(feat_pred: Tensor, feat_target: Tensor, weight: Optional[Tensor], eps: float,
+                compute_grad: bool) -> Tuple[Tensor, Tensor]:
+    _check_feat(feat_pred, "feat_pred")
+    torch._check(feat_target.shape == feat_pred.shape,
+                 lambda: f"feat_target shape {tuple(feat_target.shape)} must equal feat_pred shape "
+                         f"{tuple(feat_pred.shape)}")
+    loss = feat_pred.new_empty((), dtype=_loss_dtype(feat_pred.dtype))
+    grad_dtype = _grad_dtype(feat_pred.dtype)
+    grad = (_grad_like(feat_pred).to(grad_dtype) if compute_grad
+            else feat_pred.new_empty((0,), dtype=grad_dtype))
+    return loss, grad
+
+
+# ------------------------------------------------------------------------------ autograd
+
+def _reject_weight_grad(op: str, weight: Optional[Tensor]) -> None:
+    if weight is not None and weight.requires_grad:
+        raise RuntimeError(f"inpaint_fast::{op} does not differentiate its weight; a weight that "
+                           "requires grad must go through the reference implementation "
+                           "(inpaint_fast.use_backend('reference'))")
+
+
+def _gram_setup_context(ctx, inputs, output) -> None:
+    feat, weight, eps = inputs
+    _reject_weight_grad("gram", weight)
+    ctx.save_for_backward(feat, weight)
+    ctx.eps = eps
+
+
+def _gram_backward(ctx, grad: Tensor):
+    feat, weight = ctx.saved_tensors
+    grad_feat = None
+    if ctx.needs_input_grad[0]:
+        grad_feat = torch.ops.inpaint_fast.gram_backward.default(grad, feat, weight, ctx.eps)
+    return grad_feat, None, None
+
+
+def _no_setup(ctx, inputs, output) -> None:
+    pass
+
+
+def _gram_double_backward(ctx, grad: Tensor):
+    raise RuntimeError(_DOUBLE_BACKWARD.format(op="gram"))
+
+
+def _style_setup_context(ctx, inputs, output) -> None:
+    feat_pred, feat_target, weight, eps, compute_grad = inputs
+    _reject_weight_grad("style_distance", weight)
+    if feat_target.requires_grad:
+        raise RuntimeError(
+            "inpaint_fast::style_distance treats feat_target as a constant (the seed detaches the "
+            "target's features) and computes no gradient for it; pass feat_target.detach(), or use "
+            "inpaint_fast.use_backend('reference') to differentiate both sides")
+    _, grad_pred = output
+    ctx.mark_non_differentiable(grad_pred)
+    # No zero-filled full-size gradient for the (non-differentiable) grad_pred output.
+    ctx.set_materialize_grads(False)
+    ctx.save_for_backward(grad_pred)
+    ctx.compute_grad = compute_grad
+    ctx.feat_dtype = feat_pred.dtype
+    ctx.consumed = False
+
+
+def _style_backward(ctx, grad_loss: Optional[Tensor], _grad_of_grad: Optional[Tensor]):
+    if not ctx.needs_input_grad[0] or grad_loss is None:
+        return None, None, None, None, None
+    if torch.is_grad_enabled():  # create_graph=True: the gradient would not be differentiable
+        raise RuntimeError(_DOUBLE_BACKWARD.format(op="style_distance"))
+    if not ctx.compute_grad:
+        raise RuntimeError("inpaint_fast::style_distance was called with compute_grad=False, so "
+                           "it has no gradient; call it with compute_grad=True when feat_pred "
+                           "requires grad (inpaint_fast.ops.style_distance.style_distance does)")
+    if ctx.consumed:
+        raise RuntimeError(_CONSUMED)
+    ctx.consumed = True
+    (grad_pred,) = ctx.saved_tensors
+    grad_pred = grad_pred.mul_(grad_loss)
+    if grad_pred.dtype != ctx.feat_dtype:  # float16 features: float32 buffer
+        grad_pred = grad_pred.to(ctx.feat_dtype)
+    return grad_pred, None, None, None, None
+
+
+if _extension.load_error() is None:
+    torch.library.register_fake(GRAM_OP)(_fake_gram)
+    torch.library.register_fake(GRAM_BACKWARD_OP)(_fake_gram_backward)
+    torch.library.register_fake(STYLE_OP)(_fake_style)
+    torch.library.register_autograd(GRAM_OP, _gram_backward, setup_context=_gram_setup_context)
+    torch.library.register_autograd(GRAM_BACKWARD_OP, _gram_double_backward, setup_context=_no_setup)
+    torch.library.register_autograd(STYLE_OP, _style_backward, setup_context=_style_setup_context)
