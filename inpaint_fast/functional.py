@@ -21,6 +21,7 @@ from . import _backend
 from . import _validation as V
 from .ops import masked_error as _masked_error_op
 from .ops import spectral_l1 as _spectral_l1_op
+from .ops import style_distance as _style_distance_op
 from .reference import features as _ref_features
 from .reference import frequency as _ref_frequency
 from .reference import pixel as _ref_pixel
@@ -213,7 +214,29 @@ def gram_matrix(feat: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[T
     """
     V.check_image(feat, "feat")
     V.check_positive(eps, "eps")
-    return _ref_features.gram_matrix(feat, _feature_weight(feat, mask, hole, region), eps=eps)
+    weight = _feature_weight(feat, mask, hole, region)
+    if _fused_features("style_distance", feat, weight):
+        return _style_distance_op.gram_matrix(feat, weight, eps)
+    return _ref_features.gram_matrix(feat, weight, eps=eps)
+
+
+def _fused_features(op: str, feat: Tensor, weight: Optional[Tensor]) -> bool:
+    return not (weight is not None and weight.requires_grad) and _backend.choose(op, feat.device) != "reference"
+
+
+def _style_distance(pred_feats: List[Tensor], target_feats: List[Tensor], weight: Optional[Tensor], *,
+                    layer_weights=None, reduction: str = "mean", eps: float = EPS):
+    """Per layer ``mean |G(f_pred) - G(f_target)|`` (target features constant), combined over layers;
+    one fused op per layer on a built backend."""
+    if reduction == "none" or not _fused_features("style_distance", pred_feats[0], weight):
+        return _ref_features.style_distance(pred_feats, target_feats, weight, layer_weights=layer_weights,
+                                            reduction=reduction, eps=eps)
+    terms = []
+    for fp, ft in zip(pred_feats, target_feats):
+        term = _style_distance_op.style_distance(fp, ft.detach(), _ref_features.resize_weight(weight, fp.shape[-2:]),
+                                                 eps)
+        terms.append(term * (fp.shape[0] * fp.shape[1] ** 2) if reduction == "sum" else term)
+    return _ref_features.combine_layers(terms, layer_weights)
 
 
 def style_loss(pred: Tensor, target: Tensor, *, extractor: Callable[[Tensor], List[Tensor]],
@@ -231,8 +254,8 @@ def style_loss(pred: Tensor, target: Tensor, *, extractor: Callable[[Tensor], Li
     weight = _feature_weight(pred, mask, hole, region)
     pred_feats, target_feats = extract_features(extractor, pred, target)
     layer_weights = V.check_layer_weights(layer_weights, len(pred_feats))
-    return _ref_features.style_distance(pred_feats, target_feats, weight, layer_weights=layer_weights,
-                                        reduction=reduction, eps=eps)
+    return _style_distance(pred_feats, target_feats, weight, layer_weights=layer_weights, reduction=reduction,
+                           eps=eps)
 
 
 def check_composite_weights(weights: Optional[Mapping[str, float]]) -> Dict[str, float]:
@@ -266,7 +289,7 @@ def composite_loss(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = Non
         if "perc" in weights:
             terms["perc"] = _ref_features.feature_distance(pred_feats, target_feats, 1 - known)
         if "style" in weights:
-            terms["style"] = _ref_features.style_distance(pred_feats, target_feats)
+            terms["style"] = _style_distance(pred_feats, target_feats, None)
     if "tv" in weights:
         terms["tv"] = total_variation(pred, mask=known, region="hole")
     if "freq" in weights:

@@ -26,14 +26,19 @@ def test_perceptual_matches_seed(vgg, seed_with):
                        seed_with.perceptual_loss(x, pred, m))
 
 
-def test_style_and_gram_match_seed(vgg, seed_with):
+def test_style_and_gram_match_seed(vgg, seed_with, backend):
     x, pred = images()
-    assert torch.equal(IF.style_loss(pred, x, extractor=vgg), seed_with.style_loss(x, pred))
     feat = torch.rand(2, 5, 4, 3)
-    assert torch.equal(IF.gram_matrix(feat), seed.gram_matrix(feat))
+    pairs = [(IF.style_loss(pred, x, extractor=vgg), seed_with.style_loss(x, pred)),
+             (IF.gram_matrix(feat), seed.gram_matrix(feat))]
+    for ours, theirs in pairs:
+        if backend == "reference":
+            assert torch.equal(ours, theirs)
+        else:
+            torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-9)
 
 
-def test_gram_closed_form_and_masked_gram():
+def test_gram_closed_form_and_masked_gram(backend):
     f = torch.tensor([[[[1.0, 2.0]], [[3.0, -1.0]]]], dtype=torch.float64)  # (1, C=2, 1, 2)
     expected = torch.tensor([[[1 + 4, 3 - 2], [3 - 2, 9 + 1]]], dtype=torch.float64) / (2 * 2)
     torch.testing.assert_close(IF.gram_matrix(f), expected)
@@ -71,7 +76,7 @@ def test_feature_mask_is_resized_by_nearest():
     torch.testing.assert_close(IF.perceptual_loss(pred, x, extractor=pool, mask=mask), expected)
 
 
-def test_gradients_reach_pred_only(vgg):
+def test_gradients_reach_pred_only(vgg, backend):
     x, pred = images(n=1)
     x.requires_grad_()
     pred.requires_grad_()
@@ -83,7 +88,7 @@ def test_gradients_reach_pred_only(vgg):
     assert all(p.grad is None and not p.requires_grad for p in vgg.parameters())
 
 
-def test_style_gradcheck_with_mask():
+def test_style_gradcheck_with_mask(backend):
     torch.manual_seed(0)
     pred, x = torch.rand(1, 3, 5, 4, dtype=torch.float64, requires_grad=True), torch.rand(1, 3, 5, 4).double()
     mask = torch.rand(1, 1, 5, 4, dtype=torch.float64)
@@ -92,7 +97,7 @@ def test_style_gradcheck_with_mask():
     assert torch.autograd.gradcheck(lambda p: IF.perceptual_loss(p, x, extractor=ext, mask=mask, loss="l2"), (pred,))
 
 
-def test_modules(vgg):
+def test_modules(vgg, backend):
     x, pred = images(n=1)
     mask = torch.rand(1, 1, 32, 32) > 0.3
     perc = IF.PerceptualLoss(vgg, region="known", loss="l2")
@@ -104,7 +109,7 @@ def test_modules(vgg):
     assert isinstance(built.extractor, IF.VGGFeatures) and built.extractor.layers == ("relu1_2",)
 
 
-def test_low_precision_style_is_finite():
+def test_low_precision_style_is_finite(backend):
     """float16 Grams are accumulated in float32: no overflow where float16 sums would overflow."""
     torch.manual_seed(0)
     feat = (torch.rand(1, 4, 64, 64) * 30).half()  # sums of products ~ 1e6 > float16 max
@@ -125,3 +130,20 @@ def test_feature_loss_errors(vgg):
         IF.perceptual_loss(pred, x, extractor=vgg, layer_weights=[1.0, -1.0, 1.0])
     with pytest.raises(ValueError, match="loss must be one of"):
         IF.PerceptualLoss(vgg, loss="huber")
+
+
+def test_style_reductions_agree_across_backends():
+    from tests.conftest import CPU_BACKENDS
+    x, pred = images(size=12, dtype=torch.float64)
+    mask = torch.rand(2, 1, 12, 12) > 0.4
+    ext = lambda t: [t, 3 * t[:, :2]]  # noqa: E731
+    for reduction in ("mean", "sum"):
+        values = []
+        for name in CPU_BACKENDS:
+            with IF.use_backend(name):
+                values.append(IF.style_loss(pred, x, extractor=ext, mask=mask, reduction=reduction))
+        for v in values[1:]:
+            torch.testing.assert_close(v, values[0])
+    sums = IF.style_loss(pred, x, extractor=ext, mask=mask, reduction="none")
+    torch.testing.assert_close(sum(t.sum() for t in sums) / 2, IF.style_loss(pred, x, extractor=ext, mask=mask,
+                                                                            reduction="sum"))

@@ -13,10 +13,10 @@ weight ``w`` (N|1, 1, H, W) (already at the features' resolution, the features' 
   ``feat_pred`` only: the target's features are a constant (the seed detaches them), so a
   ``feat_target`` that requires grad is an error (detach it, or use the reference backend).
   The gradient is computed by the forward op itself (``compute_grad``) into one buffer, which the
-  backward scales in place by the incoming gradient: a second backward through the same graph
-  (``retain_graph=True``) and double backward are errors. For float16 features that buffer is
-  float32 (the gradient before the multiplication by grad_output, e.g. a GradScaler's 2^16, is
-  typically ~1e-10, below float16's range), cast to float16 after the multiplication.
+  backward only scales by the incoming gradient (``_grad.scale_saved_grad``; retain_graph works,
+  double backward is an error). For float16 features that buffer is float32 (the gradient before
+  the multiplication by grad_output, e.g. a GradScaler's 2^16, is typically ~1e-10, below
+  float16's range), cast to float16 after the multiplication.
 
 The weight is never differentiated (a weight that requires grad is an error). Inputs are expected
 to be validated already (``inpaint_fast._validation``); the C++ kernels only re-check them
@@ -30,15 +30,13 @@ import torch
 from torch import Tensor
 
 from .. import _extension
+from ._grad import check_first_order, scale_saved_grad
 
 GRAM_OP = "inpaint_fast::gram"
 GRAM_BACKWARD_OP = "inpaint_fast::gram_backward"
 STYLE_OP = "inpaint_fast::style_distance"
 EPS = 1e-8
 
-_CONSUMED = ("inpaint_fast::style_distance: its gradient buffer was already used by an earlier "
-             "backward (it is computed in the forward and scaled in place); recompute the loss for "
-             "another backward, or use inpaint_fast.use_backend('reference')")
 _DOUBLE_BACKWARD = ("inpaint_fast::{op} does not support double backward (differentiating its "
                     "gradient, e.g. create_graph=True); use inpaint_fast.use_backend('reference')")
 
@@ -151,23 +149,18 @@ def _style_setup_context(ctx, inputs, output) -> None:
     ctx.save_for_backward(grad_pred)
     ctx.compute_grad = compute_grad
     ctx.feat_dtype = feat_pred.dtype
-    ctx.consumed = False
 
 
 def _style_backward(ctx, grad_loss: Optional[Tensor], _grad_of_grad: Optional[Tensor]):
+    check_first_order("style_distance")
     if not ctx.needs_input_grad[0] or grad_loss is None:
         return None, None, None, None, None
-    if torch.is_grad_enabled():  # create_graph=True: the gradient would not be differentiable
-        raise RuntimeError(_DOUBLE_BACKWARD.format(op="style_distance"))
     if not ctx.compute_grad:
         raise RuntimeError("inpaint_fast::style_distance was called with compute_grad=False, so "
                            "it has no gradient; call it with compute_grad=True when feat_pred "
                            "requires grad (inpaint_fast.ops.style_distance.style_distance does)")
-    if ctx.consumed:
-        raise RuntimeError(_CONSUMED)
-    ctx.consumed = True
     (grad_pred,) = ctx.saved_tensors
-    grad_pred = grad_pred.mul_(grad_loss)
+    grad_pred = scale_saved_grad(grad_pred, grad_loss)
     if grad_pred.dtype != ctx.feat_dtype:  # float16 features: float32 buffer
         grad_pred = grad_pred.to(ctx.feat_dtype)
     return grad_pred, None, None, None, None
