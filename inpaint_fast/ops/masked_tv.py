@@ -108,8 +108,12 @@ def _backward(ctx, grad_loss: Tensor, grad_grad: Optional[Tensor]):
     grad, img = ctx.saved_tensors
     if torch.is_grad_enabled():  # create_graph=True: the result must itself be differentiable
         grad_img = grad * grad_loss if ctx.p == 1 else _NoDoubleBackward.apply(grad, grad_loss, img)
+    elif type(grad) is not torch.Tensor:
+        # Traced (AOTAutograd's fake / functional tensors under torch.compile): the graph returns the
+        # op's gradient output too, so it must not be mutated; buffer reuse is the compiler's job.
+        grad_img = grad * grad_loss
     else:
-        grad_img = grad.mul_(grad_loss)
+        grad_img = grad.mul_(grad_loss)  # eager: the one gradient buffer, scaled in place
     return grad_img, None, None, None, None, None, None, None
 
 

@@ -692,10 +692,13 @@ std::tuple<at::Tensor, at::Tensor> masked_tv_cpu(const at::Tensor& img_in, const
   g.W = img.size(3);
   g.img_sn = img.stride(0);
   g.img_sc = img.stride(1);
-  g.mask_n = use_mask ? mask.size(0) : 1;
-  g.mask_c = use_mask ? mask.size(1) : 1;
-  g.mask_sn = use_mask && mask.size(0) > 1 ? mask.stride(0) : 0;
-  g.mask_sc = use_mask && mask.size(1) > 1 ? mask.stride(1) : 0;
+  // A mask dimension of size 1, or expanded (stride 0), is a broadcast: one plane serves all.
+  const bool mask_per_n = use_mask && mask.size(0) > 1 && mask.stride(0) != 0;
+  const bool mask_per_c = use_mask && mask.size(1) > 1 && mask.stride(1) != 0;
+  g.mask_n = mask_per_n ? g.N : 1;
+  g.mask_c = mask_per_c ? g.C : 1;
+  g.mask_sn = mask_per_n ? mask.stride(0) : 0;
+  g.mask_sc = mask_per_c ? mask.stride(1) : 0;
 
   const auto loss_dtype = img.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor loss = at::zeros({}, img.options().dtype(loss_dtype));
