@@ -61,7 +61,10 @@ constexpr int64_t kUnitElements = 1 << 16;  // target image elements per work un
 enum Region : int64_t { kRegionAll = 0, kRegionKnown = 1, kRegionHole = 2, kRegionHoleDilated = 3 };
 enum Normalize : int64_t { kNormSum = 0, kNormMask = 1, kNormAll = 2 };
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+// INPAINT_FAST_NO_TARGET_CLONES builds one version for the compiler's target flags (to test the
+// baseline or AVX2 lowering on a machine whose CPU would pick the AVX-512 clone).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(INPAINT_FAST_NO_TARGET_CLONES)
 #define INPAINT_FAST_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define INPAINT_FAST_CLONES
@@ -199,6 +202,12 @@ struct RowArgs {
   int64_t W;
   scalar_t* out;  // row i of the first channel's gradient; null when no gradient is wanted
   int64_t out_cstride;
+  // Vertical gradient terms gv(i) g(x(i+1) - x(i)) of each channel (rows of t_cstride), written for
+  // the next row; when have_t they hold row i-1's, the terms of the pairs (i-1, i), read instead of
+  // being recomputed from row i-1.
+  acc_t* t;
+  int64_t t_cstride;
+  bool have_t;
 };
 
 // v shifted by one lane towards higher lanes, lane 0 repeated: (v0, v0, v1, ..., v_{L-2}); and
@@ -247,6 +256,8 @@ INPAINT_FAST_ALWAYS_INLINE void tv_rows(const RowArgs<scalar_t, acc_t>& a, acc_t
     const scalar_t* __restrict__ xp = xc + a.up;
     const scalar_t* __restrict__ xn = xc + a.down;
     scalar_t* __restrict__ out = kGrad ? a.out + ch * a.out_cstride : nullptr;
+    acc_t* __restrict__ t = kGrad ? a.t + ch * a.t_cstride : nullptr;
+    const bool have_t = a.have_t;
 
     // Pixels j0 .. j0 + L - 1. kFirst: j0 = 0 (no left neighbour of lane 0); kLast: j0 = W - L
     // (no right neighbour of lane L - 1), lanes outside last_keep already counted.
@@ -272,10 +283,14 @@ INPAINT_FAST_ALWAYS_INLINE void tv_rows(const RowArgs<scalar_t, acc_t>& a, acc_t
       ah += eh;
       if constexpr (kGrad) {
         const V left = kFirst ? shift_up<acc_t>(c) : vload<acc_t>(xc + j0 - 1);
-        const V dvp = c - vload<acc_t>(xp + j0);
         const V dhp = c - left;
-        const V g = (vgterm<P, acc_t>(vload<acc_t>(gvp + j0), dvp) - vgterm<P, acc_t>(wc, dv)) +
-                    (vgterm<P, acc_t>(vload<acc_t>(gw + j0 - 1), dhp) - vgterm<P, acc_t>(wr, dh));
+        const V tv = vgterm<P, acc_t>(wc, dv);
+        // The last step may overlap the previous one, whose store replaced the overlapping lanes of
+        // t: it recomputes the terms of the pairs (i-1, i).
+        const V tvp = have_t && !kLast ? vload<acc_t>(t + j0)
+                                       : vgterm<P, acc_t>(vload<acc_t>(gvp + j0), c - vload<acc_t>(xp + j0));
+        vstore<acc_t>(t + j0, tv);
+        const V g = (tvp - tv) + (vgterm<P, acc_t>(vload<acc_t>(gw + j0 - 1), dhp) - vgterm<P, acc_t>(wr, dh));
         vstore<acc_t>(out + j0, g);  // overlapping lanes get the same value again
       }
     };
@@ -292,8 +307,10 @@ INPAINT_FAST_ALWAYS_INLINE void tv_rows(const RowArgs<scalar_t, acc_t>& a, acc_t
         ls += gv[j] * err<P>(dv);
         ls += gw[j] * err<P>(dh);
         if constexpr (kGrad) {
-          out[j] = static_cast<scalar_t>((gterm<P>(gvp[j], dvp) - gterm<P>(gv[j], dv)) +
-                                         (gterm<P>(gw[j - 1], dhp) - gterm<P>(gw[j], dh)));
+          const acc_t tv = gterm<P>(gv[j], dv);
+          const acc_t tvp = have_t ? t[j] : gterm<P>(gvp[j], dvp);
+          t[j] = tv;
+          out[j] = static_cast<scalar_t>((tvp - tv) + (gterm<P>(gw[j - 1], dhp) - gterm<P>(gw[j], dh)));
         }
       }
       continue;
@@ -545,6 +562,7 @@ class WeightRows {
     base_ = storage_.data() + (aligned - addr) / sizeof(acc_t) + kPad;
   }
   acc_t* row(int64_t k) { return base_ + k * stride_; }
+  int64_t stride() const { return stride_; }
 
  private:
   static constexpr int64_t kPad = Vec<acc_t>::L;  // 64 bytes
@@ -608,6 +626,7 @@ double stencil_pass(const Geometry& g, const scalar_t* img, const mask_t* mask, 
     const int64_t i0 = b * block, i1 = std::min(H, i0 + block);
     RegionRows<mask_t, acc_t> rows(H, W, region, mask_is_hole);
     WeightRows<acc_t> buf(4, W);
+    WeightRows<acc_t> tbuf(out == nullptr ? 0 : per_group, W);
     acc_t* gvp = buf.row(0);  // kv wv(i-1)
     acc_t* gv = buf.row(1);   // kv wv(i)
     acc_t* gw = buf.row(2);   // kh wh(i), gw[-1] = 0
@@ -626,7 +645,8 @@ double stencil_pass(const Geometry& g, const scalar_t* img, const mask_t* mask, 
         rows.pair_rows(i, kv, kh, gv, gw);
         RowArgs<scalar_t, acc_t> args{img + n * g.img_sn + c0 * g.img_sc + i * W, g.img_sc, i > 0 ? -W : 0,
                                       i + 1 < H ? W : 0, W, per_group, gvp, gv, gw, W,
-                                      out == nullptr ? nullptr : out + ((n * C + c0) * H + i) * W, H * W};
+                                      out == nullptr ? nullptr : out + ((n * C + c0) * H + i) * W, H * W,
+                                      tbuf.row(0), tbuf.stride(), i > i0};
         row_fn(args, acc);
         std::swap(gvp, gv);
       }
