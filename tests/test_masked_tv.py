@@ -278,6 +278,43 @@ def test_layouts(layout, dtype):
     assert torch.equal(loss_l, loss) and torch.equal(grad_l, grad)  # the layout changes nothing, bitwise
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+def test_channels_last_read_in_place(dtype):
+    # A channels_last image with a mask shared by its channels is read in place: rows of W * C
+    # interleaved elements, neighbours C apart (vector steps of 16 / 8 lanes, shuffles at the row
+    # ends, an overlapping last step). The gradient is channels_last and equals, element for
+    # element, the one of the same image in NCHW.
+    widths = [1, 2, 5, 6, 7, 8, 9, 16, 21, 33] if dtype != torch.bfloat16 else [5, 6, 11]
+    for c, w in itertools.product([2, 3, 4, 7], widths):
+        img = _channels_last(make_image((2, c, 6, w), dtype, seed=c * w))
+        mask = make_mask((2, 1, 6, w), "binary", dtype, seed=w)
+        for region, p in [("hole", 1), ("hole_dilated", 2), ("all", 1)]:
+            loss, grad = check(img, mask, region=region, p=p, normalize="mask")
+            assert grad.is_contiguous(memory_format=torch.channels_last)
+            if c > 1 and w > 1:
+                assert not grad.is_contiguous()
+            _, grad_nchw = ours(img.contiguous(), mask, mask_is_hole=False, region=region, p=p, normalize="mask",
+                                eps=1e-8)
+            assert torch.equal(grad, grad_nchw)
+
+
+def test_channels_last_fallbacks_and_batch_slices():
+    # Per-channel masks and 8+ channels: copied to NCHW (contiguous gradient); a batch slice of a
+    # channels_last tensor is read in place.
+    img = _channels_last(make_image((2, 3, 5, 20), torch.float32))
+    per_channel = make_mask((2, 3, 5, 20), "binary", torch.float32)
+    loss, grad = check(img, per_channel, region="hole", p=1, normalize="mask")
+    assert grad.is_contiguous()
+    wide = _channels_last(make_image((1, 8, 5, 20), torch.float32))
+    loss, grad = check(wide, make_mask((1, 1, 5, 20), "binary", torch.float32), region="known", p=2,
+                       normalize="all")
+    assert grad.is_contiguous()
+    batch = _channels_last(make_image((4, 3, 7, 30), torch.float32))[1:3]
+    mask = make_mask((2, 1, 7, 30), "box", torch.float32)
+    loss, grad = check(batch, mask, region="hole_dilated", p=1, normalize="none")
+    assert grad.is_contiguous(memory_format=torch.channels_last) and not grad.is_contiguous()
+
+
 def test_broadcast_masks_read_in_place():
     img = make_image((3, 2, 8, 40), torch.float32)
     plane = make_mask((1, 1, 8, 40), "binary", torch.float32)

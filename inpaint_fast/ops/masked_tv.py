@@ -57,13 +57,31 @@ def masked_tv(img: Tensor, mask: Optional[Tensor], *, mask_is_hole: bool, region
     return loss.to(img.dtype)
 
 
+MAX_NATIVE_CHANNELS_LAST = 7  # kMaxNativeChannelsLast of csrc/ops/cpu/masked_tv_kernel.cpp
+
+
+def native_channels_last(img: Tensor, mask: Optional[Tensor], region: int) -> bool:
+    """Whether the kernel reads img in place as channels_last and returns a channels_last gradient
+    (else it works on NCHW planes, copying img if its planes are not contiguous, and the gradient is
+    NCHW-contiguous). The C++ kernel's ``native_channels_last``, decided the same way."""
+    _, c, h, w = img.shape
+    s = img.stride()
+    planes_contiguous = (w == 1 or s[3] == 1) and (h == 1 or s[2] == w)
+    if c < 2 or c > MAX_NATIVE_CHANNELS_LAST or planes_contiguous:
+        return False
+    if s[1] != 1 or (w > 1 and s[3] != c) or (h > 1 and s[2] != w * c):
+        return False
+    return region == 0 or mask is None or mask.shape[1] == 1 or mask.stride(1) == 0
+
+
 def _fake(img: Tensor, mask: Optional[Tensor], mask_is_hole: bool, region: int, p: int, normalize: int,
           eps: float, compute_grad: bool):
     torch._check(img.dim() == 4, lambda: f"img must be 4-D (N, C, H, W); got {tuple(img.shape)}")
     torch._check(region == 0 or mask is not None, lambda: f"region {region} needs a mask")
     loss = img.new_empty((), dtype=torch.float64 if img.dtype == torch.float64 else torch.float32)
     if compute_grad:
-        grad = torch.empty_like(img, memory_format=torch.contiguous_format)
+        layout = torch.channels_last if native_channels_last(img, mask, region) else torch.contiguous_format
+        grad = torch.empty_like(img, memory_format=layout)
     else:
         grad = img.new_empty((0,))
     return loss, grad

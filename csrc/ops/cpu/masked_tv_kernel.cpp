@@ -53,6 +53,15 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
+// No fused multiply-adds: every clone (and every code path: vector steps, one-element rows,
+// channels_last rows) then rounds each product and sum the same way, so results are bitwise the
+// same whichever instruction set or path computes them.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#elif defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+
 namespace inpaint_fast {
 namespace {
 
@@ -184,22 +193,26 @@ constexpr double grad_scale() {
 }
 
 // Image row i of `channels` channels (one mask group). Rows i-1 and i+1 of a channel are at offsets
-// up and down from row i (0 at the image border, where the weights are 0). The weights are the pair
-// weights scaled by the direction's factor kv or kh (grad_scale times the normaliser):
-// gvp = kv wv(i-1), gv = kv wv(i), gw = kh wh(i) (gw[W-1] = 0). They weight both the gradient terms
-// and the loss terms gv e(x(i+1) - x(i)) + gw e(x(j+1) - x(j)), whose sum is grad_scale * loss.
+// up and down from row i (0 at the image border, where the weights are 0). A row holds W elements;
+// the horizontal neighbour of element j is j + hs: hs = 1 for an NCHW plane row; for a channels_last
+// image one "channel" of W = (image width) * C interleaved elements and hs = C. The weights, one per
+// element, are the pair weights scaled by the direction's factor kv or kh (grad_scale times the
+// normaliser): gvp = kv wv(i-1), gv = kv wv(i), gw = kh wh(i) (0 for the last hs elements, which
+// have no right neighbour). They weight both the gradient terms and the loss terms
+// gv e(x(i+1) - x(i)) + gw e(x(j+hs) - x(j)), whose sum is grad_scale * loss.
 template <typename scalar_t, typename acc_t>
 struct RowArgs {
   const scalar_t* x;  // row i of the first channel
   int64_t x_cstride;  // elements between channels
-  int64_t up;         // offset of row i-1 (-W, or 0 on the first row)
-  int64_t down;       // offset of row i+1 (W, or 0 on the last row)
-  int64_t row_stride; // W: offset of row i+1 inside the plane
+  int64_t up;         // offset of row i-1 (minus the row stride, or 0 on the first row)
+  int64_t down;       // offset of row i+1 (the row stride, or 0 on the last row)
+  int64_t row_stride; // offset of row i+1 inside the plane
   int64_t channels;
   const acc_t* gvp;
   const acc_t* gv;
-  const acc_t* gw;
+  const acc_t* gw;    // gw[-hs .. -1] must be readable and 0
   int64_t W;
+  int64_t hs;         // horizontal neighbour stride, 1 <= hs < Vec<acc_t>::L
   scalar_t* out;  // row i of the first channel's gradient; null when no gradient is wanted
   int64_t out_cstride;
   // Vertical gradient terms gv(i) g(x(i+1) - x(i)) of each channel (rows of t_cstride), written for
@@ -210,28 +223,10 @@ struct RowArgs {
   bool have_t;
 };
 
-// v shifted by one lane towards higher lanes, lane 0 repeated: (v0, v0, v1, ..., v_{L-2}); and
-// towards lower lanes, the last lane repeated: (v1, ..., v_{L-1}, v_{L-1}). They stand for the
-// left / right neighbours at the two ends of a row, where the difference must be 0.
-template <typename acc_t>
-INPAINT_FAST_ALWAYS_INLINE typename Vec<acc_t>::V shift_up(typename Vec<acc_t>::V v) {
-  typename Vec<acc_t>::M idx;
-  for (int k = 0; k < Vec<acc_t>::L; ++k) idx[k] = k > 0 ? k - 1 : 0;
-  return __builtin_shuffle(v, idx);
-}
-
-template <typename acc_t>
-INPAINT_FAST_ALWAYS_INLINE typename Vec<acc_t>::V shift_down(typename Vec<acc_t>::V v) {
-  constexpr int L = Vec<acc_t>::L;
-  typename Vec<acc_t>::M idx;
-  for (int k = 0; k < L; ++k) idx[k] = k + 1 < L ? k + 1 : L - 1;
-  return __builtin_shuffle(v, idx);
-}
-
-// Adds the rows' loss terms to acc (Vec::L vector lanes, then one scalar slot for rows shorter than
-// a vector, done one pixel at a time, in order) and writes their gradient. gw[-1] must be readable
-// (and 0). Vector steps start at multiples of L from the row start (aligned loads and stores when
-// rows are); the last one may overlap the previous one, its overlapping lanes then add nothing.
+// Adds the rows' loss terms to acc (Vec::L vector lanes, then one scalar slot for rows done one
+// element at a time, in order) and writes their gradient. Vector steps start at multiples of L
+// from the row start (aligned loads and stores when rows are); the last one may overlap the
+// previous one, its overlapping lanes then add nothing.
 template <typename scalar_t, typename acc_t, int P, bool kGrad>
 INPAINT_FAST_ALWAYS_INLINE void tv_rows(const RowArgs<scalar_t, acc_t>& a, acc_t* acc) {
   using V = typename Vec<acc_t>::V;
@@ -241,15 +236,23 @@ INPAINT_FAST_ALWAYS_INLINE void tv_rows(const RowArgs<scalar_t, acc_t>& a, acc_t
   const acc_t* __restrict__ gv = a.gv;
   const acc_t* __restrict__ gw = a.gw;
   const int64_t W = a.W;
+  const int64_t hs = a.hs;
   V av = vload<acc_t>(acc);
   V ah = {};
   acc_t ls = acc[L];
-  // Steps at j0 = 0, L, ... while the right neighbour of their last lane is inside the row; then
-  // one last step at W - L holding pixel W - 1.
-  const int64_t full = W >= L ? (W - 1) / L : 0;
+  // Steps at j0 = 0, L, ... (`full` of them) while the right neighbour of their last lane is
+  // inside the row; then one last step at W - L holding the last element. A row with no full
+  // step other than exactly one vector long goes one element at a time.
+  const int64_t full = W >= L + hs ? (W - hs) / L : 0;
+  const bool vector_row = full > 0 || W == L;
   const int64_t last_j0 = W - L;
   M last_keep;  // lanes of the last step not done by the full steps
-  for (int k = 0; k < L; ++k) last_keep[k] = last_j0 + k >= full * L ? -1 : 0;
+  M up_idx, down_idx;  // within one vector: the left / right neighbours (clamped at the ends)
+  for (int k = 0; k < L; ++k) {
+    last_keep[k] = last_j0 + k >= full * L ? -1 : 0;
+    up_idx[k] = k >= hs ? k - hs : 0;
+    down_idx[k] = k + hs < L ? k + hs : L - 1;
+  }
 
   for (int64_t ch = 0; ch < a.channels; ++ch) {
     const scalar_t* __restrict__ xc = a.x + ch * a.x_cstride;
@@ -259,16 +262,18 @@ INPAINT_FAST_ALWAYS_INLINE void tv_rows(const RowArgs<scalar_t, acc_t>& a, acc_t
     acc_t* __restrict__ t = kGrad ? a.t + ch * a.t_cstride : nullptr;
     const bool have_t = a.have_t;
 
-    // Pixels j0 .. j0 + L - 1. kFirst: j0 = 0 (no left neighbour of lane 0); kLast: j0 = W - L
-    // (no right neighbour of lane L - 1), lanes outside last_keep already counted.
+    // Elements j0 .. j0 + L - 1. kFirst: j0 = 0, the left neighbours of the first hs lanes are
+    // outside the row (their pair weights gw[-hs..-1] are 0); kLast: j0 = W - L, the right
+    // neighbours of the last hs lanes are outside the row (gw is 0 there), lanes outside
+    // last_keep already counted. Both take the neighbours inside the vector by a shuffle.
     auto step = [&](int64_t j0, auto first, auto last) INPAINT_FAST_LAMBDA_INLINE {
       constexpr bool kFirst = decltype(first)::value;
       constexpr bool kLast = decltype(last)::value;
       // Row i+2 of this channel is row i+1 of the next call: ask for it now (a row-sized stride
-      // pattern across four streams that the hardware prefetchers alone keep too short).
+      // pattern across several streams that the hardware prefetchers alone keep too short).
       __builtin_prefetch(xc + 2 * a.row_stride + j0, 0, 3);
       const V c = vload<acc_t>(xc + j0);
-      const V right = kLast ? shift_down<acc_t>(c) : vload<acc_t>(xc + j0 + 1);
+      const V right = kLast ? __builtin_shuffle(c, down_idx) : vload<acc_t>(xc + j0 + hs);
       const V dv = vload<acc_t>(xn + j0) - c;
       const V dh = right - c;
       const V wc = vload<acc_t>(gv + j0);
@@ -282,7 +287,7 @@ INPAINT_FAST_ALWAYS_INLINE void tv_rows(const RowArgs<scalar_t, acc_t>& a, acc_t
       av += ev;
       ah += eh;
       if constexpr (kGrad) {
-        const V left = kFirst ? shift_up<acc_t>(c) : vload<acc_t>(xc + j0 - 1);
+        const V left = kFirst ? __builtin_shuffle(c, up_idx) : vload<acc_t>(xc + j0 - hs);
         const V dhp = c - left;
         const V tv = vgterm<P, acc_t>(wc, dv);
         // The last step may overlap the previous one, whose store replaced the overlapping lanes of
@@ -290,29 +295,32 @@ INPAINT_FAST_ALWAYS_INLINE void tv_rows(const RowArgs<scalar_t, acc_t>& a, acc_t
         const V tvp = have_t && !kLast ? vload<acc_t>(t + j0)
                                        : vgterm<P, acc_t>(vload<acc_t>(gvp + j0), c - vload<acc_t>(xp + j0));
         vstore<acc_t>(t + j0, tv);
-        const V g = (tvp - tv) + (vgterm<P, acc_t>(vload<acc_t>(gw + j0 - 1), dhp) - vgterm<P, acc_t>(wr, dh));
+        const V g = (tvp - tv) + (vgterm<P, acc_t>(vload<acc_t>(gw + j0 - hs), dhp) - vgterm<P, acc_t>(wr, dh));
         vstore<acc_t>(out + j0, g);  // overlapping lanes get the same value again
       }
     };
     using True = std::true_type;
     using False = std::false_type;
 
-    if (W < L) {  // short rows: one pixel at a time
-      for (int64_t j = 0; j < W; ++j) {
-        const acc_t c = static_cast<acc_t>(xc[j]);
-        const acc_t dv = static_cast<acc_t>(xn[j]) - c;
-        const acc_t dvp = c - static_cast<acc_t>(xp[j]);
-        const acc_t dh = j + 1 < W ? static_cast<acc_t>(xc[j + 1]) - c : acc_t(0);
-        const acc_t dhp = j > 0 ? c - static_cast<acc_t>(xc[j - 1]) : acc_t(0);
-        ls += gv[j] * err<P>(dv);
-        ls += gw[j] * err<P>(dh);
-        if constexpr (kGrad) {
-          const acc_t tv = gterm<P>(gv[j], dv);
-          const acc_t tvp = have_t ? t[j] : gterm<P>(gvp[j], dvp);
-          t[j] = tv;
-          out[j] = static_cast<scalar_t>((tvp - tv) + (gterm<P>(gw[j - 1], dhp) - gterm<P>(gw[j], dh)));
-        }
+    // One element at a time (rows shorter than the vector steps allow, and the few elements
+    // between the full steps and the last one when hs > 1), the same arithmetic as a step.
+    auto element = [&](int64_t j) INPAINT_FAST_LAMBDA_INLINE {
+      const acc_t c = static_cast<acc_t>(xc[j]);
+      const acc_t dv = static_cast<acc_t>(xn[j]) - c;
+      const acc_t dh = j + hs < W ? static_cast<acc_t>(xc[j + hs]) - c : acc_t(0);
+      ls += gv[j] * err<P>(dv);
+      ls += gw[j] * err<P>(dh);
+      if constexpr (kGrad) {
+        const acc_t dhp = j >= hs ? c - static_cast<acc_t>(xc[j - hs]) : acc_t(0);
+        const acc_t tv = gterm<P>(gv[j], dv);
+        const acc_t tvp = have_t ? t[j] : gterm<P>(gvp[j], c - static_cast<acc_t>(xp[j]));
+        t[j] = tv;
+        out[j] = static_cast<scalar_t>((tvp - tv) + (gterm<P>(gw[j - hs], dhp) - gterm<P>(gw[j], dh)));
       }
+    };
+
+    if (!vector_row) {
+      for (int64_t j = 0; j < W; ++j) element(j);
       continue;
     }
     if (full == 0) {
@@ -321,6 +329,7 @@ INPAINT_FAST_ALWAYS_INLINE void tv_rows(const RowArgs<scalar_t, acc_t>& a, acc_t
     }
     step(0, True{}, False{});
     for (int64_t s = 1; s < full; ++s) step(s * L, False{}, False{});
+    for (int64_t j = full * L; j < last_j0; ++j) element(j);  // at most hs - 1 of them
     step(last_j0, False{}, True{});
   }
   vstore<acc_t>(acc, av + ah);
@@ -459,6 +468,19 @@ INPAINT_FAST_MASK_ROW(at::Half, float)
 INPAINT_FAST_MASK_ROW(at::BFloat16, float)
 #undef INPAINT_FAST_MASK_ROW
 
+// out[w * C + c] = in[w] for c < C: per-pixel weights repeated for the channels of a channels_last row.
+template <typename acc_t>
+INPAINT_FAST_ALWAYS_INLINE void repeat_row_impl(const acc_t* __restrict__ in, int64_t W, int64_t C,
+                                                acc_t* __restrict__ out) {
+  if (C == 3) {  // RGB: let the compiler see the pattern
+    for (int64_t w = 0; w < W; ++w) out[3 * w] = out[3 * w + 1] = out[3 * w + 2] = in[w];
+    return;
+  }
+  for (int64_t w = 0; w < W; ++w) {
+    for (int64_t c = 0; c < C; ++c) out[w * C + c] = in[w];
+  }
+}
+
 #define INPAINT_FAST_ACC_PRIMITIVES(ACC)                                                              \
   INPAINT_FAST_CLONES void hmax_row(const ACC* h, int64_t W, ACC* out) { hmax_row_impl<ACC>(h, W, out); } \
   INPAINT_FAST_CLONES void vmax_row(const ACC* a, const ACC* b, const ACC* c, int64_t W, ACC* out) {    \
@@ -470,6 +492,9 @@ INPAINT_FAST_MASK_ROW(at::BFloat16, float)
   }                                                                                                   \
   INPAINT_FAST_CLONES void pair_sums(const ACC* rc, const ACC* rn, int64_t W, ACC* sums) {              \
     pair_sums_impl<ACC>(rc, rn, W, sums);                                                             \
+  }                                                                                                   \
+  INPAINT_FAST_CLONES void repeat_row(const ACC* in, int64_t W, int64_t C, ACC* out) {                  \
+    repeat_row_impl<ACC>(in, W, C, out);                                                              \
   }
 INPAINT_FAST_ACC_PRIMITIVES(float)
 INPAINT_FAST_ACC_PRIMITIVES(double)
@@ -573,6 +598,7 @@ class WeightRows {
 
 struct Geometry {
   int64_t N, C, H, W;
+  bool nhwc;                 // img (and the gradient) channels_last: rows of W * C interleaved elements
   int64_t img_sn, img_sc;    // element strides of img's N and C dims
   int64_t mask_n, mask_c;    // mask sizes along N and C (1 when broadcast); 1, 1 without a mask
   int64_t mask_sn, mask_sc;  // element strides of the mask's N and C dims (0 when broadcast)
@@ -613,40 +639,58 @@ std::array<double, 2> pair_areas(const Geometry& g, const mask_t* mask, int64_t 
 // scale the pair weights (grad_scale times the directions' normalisers).
 template <typename scalar_t, typename mask_t, typename acc_t>
 double stencil_pass(const Geometry& g, const scalar_t* img, const mask_t* mask, int64_t region,
-                                   bool mask_is_hole, acc_t kv, acc_t kh, RowFn<scalar_t, acc_t> row_fn,
-                                   scalar_t* out) {
+                    bool mask_is_hole, acc_t kv, acc_t kh, RowFn<scalar_t, acc_t> row_fn, scalar_t* out) {
   const int64_t N = g.N, C = g.C, H = g.H, W = g.W;
   const int64_t block = std::min(H, rows_per_unit(C * W));
   const int64_t blocks = (H + block - 1) / block;
-  // Channels sharing one mask plane are processed together, row by row.
-  const int64_t groups = g.mask_c;
-  const int64_t per_group = C / groups;
+  // NCHW: the channels sharing one mask plane are processed together, row by row, one plane row
+  // each. channels_last (one mask plane): a row is one run of W * C elements, neighbours C apart,
+  // its weights the pixels' repeated C times.
+  const int64_t groups = g.nhwc ? 1 : g.mask_c;
+  const int64_t per_group = g.nhwc ? 1 : C / groups;
+  const int64_t row_len = g.nhwc ? W * C : W;  // elements of one row
+  const int64_t hs = g.nhwc ? C : 1;
   return deterministic_sum<1, double>(N * blocks, [&](int64_t u, double* partial) {
     const int64_t n = u / blocks, b = u % blocks;
     const int64_t i0 = b * block, i1 = std::min(H, i0 + block);
     RegionRows<mask_t, acc_t> rows(H, W, region, mask_is_hole);
-    WeightRows<acc_t> buf(4, W);
-    WeightRows<acc_t> tbuf(out == nullptr ? 0 : per_group, W);
+    WeightRows<acc_t> buf(4, row_len);
+    WeightRows<acc_t> pixel_buf(g.nhwc ? 2 : 0, W);  // channels_last: the pixels' weights before repeating
+    WeightRows<acc_t> tbuf(out == nullptr ? 0 : per_group, row_len);
     acc_t* gvp = buf.row(0);  // kv wv(i-1)
     acc_t* gv = buf.row(1);   // kv wv(i)
-    acc_t* gw = buf.row(2);   // kh wh(i), gw[-1] = 0
+    acc_t* gw = buf.row(2);   // kh wh(i), gw[-hs..-1] = 0
     acc_t* spare = buf.row(3);
+    // The weights of row k into (wv, ww), repeated per channel for channels_last.
+    auto weights = [&](int64_t k, acc_t* wv, acc_t* ww) {
+      if (!g.nhwc) {
+        rows.pair_rows(k, kv, kh, wv, ww);
+        return;
+      }
+      rows.pair_rows(k, kv, kh, pixel_buf.row(0), pixel_buf.row(1));
+      repeat_row(pixel_buf.row(0), W, C, wv);
+      repeat_row(pixel_buf.row(1), W, C, ww);
+    };
     acc_t acc[Vec<acc_t>::L + 1] = {};
     for (int64_t grp = 0; grp < groups; ++grp) {
       const int64_t nm = g.mask_n == 1 ? 0 : n;
       rows.reset(mask == nullptr ? nullptr : mask + nm * g.mask_sn + grp * g.mask_sc);
       if (i0 > 0) {
-        rows.pair_rows(i0 - 1, kv, kh, gvp, spare);
+        weights(i0 - 1, gvp, spare);
       } else {
-        std::fill(gvp, gvp + W, acc_t(0));
+        std::fill(gvp, gvp + row_len, acc_t(0));
       }
       const int64_t c0 = grp * per_group;
       for (int64_t i = i0; i < i1; ++i) {
-        rows.pair_rows(i, kv, kh, gv, gw);
-        RowArgs<scalar_t, acc_t> args{img + n * g.img_sn + c0 * g.img_sc + i * W, g.img_sc, i > 0 ? -W : 0,
-                                      i + 1 < H ? W : 0, W, per_group, gvp, gv, gw, W,
-                                      out == nullptr ? nullptr : out + ((n * C + c0) * H + i) * W, H * W,
-                                      tbuf.row(0), tbuf.stride(), i > i0};
+        weights(i, gv, gw);
+        // Rows are contiguous runs of row_len elements, one after the other inside a plane (NCHW)
+        // or an image (channels_last); the gradient has img's layout, densely packed.
+        const scalar_t* x = img + n * g.img_sn + (g.nhwc ? 0 : c0 * g.img_sc) + i * row_len;
+        scalar_t* o = out == nullptr ? nullptr
+                                     : out + (g.nhwc ? n * H * W * C + i * row_len : ((n * C + c0) * H + i) * W);
+        RowArgs<scalar_t, acc_t> args{x, g.img_sc, i > 0 ? -row_len : 0, i + 1 < H ? row_len : 0, row_len,
+                                      per_group, gvp, gv, gw, row_len, hs, o, H * W, tbuf.row(0), tbuf.stride(),
+                                      i > i0};
         row_fn(args, acc);
         std::swap(gvp, gv);
       }
@@ -664,6 +708,19 @@ bool planes_contiguous(const at::Tensor& t) {
 
 at::Tensor with_contiguous_planes(const at::Tensor& t) {
   return planes_contiguous(t) ? t : t.contiguous();
+}
+
+// Whether img is read in place as channels_last (rows of W * C interleaved elements, the gradient
+// channels_last too) rather than copied to NCHW: a channels_last image (any N stride) of 2 to
+// kMaxNativeChannelsLast channels whose planes are not contiguous anyway, and a mask, if any, that is
+// the same for every channel. The fake kernel (inpaint_fast/ops/masked_tv.py) decides the same way.
+constexpr int64_t kMaxNativeChannelsLast = 7;  // < the vector lanes (8 doubles): neighbours within reach
+
+bool native_channels_last(const at::Tensor& img, const std::optional<at::Tensor>& mask) {
+  const int64_t C = img.size(1), H = img.size(2), W = img.size(3);
+  if (C < 2 || C > kMaxNativeChannelsLast || planes_contiguous(img)) return false;
+  if (img.stride(1) != 1 || (W > 1 && img.stride(3) != C) || (H > 1 && img.stride(2) != W * C)) return false;
+  return !mask.has_value() || mask->size(1) == 1 || mask->stride(1) == 0;
 }
 
 void check_inputs(const at::Tensor& img, const std::optional<at::Tensor>& mask, int64_t region, int64_t p,
@@ -700,12 +757,14 @@ std::tuple<at::Tensor, at::Tensor> masked_tv_cpu(const at::Tensor& img_in, const
   check_inputs(img_in, mask_in, region, p, normalize, eps);
   TORCH_CHECK(img_in.device().is_cpu(), "inpaint_fast::masked_tv: the CPU kernel got a ", img_in.device(),
               " tensor");
-  const at::Tensor img = with_contiguous_planes(img_in);
   const bool use_mask = region != kRegionAll;
+  const bool nhwc = native_channels_last(img_in, use_mask ? mask_in : std::nullopt);
+  const at::Tensor img = nhwc ? img_in : with_contiguous_planes(img_in);
   at::Tensor mask;
   if (use_mask) mask = with_contiguous_planes(*mask_in);
 
   Geometry g{};
+  g.nhwc = nhwc;
   g.N = img.size(0);
   g.C = img.size(1);
   g.H = img.size(2);
@@ -722,7 +781,8 @@ std::tuple<at::Tensor, at::Tensor> masked_tv_cpu(const at::Tensor& img_in, const
 
   const auto loss_dtype = img.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor loss = at::zeros({}, img.options().dtype(loss_dtype));
-  at::Tensor grad = compute_grad ? at::empty(img.sizes(), img.options().memory_format(at::MemoryFormat::Contiguous))
+  const auto grad_format = nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  at::Tensor grad = compute_grad ? at::empty(img.sizes(), img.options().memory_format(grad_format))
                                  : at::empty({0}, img.options());
   if (img.numel() == 0) return {loss, grad};
 
