@@ -14,8 +14,10 @@
 //   Sv / max(sum wv, eps) + Sh / max(sum wh, eps), the areas counted over the broadcast (N, C, ...)
 //   shape; 2 ('all'): Sv / (N C (H-1) W) + Sh / (N C H (W-1)). A direction without pairs
 //   (H = 1 or W = 1) contributes 0.
-//   loss: 0-dim, float32 (float64 for float64 img). grad_img: d loss / d img, img's dtype and shape
-//   (NCHW-contiguous), when compute_grad; else an empty (0,) tensor. sign(0) = 0 for p = 1.
+//   loss: 0-dim, float32 (float64 for float64 img). grad_img: d loss / d img, img's dtype and shape,
+//   when compute_grad (else an empty (0,) tensor); channels_last when img is channels_last with 2 to 7
+//   channels and a mask shared by the channels (read in place), NCHW-contiguous otherwise.
+//   sign(0) = 0 for p = 1.
 //   The mask is never differentiated.
 //
 // Kernel: ops/cpu/masked_tv_kernel.cpp (CPU). Fake kernel, autograd and the Python entry:

@@ -4,31 +4,38 @@
 //  1. (normalize = 'mask' only) a pre-pass over the MASK: the areas sum wv and sum wh of the pair
 //     weights, over the mask's own (N|1, C|1) planes, then scaled to the broadcast (N, C) shape.
 //  2. the stencil pass: work unit = (n, block of rows) over all channels. For each row i the unit
-//     derives the region weights r of rows i-1, i, i+1 from the mask once (rolling row cache: the
-//     dilation's horizontal and vertical maxima are computed once per mask row) and the pair-weight
-//     rows wv(i-1), wv(i), wh(i); then, for every channel sharing that mask plane, one row kernel
-//     reads image rows i-1, i, i+1 (row i-1 and i+1 are cache-resident: each image element comes
-//     from memory once), accumulates the loss terms of the pairs (i, i+1) and (j, j+1) and writes
-//     d loss / d x(i, j), which gathers the four pairs around the pixel:
-//       g = sv (wv(i-1) psi(x(i) - x(i-1)) - wv(i) psi(x(i+1) - x(i)))
-//         + sh (wh(j-1) psi(x(j) - x(j-1)) - wh(j) psi(x(j+1) - x(j)))
-//     with psi(d) = sign(d) (p = 1, sign(0) = 0) or 2 d (p = 2) and sv, sh the normalisers.
+//     derives the region weights r of rows i, i+1 from the mask once (a rolling row cache: the
+//     dilation's horizontal and vertical maxima are computed once per mask row) and the scaled
+//     pair-weight rows gv(i) = kv wv(i), gw(i) = kh wh(i) (kv, kh: the directions' normalisers,
+//     times 2 for p = 2); then, for every channel sharing that mask plane, the row kernel reads
+//     image rows i and i+1 (row i+1 is re-read from cache as row i of the next row: each image
+//     element comes from memory once), accumulates the loss terms of the pairs (i, i+1) and
+//     (j, j+1) and writes d loss / d x(i, j), which gathers the four pairs around the pixel:
+//       g = gv(i-1) s(x(i) - x(i-1)) - gv(i) s(x(i+1) - x(i))
+//         + gw(j-1) s(x(j) - x(j-1)) - gw(j) s(x(j+1) - x(j))
+//     with s(d) = sign(d) (p = 1, sign(0) = 0) or d (p = 2). The vertical terms of row i are kept
+//     (one row per channel) as the terms of row i+1's upper pairs. The loss is
+//     sum (gv e_v + gw e_h) / (1 or 2), e = |d| or d^2.
 // No full-size temporary: per unit a few rows of weights.
 //
-// Determinism: units depend on the shape only; each writes its two loss partials (double) into its
-// own slot, summed in a fixed order (common/reduce.h). Inside a row the loss terms go to the lanes of a
-// 64-byte vector accumulator folded in a fixed tree. Bitwise the same for any thread count.
+// Determinism: units depend on the shape only; each writes its loss partial (double) into its own
+// slot, summed in a fixed order (common/reduce.h). Inside a unit the loss terms go to the lanes of
+// a 64-byte vector accumulator, folded in a fixed tree at the end. Bitwise the same for any thread
+// count.
 //
 // Vectorisation: the row kernels are written with 64-byte GNU vectors (16 floats / 8 doubles) and
-// compiled three times (target_clones: x86-64-v4 (AVX-512), x86-64-v3 (AVX2 + FMA), baseline SSE2);
-// the loader picks the best for the CPU (ifunc), since the extension itself is built for baseline
-// x86-64. The lane structure is part of the algorithm, so the clones differ at most by FMA
-// contraction (one clone per machine: still bitwise reproducible there).
+// compiled three times (target_clones: x86-64-v4 (AVX-512), x86-64-v3 (AVX2), baseline SSE2); the
+// loader picks the best for the CPU (ifunc), since the extension itself is built for baseline
+// x86-64. The lanes are part of the algorithm and floating-point contraction is off, so every
+// clone and code path rounds the same way: bitwise the same results on any x86-64 machine.
 //
-// Layout: each (H, W) plane of img must be contiguous (others, channels_last included, are copied
-// with .contiguous()); planes are addressed by n*stride(0) + c*stride(1), so slices along N/C are
-// read in place. The mask is broadcast over N and C with stride 0, never materialised; bool and
-// uint8 masks are read as uint8. The gradient is NCHW-contiguous. Indexing is int64.
+// Layout: NCHW images whose (H, W) planes are contiguous are read in place (planes addressed by
+// n*stride(0) + c*stride(1), so slices along N/C too); so are channels_last images of 2..7
+// channels when the mask is shared by the channels: a row is then one run of W*C interleaved
+// elements whose horizontal neighbours are C apart, its pair weights those of the pixels repeated
+// C times, and the gradient is channels_last. Any other layout is copied with .contiguous() (NCHW
+// gradient). The mask is broadcast over N and C with stride 0, never materialised; bool and uint8
+// masks are read as uint8. Indexing is int64.
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
