@@ -218,7 +218,8 @@ def main(argv=None) -> int:
     for region in regions:
         for shape in shapes:
             rows += bench_shape(shape, region, args, meta, failures)
-    common.fill_speedups(rows)
+    for region in regions:  # speedups within a region: fill_speedups matches rows by shape and mode only
+        common.fill_speedups([r for r in rows if r["op"] == f"{OP}[{region}]"])
     print(f"\n1-min load average at the end: {common.load_average():.2f}")
     for region in regions:
         print(f"\n{OP}[{region}]")
@@ -228,7 +229,8 @@ def main(argv=None) -> int:
         print(f"\nCSV rows appended to {os.path.relpath(common.write_rows(csv_path, rows))}")
     if not args.no_plot:
         for region in regions:  # one figure per region: panels are (shape, mode)
-            path = png_path if region == "hole" else png_path.replace(f"{OP}_", f"{OP}_{region}_", 1)
+            root, ext = os.path.splitext(png_path)
+            path = png_path if region == "hole" else f"{root}_{region}{ext or '.png'}"
             title = (f"{OP}[{region}] — {meta['device']}, {threads} threads, {args.dtype}, "
                      f"torch {meta['torch_version']}")
             out = common.plot_rows([r for r in rows if r["op"] == f"{OP}[{region}]"], path, title)
