@@ -16,6 +16,11 @@ raises. Double backward: exact for p = 1 (the TV gradient is piecewise constant:
 w.r.t. img is 0, as torch's ``abs``); p = 2 raises when the second derivative is taken. The mask is
 never differentiated: a mask that requires grad is an error (callers route it to the reference).
 
+Layouts: NCHW images with contiguous (H, W) planes, and channels_last images of 2 to 7 channels with
+a mask shared by the channels, are read in place (the gradient then has img's layout); others are
+copied to NCHW first (NCHW gradient). Under torch.compile the backward scales out of place (the
+compiler owns buffer reuse there).
+
 Inputs are expected to be validated and 4-D already (``inpaint_fast._validation``); the C++ kernel
 only re-checks them (RuntimeError). When the extension is not built this module registers nothing.
 """
