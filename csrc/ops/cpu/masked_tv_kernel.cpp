@@ -403,6 +403,9 @@ struct RowKernels<at::BFloat16> {
 template <typename mask_t, typename acc_t>
 INPAINT_FAST_ALWAYS_INLINE void mask_row_impl(const mask_t* __restrict__ m, int64_t W, bool flip,
                                               acc_t* __restrict__ out) {
+  // Rows are read in order: ask for the next one (harmless past the plane's end).
+  constexpr int64_t kLine = 64 / sizeof(mask_t);
+  for (int64_t j = 0; j < W; j += kLine) __builtin_prefetch(m + W + j, 0, 3);
   if (flip) {
     for (int64_t j = 0; j < W; ++j) out[j] = acc_t(1) - static_cast<acc_t>(m[j]);
   } else {
