@@ -1,0 +1,145 @@
+"""torch.library glue of ``inpaint_fast::masked_tv`` (C++ schema: csrc/ops/masked_tv.cpp).
+
+:func:`masked_tv` is masked anisotropic total variation of ``img`` (N, C, H, W) in one stencil pass
+that also writes the gradient (DESIGN.md §4): a vertical pair (i, i+1) counts with weight
+``r(i, j) r(i+1, j)``, a horizontal pair with ``r(i, j) r(i, j+1)``, the error being ``|d|`` (p = 1) or
+``d**2`` (p = 2). The region weight ``r`` is 1 ('all'), the known mask m ('known'), 1 - m ('hole') or
+the hole dilated by one pixel ('hole_dilated', ``inpaint_fast.reference.tv.dilate(1 - m)``, the PConv
+paper's region P). ``normalize``: 'mask' divides each direction by its pair-weight area over the
+broadcast (N, C, ...) shape (``max(area, eps)``), 'all' by its pair count, 'none' is the sum.
+It equals ``inpaint_fast.reference.tv.total_variation(img, r, p=p, normalize=..., reduction=...)``.
+
+Autograd: the op returns ``(loss, grad_img)``; the gradient is computed in the forward and saved;
+backward multiplies it in place by ``grad_output`` (no host sync, no second full-size buffer). The
+saved buffer is consumed, so a second backward through the same graph (``retain_graph=True``)
+raises. Double backward: exact for p = 1 (the TV gradient is piecewise constant: its derivative
+w.r.t. img is 0, as torch's ``abs``); p = 2 raises when the second derivative is taken. The mask is
+never differentiated: a mask that requires grad is an error (callers route it to the reference).
+
+Layouts: NCHW images with contiguous (H, W) planes, and channels_last images of 2 to 7 channels with
+a mask shared by the channels, are read in place (the gradient then has img's layout); others are
+copied to NCHW first (NCHW gradient). Under torch.compile the backward scales out of place (the
+compiler owns buffer reuse there).
+
+Inputs are expected to be validated and 4-D already (``inpaint_fast._validation``); the C++ kernel
+only re-checks them (RuntimeError). When the extension is not built this module registers nothing.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .. import _extension
+
+OP = "inpaint_fast::masked_tv"
+REGIONS = {"all": 0, "known": 1, "hole": 2, "hole_dilated": 3}
+NORMALIZE = {"none": 0, "mask": 1, "all": 2}
+
+_SECOND_BACKWARD = (
+    "inpaint_fast::masked_tv: backward was already run through this graph: the TV gradient is computed "
+    "in the forward and its buffer is consumed (scaled in place) by the first backward. Recompute the "
+    "loss before differentiating it again, or run it under inpaint_fast.use_backend('reference') to keep "
+    "autograd's own graph (retain_graph=True)")
+_DOUBLE_BACKWARD = (
+    "inpaint_fast::masked_tv does not support double backward (differentiating its gradient) for p=2; "
+    "use inpaint_fast.use_backend('reference')")
+
+
+def masked_tv(img: Tensor, mask: Optional[Tensor], *, mask_is_hole: bool, region: str, p: int,
+              normalize: str, eps: float) -> Tensor:
+    """Masked total variation of ``img`` (N, C, H, W) as a 0-dim tensor of img's dtype (see module doc).
+
+    ``mask``: None (only for region='all') or (N|1, C|1, H, W), bool/uint8 or img's dtype; it holds the
+    known mask m, or the hole h = 1 - m when ``mask_is_hole``. ``region`` in 'all', 'known', 'hole',
+    'hole_dilated'; ``p`` in 1, 2; ``normalize`` in 'mask', 'all', 'none' ('none' = the sum).
+    Differentiable w.r.t. img.
+    """
+    compute_grad = torch.is_grad_enabled() and img.requires_grad
+    loss, _ = torch.ops.inpaint_fast.masked_tv.default(
+        img, mask, bool(mask_is_hole), REGIONS[region], int(p), NORMALIZE[normalize], float(eps), compute_grad)
+    return loss.to(img.dtype)
+
+
+MAX_NATIVE_CHANNELS_LAST = 7  # kMaxNativeChannelsLast of csrc/ops/cpu/masked_tv_kernel.cpp
+
+
+def native_channels_last(img: Tensor, mask: Optional[Tensor], region: int) -> bool:
+    """Whether the kernel reads img in place as channels_last and returns a channels_last gradient
+    (else it works on NCHW planes, copying img if its planes are not contiguous, and the gradient is
+    NCHW-contiguous). The C++ kernel's ``native_channels_last``, decided the same way."""
+    _, c, h, w = img.shape
+    s = img.stride()
+    planes_contiguous = (w == 1 or s[3] == 1) and (h == 1 or s[2] == w)
+    if c < 2 or c > MAX_NATIVE_CHANNELS_LAST or planes_contiguous:
+        return False
+    if s[1] != 1 or (w > 1 and s[3] != c) or (h > 1 and s[2] != w * c):
+        return False
+    return region == 0 or mask is None or mask.shape[1] == 1 or mask.stride(1) == 0
+
+
+def _fake(img: Tensor, mask: Optional[Tensor], mask_is_hole: bool, region: int, p: int, normalize: int,
+          eps: float, compute_grad: bool):
+    torch._check(img.dim() == 4, lambda: f"img must be 4-D (N, C, H, W); got {tuple(img.shape)}")
+    torch._check(region == 0 or mask is not None, lambda: f"region {region} needs a mask")
+    loss = img.new_empty((), dtype=torch.float64 if img.dtype == torch.float64 else torch.float32)
+    if compute_grad:
+        layout = torch.channels_last if native_channels_last(img, mask, region) else torch.contiguous_format
+        grad = torch.empty_like(img, memory_format=layout)
+    else:
+        grad = img.new_empty((0,))
+    return loss, grad
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    img, mask, _, _, p, _, _, compute_grad = inputs
+    if mask is not None and mask.requires_grad:
+        raise RuntimeError(
+            "inpaint_fast::masked_tv does not differentiate its mask; a mask that requires grad must go "
+            "through the reference implementation (inpaint_fast.reference)")
+    grad = output[1]
+    ctx.mark_non_differentiable(grad)
+    # The gradient output gets no grad_output of its own: without this, autograd would fill a
+    # full-size tensor of zeros for it before every backward.
+    ctx.set_materialize_grads(False)
+    ctx.compute_grad = compute_grad
+    ctx.p = p
+    ctx.consumed = False
+    ctx.save_for_backward(grad, img if p == 2 else None)
+
+
+class _NoDoubleBackward(torch.autograd.Function):
+    """``grad * grad_output`` whose own derivative (w.r.t. anything, img included) is an error."""
+
+    @staticmethod
+    def forward(ctx, grad, grad_output, img):
+        return grad * grad_output
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError(_DOUBLE_BACKWARD)
+
+
+def _backward(ctx, grad_loss: Tensor, grad_grad: Optional[Tensor]):
+    if not ctx.compute_grad:
+        raise RuntimeError("inpaint_fast::masked_tv was called with compute_grad=False: it has no gradient "
+                           "(call it through inpaint_fast.ops.masked_tv.masked_tv)")
+    if ctx.consumed:
+        raise RuntimeError(_SECOND_BACKWARD)
+    ctx.consumed = True
+    grad, img = ctx.saved_tensors
+    if torch.is_grad_enabled():  # create_graph=True: the result must itself be differentiable
+        grad_img = grad * grad_loss if ctx.p == 1 else _NoDoubleBackward.apply(grad, grad_loss, img)
+    elif type(grad) is not torch.Tensor:
+        # Traced (AOTAutograd's fake / functional tensors under torch.compile): the graph returns the
+        # op's gradient output too, so it must not be mutated; buffer reuse is the compiler's job.
+        grad_img = grad * grad_loss
+    else:
+        grad_img = grad.mul_(grad_loss)  # eager: the one gradient buffer, scaled in place
+    return grad_img, None, None, None, None, None, None, None
+
+
+if _extension.load_error() is None:
+    torch.library.register_fake(OP)(_fake)
+    torch.library.register_autograd(OP, _backward, setup_context=_setup_context)
