@@ -20,6 +20,7 @@ from torch import Tensor
 from . import _backend
 from . import _validation as V
 from .ops import masked_error as _masked_error_op
+from .ops import masked_tv as _masked_tv_op
 from .ops import spectral_l1 as _spectral_l1_op
 from .ops import style_distance as _style_distance_op
 from .reference import features as _ref_features
@@ -147,13 +148,21 @@ def total_variation(pred: Tensor, *, mask: Optional[Tensor] = None, hole: Option
     """Anisotropic total variation ``mean |dh|^p + mean |dw|^p`` of pred (N, C, H, W), p = 1 or 2.
 
     With a mask, a neighbour pair counts with the product of its pixels' region weights (the seed's
-    pair masks) and ``region`` defaults to 'hole'; each direction is normalised by its own area.
+    pair masks) and ``region`` defaults to 'hole'; 'hole_dilated' is the hole grown by one pixel
+    (3x3), the region P of the PConv paper's TV term. Each direction is normalised by its own area.
     """
     V.check_image(pred, "pred")
     V.check_loss_options(reduction, normalize, eps)
     V.check_tv_power(p)
-    known = V.known_from_mask(mask, hole, pred, required=False)
-    weight = V.region_weight(known, V.resolve_region(region, known))
+    m = V.mask_arg(mask, hole, pred, required=False)
+    region = V.resolve_region(region, m, choices=V.TV_REGIONS)
+    if (reduction != "none" and not (m is not None and m.tensor.requires_grad)
+            and _backend.choose("masked_tv", pred.device) != "reference"):
+        return _masked_tv_op.masked_tv(pred, None if region == "all" else m.tensor,
+                                       mask_is_hole=m is not None and m.is_hole, region=region, p=p,
+                                       normalize="none" if reduction == "sum" else normalize, eps=eps)
+    known = None if m is None else m.known(pred.dtype)
+    weight = _ref_tv.dilate(1 - known) if region == "hole_dilated" else V.region_weight(known, region)
     return _ref_tv.total_variation(pred, weight, p=p, normalize=normalize, reduction=reduction, eps=eps)
 
 

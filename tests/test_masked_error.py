@@ -253,3 +253,20 @@ def test_cpp_checks(args, match):
         STATS_OP(*args, False)
     with pytest.raises(RuntimeError, match="loss must be 0"):
         OP(torch.rand(1, 1, 2, 2), torch.rand(1, 1, 2, 2), None, False, 7, 1e-3, 1.0, 1.0, 1, 1e-8, False)
+
+
+def test_baseline_isa_build():
+    """ATEN_CPU_CAPABILITY=default selects the baseline (non-AVX2) build of the hot loops: the same
+    checks against the oracle, in a fresh process."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import torch; from tests import test_masked_error as t; "
+            "[t.test_mask_kinds_shapes_and_dtypes(d, 'soft', (2, 1)) for d in (torch.float32, torch.float16)]; "
+            "t.test_losses_normalisers_and_region_weights('charbonnier', 'mask', (6.0, 1.0)); "
+            "t.test_channels_last_is_read_in_place_and_the_gradient_keeps_its_format((2, 1)); "
+            "t.test_stats_match_the_reference('bool'); print('baseline ok')")
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and "baseline ok" in done.stdout, done.stderr[-3000:]

@@ -47,7 +47,7 @@ class TVLoss(nn.Module):
     def __init__(self, region: Optional[str] = None, *, p: int = 1, normalize: str = "mask",
                  reduction: str = "mean", eps: float = LF.EPS):
         super().__init__()
-        V.check_region(region)
+        V.check_region(region, V.TV_REGIONS)
         V.check_loss_options(reduction, normalize, eps)
         V.check_tv_power(p)
         self.region, self.p, self.normalize, self.reduction, self.eps = region, p, normalize, reduction, eps

@@ -10,16 +10,13 @@ broadcast (N, C, ...) shape (``max(area, eps)``), 'all' by its pair count, 'none
 It equals ``inpaint_fast.reference.tv.total_variation(img, r, p=p, normalize=..., reduction=...)``.
 
 Autograd: the op returns ``(loss, grad_img)``; the gradient is computed in the forward and saved;
-backward multiplies it in place by ``grad_output`` (no host sync, no second full-size buffer). The
-saved buffer is consumed, so a second backward through the same graph (``retain_graph=True``)
-raises. Double backward: exact for p = 1 (the TV gradient is piecewise constant: its derivative
-w.r.t. img is 0, as torch's ``abs``); p = 2 raises when the second derivative is taken. The mask is
-never differentiated: a mask that requires grad is an error (callers route it to the reference).
+backward only scales it by ``grad_output`` (``_grad.scale_saved_grad``: no copy when it is 1, never
+modified, so retain_graph works). Double backward (``create_graph=True``) raises. The mask is never
+differentiated: a mask that requires grad is an error (callers route it to the reference).
 
 Layouts: NCHW images with contiguous (H, W) planes, and channels_last images of 2 to 7 channels with
 a mask shared by the channels, are read in place (the gradient then has img's layout); others are
-copied to NCHW first (NCHW gradient). Under torch.compile the backward scales out of place (the
-compiler owns buffer reuse there).
+copied to NCHW first (NCHW gradient).
 
 Inputs are expected to be validated and 4-D already (``inpaint_fast._validation``); the C++ kernel
 only re-checks them (RuntimeError). When the extension is not built this module registers nothing.
@@ -32,20 +29,11 @@ import torch
 from torch import Tensor
 
 from .. import _extension
+from ._grad import check_first_order, scale_saved_grad
 
 OP = "inpaint_fast::masked_tv"
 REGIONS = {"all": 0, "known": 1, "hole": 2, "hole_dilated": 3}
 NORMALIZE = {"none": 0, "mask": 1, "all": 2}
-
-_SECOND_BACKWARD = (
-    "inpaint_fast::masked_tv: backward was already run through this graph: the TV gradient is computed "
-    "in the forward and its buffer is consumed (scaled in place) by the first backward. Recompute the "
-    "loss before differentiating it again, or run it under inpaint_fast.use_backend('reference') to keep "
-    "autograd's own graph (retain_graph=True)")
-_DOUBLE_BACKWARD = (
-    "inpaint_fast::masked_tv does not support double backward (differentiating its gradient) for p=2; "
-    "use inpaint_fast.use_backend('reference')")
-
 
 def masked_tv(img: Tensor, mask: Optional[Tensor], *, mask_is_hole: bool, region: str, p: int,
               normalize: str, eps: float) -> Tensor:
@@ -100,44 +88,20 @@ def _setup_context(ctx, inputs, output) -> None:
             "through the reference implementation (inpaint_fast.reference)")
     grad = output[1]
     ctx.mark_non_differentiable(grad)
-    # The gradient output gets no grad_output of its own: without this, autograd would fill a
-    # full-size tensor of zeros for it before every backward.
-    ctx.set_materialize_grads(False)
+    ctx.set_materialize_grads(False)  # no full-size zeros for the gradient output's (absent) gradient
     ctx.compute_grad = compute_grad
-    ctx.p = p
-    ctx.consumed = False
-    ctx.save_for_backward(grad, img if p == 2 else None)
+    ctx.save_for_backward(grad)
 
 
-class _NoDoubleBackward(torch.autograd.Function):
-    """``grad * grad_output`` whose own derivative (w.r.t. anything, img included) is an error."""
-
-    @staticmethod
-    def forward(ctx, grad, grad_output, img):
-        return grad * grad_output
-
-    @staticmethod
-    def backward(ctx, *grads):
-        raise RuntimeError(_DOUBLE_BACKWARD)
-
-
-def _backward(ctx, grad_loss: Tensor, grad_grad: Optional[Tensor]):
+def _backward(ctx, grad_loss: Optional[Tensor], grad_grad: Optional[Tensor]):
+    check_first_order("masked_tv")
+    if grad_loss is None:
+        return (None,) * 8
     if not ctx.compute_grad:
         raise RuntimeError("inpaint_fast::masked_tv was called with compute_grad=False: it has no gradient "
                            "(call it through inpaint_fast.ops.masked_tv.masked_tv)")
-    if ctx.consumed:
-        raise RuntimeError(_SECOND_BACKWARD)
-    ctx.consumed = True
-    grad, img = ctx.saved_tensors
-    if torch.is_grad_enabled():  # create_graph=True: the result must itself be differentiable
-        grad_img = grad * grad_loss if ctx.p == 1 else _NoDoubleBackward.apply(grad, grad_loss, img)
-    elif type(grad) is not torch.Tensor:
-        # Traced (AOTAutograd's fake / functional tensors under torch.compile): the graph returns the
-        # op's gradient output too, so it must not be mutated; buffer reuse is the compiler's job.
-        grad_img = grad * grad_loss
-    else:
-        grad_img = grad.mul_(grad_loss)  # eager: the one gradient buffer, scaled in place
-    return grad_img, None, None, None, None, None, None, None
+    (grad,) = ctx.saved_tensors
+    return scale_saved_grad(grad, grad_loss), None, None, None, None, None, None, None
 
 
 if _extension.load_error() is None:
