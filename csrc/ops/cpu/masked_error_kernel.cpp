@@ -25,6 +25,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/alloc.h"
 #include "common/cpu_dispatch.h"
 #include "common/reduce.h"
 
@@ -324,9 +325,8 @@ std::tuple<at::Tensor, at::Tensor> masked_error_cpu(
   const int64_t numel = pred.numel();
 
   at::Tensor grad = compute_grad
-      ? at::empty(pred.sizes(), pred.options().memory_format(
-                                    geo.channels_last ? at::MemoryFormat::ChannelsLast
-                                                      : at::MemoryFormat::Contiguous))
+      ? empty_output(pred.sizes(), pred.options(),
+                     geo.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous)
       : at::empty({0}, pred.options());
   at::Tensor result;
 

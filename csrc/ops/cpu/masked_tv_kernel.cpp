@@ -52,6 +52,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/alloc.h"
 #include "common/reduce.h"
 
 // The 64-byte vector helpers are always inlined: no vector crosses a call boundary, so the ABI note
@@ -792,7 +793,7 @@ std::tuple<at::Tensor, at::Tensor> masked_tv_cpu(const at::Tensor& img_in, const
   const auto loss_dtype = img.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor loss = at::zeros({}, img.options().dtype(loss_dtype));
   const auto grad_format = nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  at::Tensor grad = compute_grad ? at::empty(img.sizes(), img.options().memory_format(grad_format))
+  at::Tensor grad = compute_grad ? empty_output(img.sizes(), img.options(), grad_format)
                                  : at::empty({0}, img.options());
   if (img.numel() == 0) return {loss, grad};
 

@@ -43,6 +43,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "common/alloc.h"
 #include "common/cpu_dispatch.h"
 #include "common/reduce.h"
 
@@ -349,7 +350,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> spectral_l1_cpu(const at::Tensor&
   const at::Tensor zp = z_pred.contiguous();
   const at::Tensor zt = z_target.contiguous();
   const auto grad_buffer = [&](bool wanted) {
-    return wanted ? at::empty(zp.sizes(), zp.options()) : at::empty({0}, zp.options());
+    return wanted ? empty_output(zp.sizes(), zp.options()) : at::empty({0}, zp.options());
   };
   at::Tensor gp = grad_buffer(grad_pred);
   at::Tensor gt = grad_buffer(grad_target);

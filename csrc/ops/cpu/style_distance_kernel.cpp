@@ -52,6 +52,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/alloc.h"
 #include "common/reduce.h"
 
 #if defined(__GNUC__) && defined(__ELF__)
@@ -133,8 +134,8 @@ at::Tensor matrices_of(const at::Tensor& feat, Layout* layout) {
 
 at::Tensor empty_like_layout(const at::Tensor& feat, const Layout& layout,
                              std::optional<at::ScalarType> dtype = std::nullopt) {
-  return at::empty(feat.sizes(), feat.options().dtype(dtype.value_or(feat.scalar_type())).memory_format(
-      layout.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
+  return empty_output(feat.sizes(), feat.options().dtype(dtype.value_or(feat.scalar_type())),
+                      layout.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
 }
 
 // A non-owning rows x cols matrix view (no autograd metadata: safe on any thread).
