@@ -52,8 +52,8 @@ from tests import seed_notebook  # noqa: E402
 
 SHAPES = [(4, 256, 64, 64), (4, 64, 256, 256)]  # VGG relu3_3-like and relu1_2-like layers, batch 4
 QUICK_SHAPES = [(2, 32, 16, 16)]
-MM = "__mm__"  # the roofline's case among the providers'
-RTOL = {torch.float64: 1e-7, torch.float32: 1e-5, torch.float16: 2e-2, torch.bfloat16: 3e-2}
+# common.RTOL with looser fp16 / bf16 entries for style_distance and gram.
+RTOL = {**common.RTOL, torch.float16: 2e-2, torch.bfloat16: 3e-2}
 
 Fn = Callable[..., torch.Tensor]
 
@@ -94,124 +94,49 @@ def mm_case(shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> T
     return common.Case(lambda: torch.mm(a, a.t(), out=out)), 2.0 * c * c * h * w
 
 
-def value_and_grad(fn: Fn, inputs, grad_input):
-    out = fn(*inputs)
-    (grad,) = torch.autograd.grad(out, (grad_input,), grad_outputs=torch.ones_like(out))
-    return out.detach(), grad
-
-
-def check(fn: Fn, ref, inputs, grad_input, dtype) -> str:
-    """'' when fn's value and gradient match eager's, else a description of the mismatch."""
-    out, grad = value_and_grad(fn, inputs, grad_input)
-    rtol = RTOL.get(dtype, 1e-5)
-    problems = []
-    scale = ref[0].double().abs().max().item()
-    if out.shape != ref[0].shape or not torch.allclose(out.double(), ref[0].double(), rtol=rtol, atol=rtol * scale):
-        problems.append(f"value max abs err {(out.double() - ref[0].double()).abs().max().item():.3g} "
-                        f"(max |value| {scale:.3g}, rtol {rtol:g})")
-    gscale = ref[1].double().abs().max().item()
-    if not torch.allclose(grad.double(), ref[1].double(), rtol=rtol, atol=rtol * gscale):
-        err = (grad.double() - ref[1].double()).abs().max().item()
-        problems.append(f"grad max abs err {err:.3g} (max |grad| {gscale:.3g})")
-    return "; ".join(problems)
-
-
-def loud(msg: str) -> None:
-    bar = "!" * 100
-    print(f"\n{bar}\n!!! {msg}\n{bar}\n", file=sys.stderr, flush=True)
-
-
-def providers_for(op: str, inputs, args, notes: Dict[str, str]) -> Dict[str, Fn]:
-    from inpaint_fast.ops import style_distance as ours
-    seed_fn = seed_style_term if op == "style_distance" else seed_gram
-    providers: Dict[str, Fn] = {"eager": seed_fn}
-    wanted = args.providers
-    if wanted is None or "compile" in wanted:
-        torch._dynamo.reset()  # a fresh static graph per shape
-
-        def warm(compiled):
-            for _ in range(2):
-                compiled(*inputs)                               # forward (grad-recording)
-                value_and_grad(compiled, inputs, inputs[0])     # forward + backward
-        compiled, err = common.compile_provider(seed_fn, warm, dynamic=False)
-        if compiled is None:
-            loud(f"torch.compile failed for {op}: {err}")
-            notes["compile"] = f"compile failed: {err}"
-        else:
-            providers["compile"] = compiled
-    if "cpu" in _extension.kernels(op) and args.device.type == "cpu":
-        providers["cpu"] = ours.style_distance if op == "style_distance" else ours.gram_matrix
-    if wanted is not None:
-        providers = {k: v for k, v in providers.items() if k in wanted or k == "eager"}
-    return providers
-
-
 def bench_op(op: str, modes: List[str], shape, args, meta, failures: List[str]) -> List[Dict]:
+    from inpaint_fast.ops import style_distance as ours
     device, dtype = args.device, args.torch_dtype
     fp, ft = make_inputs(shape, dtype, device)
     inputs = (fp, ft) if op == "style_distance" else (fp,)
-    notes: Dict[str, str] = {}
-    providers = providers_for(op, inputs, args, notes)
-
-    ref = value_and_grad(providers["eager"], inputs, fp)
-    for name, fn in list(providers.items())[1:]:
-        try:
-            bad = check(fn, ref, inputs, fp, dtype)
-        except Exception as exc:  # noqa: BLE001
-            bad = f"raised {type(exc).__name__}: {exc}"
-            del providers[name]
-        if bad:
-            msg = f"MISMATCH vs eager: {op} {name} at {common.shape_str(shape)} {args.dtype}: {bad}"
-            loud(msg)
-            failures.append(msg)
-            notes[name] = msg
+    seed_fn, mine = (seed_style_term, ours.style_distance) if op == "style_distance" else (seed_gram, ours.gram_matrix)
+    has_cpu = "cpu" in _extension.kernels(op) and device.type == "cpu"
+    providers, notes = common.make_providers(seed_fn, {"cpu": mine} if has_cpu else {}, inputs, args, op)
+    common.check_providers(providers, notes, inputs, args, failures, f"{common.shape_str(shape)} {args.dtype}",
+                           tag=f"{op} ", rtols=RTOL, elementwise=True)
 
     def scalar(fn: Fn) -> Fn:  # gram returns a matrix: backward of its sum (a ones gradient)
         return fn if op == "style_distance" else (lambda *a: fn(*a).sum())
 
+    base = {"op": op, "shape": common.shape_str(shape), "dtype": args.dtype, "gbps": math.nan,
+            "roofline_gbps": math.nan, **meta}
     rows = []
     for mode in modes:
-        cases = {name: common.mode_case(scalar(fn), inputs, (fp,), mode) for name, fn in providers.items()}
-        cases[MM], mm_flops = mm_case(shape, dtype, device)
-        timings = common.time_cases(cases, device=device, warmup=args.warmup, repeats=args.repeats,
-                                    min_sample_ms=0.5 if args.quick else 2.0)
-        mm_gflops = mm_flops / (timings.pop(MM).median_ms * 1e-3) / 1e9
-        del cases[MM]
+        roof_case, mm_flops = mm_case(shape, dtype, device)
         work = flops(op, mode, shape)
-        for name in list(providers) + [n for n in notes if n not in providers]:
-            row = {"op": op, "shape": common.shape_str(shape), "dtype": args.dtype, "provider": name, "mode": mode,
-                   "gbps": math.nan, "roofline_gbps": math.nan, **meta}
-            if name in providers:
-                t = timings[name]
-                peak = common.peak_memory_bytes(cases[name].fn, setup=cases[name].setup, device=device)
-                gflops = work / (t.median_ms * 1e-3) / 1e9
-                row.update(median_ms=t.median_ms, p20_ms=t.p20_ms, p80_ms=t.p80_ms, peak_mem_mb=peak / 2**20,
-                           pct_roofline=100.0 * gflops / mm_gflops, gflops=gflops, mm_gflops=mm_gflops)
-                row["note"] = "; ".join(s for s in (f"gflops={gflops:.4g};mm_gflops={mm_gflops:.4g}",
-                                                    notes.get(name, "")) if s)
-            else:
-                row.update(median_ms=math.nan, p20_ms=math.nan, p80_ms=math.nan, pct_roofline=math.nan,
-                           peak_mem_mb=math.nan, note=notes.get(name, ""))
-            rows.append(row)
-        print(f"  {op} {common.shape_str(shape)} {mode}: done (torch.mm roofline {mm_gflops:.1f} GFLOP/s)", flush=True)
+
+        def metrics(row, roof_ms, work=work, mm_flops=mm_flops):
+            gflops = work / (row["median_ms"] * 1e-3) / 1e9
+            mm_gflops = mm_flops / (roof_ms * 1e-3) / 1e9
+            note = "; ".join(s for s in (f"gflops={gflops:.4g};mm_gflops={mm_gflops:.4g}", row["note"]) if s)
+            return {"pct_roofline": 100.0 * gflops / mm_gflops, "gflops": gflops, "mm_gflops": mm_gflops, "note": note}
+        mode_rows, roof = common.time_rows({n: scalar(f) for n, f in providers.items()}, notes, inputs, mode, args,
+                                           roof_case, base, metrics)
+        rows += mode_rows
+        print(f"  {op} {common.shape_str(shape)} {mode}: done (torch.mm roofline "
+              f"{mm_flops / (roof.median_ms * 1e-3) / 1e9:.1f} GFLOP/s)", flush=True)
     return rows
+
+
+FLOPS_COLS = [("op", "op", 0), ("shape", "shape", 0), ("mode", "mode", 0), ("provider", "provider", 0),
+              ("median_ms", "median ms", 4), ("p20_ms", "p20", 4), ("p80_ms", "p80", 4),
+              ("speedup_vs_eager", "x eager", 3), ("speedup_vs_compile", "x compile", 3),
+              ("gflops", "GFLOP/s", 4), ("pct_roofline", "% mm", 3), ("peak_mem_mb", "peak MB", 4)]
 
 
 def format_flops_table(rows: Sequence[Dict]) -> str:
     """op, shape, mode, provider, median/p20/p80 ms, x eager, x compile, GFLOP/s, % of mm, peak MB."""
-    cols = [("op", "op", 0), ("shape", "shape", 0), ("mode", "mode", 0), ("provider", "provider", 0),
-            ("median_ms", "median ms", 4), ("p20_ms", "p20", 4), ("p80_ms", "p80", 4),
-            ("speedup_vs_eager", "x eager", 3), ("speedup_vs_compile", "x compile", 3),
-            ("gflops", "GFLOP/s", 4), ("pct_roofline", "% mm", 3), ("peak_mem_mb", "peak MB", 4)]
-    fmt = common._fmt  # noqa: SLF001 - the harness's number formatting
-    table = [[h for _, h, _ in cols]]
-    for r in rows:
-        table.append([fmt(r.get(k), d) if d else fmt(r.get(k)) for k, _, d in cols])
-    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
-    lines = ["  ".join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
-             for row in table]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    return common.format_table(rows, FLOPS_COLS, left=4)
 
 
 def add_arguments(p) -> None:
@@ -219,44 +144,23 @@ def add_arguments(p) -> None:
     p.add_argument("--gram-modes", default="forward", help="modes for the gram op (default forward)")
 
 
+def style_png(op: str, png: str) -> str:
+    """style_distance at the default PNG, gram at ``gram_<device>.png`` (or ``<png>_gram.png``)."""
+    root, ext = os.path.splitext(png)
+    return png if op == "style_distance" else (
+        root.replace("style_distance_", "gram_") if "style_distance_" in root else root + "_gram") + ext
+
+
 def main(argv=None) -> int:
-    args = common.parse_args(__doc__.splitlines()[0], argv, add_arguments)
-    threads = common.set_threads(args.threads)
-    device = args.device
-    shapes = args.shapes or (QUICK_SHAPES if args.quick else SHAPES)
+    args = common.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES))
     ops = [o.strip() for o in args.ops.split(",") if o.strip()]
     gram_modes = [m.strip() for m in args.gram_modes.split(",") if m.strip()]
-    meta = common.run_metadata(device)
-    print(f"style_distance/gram: device {meta['device']!r}, torch {meta['torch_version']}, {threads} threads, "
-          f"{args.dtype}, git {meta['git_rev']}, {args.repeats} repeats ({args.warmup} warmup), shapes "
-          f"{', '.join(map(common.shape_str, shapes))}", flush=True)
-    common.warn_if_busy(threads)
+    meta = common.header("style_distance/gram", args)
     failures: List[str] = []
-    rows: List[Dict] = []
-    for shape in shapes:
-        for op in ops:
-            rows += bench_op(op, args.modes if op == "style_distance" else gram_modes, shape, args, meta, failures)
-    for op in ops:  # speedups within each op (fill_speedups keys on shape, mode, dtype and provider)
-        common.fill_speedups([r for r in rows if r["op"] == op])
-    print(f"\n1-min load average at the end: {common.load_average():.2f}")
-    print(format_flops_table(rows))
-    csv_path, png_path = common.default_paths(args, "style_distance", device)
-    if not args.no_csv:
-        print(f"\nCSV rows appended to {os.path.relpath(common.write_rows(csv_path, rows))}")
-    if not args.no_plot:
-        for op in ops:
-            sel = [r for r in rows if r["op"] == op]
-            root, ext = os.path.splitext(png_path)
-            path = png_path if op == "style_distance" else (
-                root.replace("style_distance_", "gram_") if "style_distance_" in root else root + "_gram") + ext
-            title = f"{op} — {meta['device']}, {threads} threads, {args.dtype}, torch {meta['torch_version']}"
-            out = common.plot_rows(sel, path, title)
-            if out:
-                print(f"plot written to {os.path.relpath(out)}")
-    if failures:
-        loud(f"{len(failures)} provider(s) disagree with eager:\n!!! " + "\n!!! ".join(failures))
-        return 1
-    return 0
+    rows = [row for shape in args.shapes for op in ops
+            for row in bench_op(op, args.modes if op == "style_distance" else gram_modes, shape, args, meta, failures)]
+    return common.finish(rows, failures, args, meta, "style_distance", groups=ops, table=format_flops_table,
+                         plot_path=style_png)
 
 
 if __name__ == "__main__":

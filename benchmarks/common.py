@@ -1,6 +1,8 @@
-"""Shared benchmark helpers: the only copy (timing, memory, roofline, compile, CSV, plots, CLI).
+"""Shared benchmark helpers: the only copy (timing, memory, roofline, providers and their checks
+against eager, CSV, plots, CLI, the opening and closing of a script's ``main``).
 
-Every ``benchmarks/bench_<op>.py`` imports this module; nothing here is op-specific. The helpers are
+Every ``benchmarks/bench_<op>.py`` imports this module; what is op-specific (inputs, providers,
+bytes or FLOPs counted) stays in the scripts and comes in as arguments. The helpers are
 device-agnostic: a ``torch.device`` is passed in, CUDA work is synchronised around every timed
 region, and peak memory is taken from the CUDA caching allocator on GPU and from the profiler's
 allocation events on CPU (see :func:`peak_memory_bytes`).
@@ -13,6 +15,12 @@ Timing model (:func:`time_cases`)
     call ``number`` times (calibrated so one sample lasts at least ``min_sample_ms``) and records
     the mean. Reported: median and the 20th/80th percentiles of the samples, in milliseconds.
     The Python garbage collector is disabled while timing.
+
+    Warm-up: the scripts default to 10 calls (``--warmup``; 1 with ``--quick``). On this VM the first
+    calls that allocate multi-MiB buffers pay first-touch page faults on fresh memory (and host-side
+    faults) until the allocator's pages are mapped, so a steady training-loop state needs more than
+    a handful of warm-up calls. Only ratios within one run (speedups, % of roofline) are reported
+    as results, so every provider gets the same warm-up.
 
 Modes (:func:`mode_case`)
     ``forward``: the loss call, with the inputs that need a gradient requiring grad (a training
@@ -303,6 +311,176 @@ def compile_provider(fn: Callable[..., Any], warm: Callable[[Callable[..., Any]]
         return None, (msg[0] if msg else type(exc).__name__)[:300]
 
 
+# --------------------------------------------------------------------------------------------- providers
+
+RTOL = {torch.float64: 1e-7, torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 2e-2}
+ROOF = "__roofline__"  # the roofline's case among the providers' (see time_rows)
+
+
+def loud(msg: str) -> None:
+    """Prints ``msg`` in a ``!!!`` banner on stderr."""
+    bar = "!" * 100
+    print(f"\n{bar}\n!!! {msg}\n{bar}\n", file=sys.stderr, flush=True)
+
+
+def value_and_grad(fn: Callable[..., torch.Tensor], inputs: Sequence[Any],
+                   grad_input: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``fn(*inputs)`` (detached) and its gradient w.r.t. ``grad_input`` (of the sum, for a non-scalar value)."""
+    out = fn(*inputs)
+    (grad,) = torch.autograd.grad(out, (grad_input,), grad_outputs=torch.ones_like(out))
+    return out.detach(), grad
+
+
+def mismatch(fn: Callable[..., torch.Tensor], ref: Tuple[torch.Tensor, torch.Tensor], inputs: Sequence[Any],
+             grad_input: torch.Tensor, dtype: torch.dtype, rtols: Mapping[torch.dtype, float] = RTOL,
+             elementwise: bool = False) -> str:
+    """'' when fn's value and gradient match ``ref`` (eager's :func:`value_and_grad`), else what differs.
+
+    The value: a scalar loss within rtol, or (``elementwise``) every entry within rtol of the largest
+    one; the gradient: every entry within rtol of the largest |grad|.
+    """
+    out, grad = value_and_grad(fn, inputs, grad_input)
+    rtol = rtols.get(dtype, 1e-5)
+    problems = []
+    if elementwise:
+        scale = ref[0].double().abs().max().item()
+        if out.shape != ref[0].shape or not torch.allclose(out.double(), ref[0].double(), rtol=rtol,
+                                                           atol=rtol * scale):
+            problems.append(f"value max abs err {(out.double() - ref[0].double()).abs().max().item():.3g} "
+                            f"(max |value| {scale:.3g}, rtol {rtol:g})")
+    elif not torch.allclose(out.double(), ref[0].double(), rtol=rtol, atol=0.0):
+        problems.append(f"loss {out.item():.9g} != eager {ref[0].item():.9g} (rtol {rtol:g})")
+    gscale = ref[1].double().abs().max().item()
+    if not torch.allclose(grad.double(), ref[1].double(), rtol=rtol, atol=rtol * gscale):
+        err = (grad.double() - ref[1].double()).abs().max().item()
+        problems.append(f"grad max abs err {err:.3g} (max |grad| {gscale:.3g})")
+    return "; ".join(problems)
+
+
+def make_providers(seed_fn: Callable[..., torch.Tensor], ours: Mapping[str, Callable[..., torch.Tensor]],
+                   inputs: Sequence[Any], args: argparse.Namespace, where: str,
+                   wrap: Callable[[Callable], Callable] = lambda fn: fn) -> Tuple[Dict[str, Callable], Dict[str, str]]:
+    """``{eager, compile, *ours}`` called as ``fn(*inputs)``, cut to ``--providers`` (eager stays), and notes.
+
+    eager is ``wrap(seed_fn)`` (``wrap`` adapts e.g. the seed's argument order); compile is
+    ``wrap(torch.compile(seed_fn, dynamic=False))`` after a ``torch._dynamo.reset()``, warmed up by two
+    forwards and two forward+backwards (w.r.t. ``inputs[0]``). A failed compile is printed loudly
+    (``where`` says for what) and noted; the run goes on without it.
+    """
+    providers: Dict[str, Callable] = {"eager": wrap(seed_fn)}
+    notes: Dict[str, str] = {}
+    wanted = args.providers
+    if wanted is None or "compile" in wanted:
+        torch._dynamo.reset()  # a fresh static graph per shape
+
+        def warm(compiled):
+            fn = wrap(compiled)
+            for _ in range(2):
+                fn(*inputs)                                # forward (grad-recording)
+                value_and_grad(fn, inputs, inputs[0])      # forward + backward
+        compiled, err = compile_provider(seed_fn, warm, dynamic=False)
+        if compiled is None:
+            loud(f"torch.compile failed for {where}: {err}")
+            notes["compile"] = f"compile failed: {err}"
+        else:
+            providers["compile"] = wrap(compiled)
+    providers.update(ours)
+    if wanted is not None:
+        providers = {k: v for k, v in providers.items() if k in wanted or k == "eager"}
+    return providers, notes
+
+
+def check_providers(providers: Dict[str, Callable], notes: Dict[str, str], inputs: Sequence[Any],
+                    args: argparse.Namespace, failures: List[str], where: str, tag: str = "", **kw) -> None:
+    """Checks every provider against ``providers['eager']`` (:func:`mismatch`, ``kw`` passed on, gradient
+    w.r.t. ``inputs[0]``): a mismatch is printed loudly and goes to ``failures`` and the provider's note
+    as ``MISMATCH vs eager: {tag}{name} at {where}: ...``; a provider that raises is also dropped."""
+    ref = value_and_grad(providers["eager"], inputs, inputs[0])
+    for name, fn in list(providers.items())[1:]:
+        try:
+            bad = mismatch(fn, ref, inputs, inputs[0], args.torch_dtype, **kw)
+        except Exception as exc:  # noqa: BLE001
+            bad = f"raised {type(exc).__name__}: {exc}"
+            del providers[name]
+        if bad:
+            msg = f"MISMATCH vs eager: {tag}{name} at {where}: {bad}"
+            loud(msg)
+            failures.append(msg)
+            notes[name] = msg
+
+
+def time_rows(providers: Mapping[str, Callable], notes: Mapping[str, str], inputs: Sequence[Any], mode: str,
+              args: argparse.Namespace, roof_case: Case, base: Mapping[str, Any],
+              metrics: Callable[[Dict[str, Any], float], Dict[str, Any]]) -> Tuple[List[Dict[str, Any]], Timing]:
+    """Times ``mode`` of every provider (gradient w.r.t. ``inputs[0]``) interleaved with ``roof_case``.
+
+    Returns one row per provider (``base`` + provider, mode, note, times, peak memory and
+    ``metrics(row, roofline median ms)``; an empty row for a provider that has only a note) and
+    the roofline's timing.
+    """
+    device = args.device
+    cases = {name: mode_case(fn, inputs, (inputs[0],), mode) for name, fn in providers.items()}
+    cases[ROOF] = roof_case
+    timings = time_cases(cases, device=device, warmup=args.warmup, repeats=args.repeats,
+                         min_sample_ms=0.5 if args.quick else 2.0)
+    roof = timings.pop(ROOF)
+    del cases[ROOF]
+    rows = []
+    for name in list(providers) + [n for n in notes if n not in providers]:
+        row = {**base, "provider": name, "mode": mode, "note": notes.get(name, "")}
+        if name in providers:
+            t = timings[name]
+            peak = peak_memory_bytes(cases[name].fn, setup=cases[name].setup, device=device)
+            row.update(median_ms=t.median_ms, p20_ms=t.p20_ms, p80_ms=t.p80_ms, peak_mem_mb=peak / 2**20)
+            row.update(metrics(row, roof.median_ms))
+        else:
+            row.update(median_ms=math.nan, p20_ms=math.nan, p80_ms=math.nan, gbps=math.nan, pct_roofline=math.nan,
+                       peak_mem_mb=math.nan)
+        rows.append(row)
+    return rows, roof
+
+
+def bench_copy_roofline(op: str, shape: Sequence[int], inputs: Sequence[Any], seed_fn: Callable[..., torch.Tensor],
+                        ours: Mapping[str, Callable[..., torch.Tensor]], bytes_moved: Callable[[str], int],
+                        args: argparse.Namespace, meta: Mapping[str, Any], failures: List[str],
+                        wrap: Callable[[Callable], Callable] = lambda fn: fn, detail: str = "") -> List[Dict[str, Any]]:
+    """The rows of one shape of a bandwidth-bound loss: :func:`make_providers`, :func:`check_providers`,
+    then :func:`time_rows` of every ``--modes`` mode against a ``copy_`` moving ``bytes_moved(mode)``
+    (GB/s, % of the copy's). ``detail`` (e.g. a region) follows the shape in messages."""
+    where = shape_str(shape)
+    label = f"{where} {detail}" if detail else where
+    providers, notes = make_providers(seed_fn, ours, inputs, args, where, wrap)
+    check_providers(providers, notes, inputs, args, failures, f"{label} {args.dtype}")
+    base = {"op": op, "shape": where, "dtype": args.dtype, **meta}
+    rows: List[Dict[str, Any]] = []
+    for mode in args.modes:
+        moved = bytes_moved(mode)
+        case, copied = copy_case(moved, device=args.device)
+
+        def metrics(row, roof_ms, moved=moved, copied=copied):
+            achieved = gbps(moved, row["median_ms"])
+            return {"gbps": achieved, "pct_roofline": 100.0 * achieved / gbps(copied, roof_ms)}
+        mode_rows, roof_t = time_rows(providers, notes, inputs, mode, args, case, base, metrics)
+        roof = gbps(copied, roof_t.median_ms)
+        for row in mode_rows:
+            row["roofline_gbps"] = roof
+        rows += mode_rows
+        print(f"  {label} {mode}: done (copy roofline {roof:.1f} GB/s for {moved / 2**20:.1f} MiB)", flush=True)
+    return rows
+
+
+def box_mask(n: int, h: int, w: int, dtype: torch.dtype, device: torch.device, seed: int = 0) -> torch.Tensor:
+    """(N, 1, H, W) binary mask, 1 = known: per image an (H/2 x W/2) hole at a random place (a quarter)."""
+    g = torch.Generator().manual_seed(seed)
+    hh, ww = h // 2, w // 2
+    top = torch.randint(0, h - hh + 1, (n, 1, 1, 1), generator=g)
+    left = torch.randint(0, w - ww + 1, (n, 1, 1, 1), generator=g)
+    rows = torch.arange(h).view(1, 1, h, 1)
+    cols = torch.arange(w).view(1, 1, 1, w)
+    hole = (rows >= top) & (rows < top + hh) & (cols >= left) & (cols < left + ww)
+    return (~hole).to(dtype=dtype, device=device)
+
+
 # --------------------------------------------------------------------------------------------- metadata
 
 def sanitize(name: str) -> str:
@@ -325,7 +503,9 @@ def device_name(device: torch.device) -> str:
 
 
 def git_rev() -> str:
-    """Short HEAD revision, '+dirty' when the work tree has changes; 'no-commit' before the first commit."""
+    """Short HEAD revision, '+dirty' when tracked files have changes; 'no-commit' before the first commit.
+
+    Changes under benchmarks/results/ and benchmarks/plots/ (what the benchmarks write) do not count."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
                               timeout=20).stdout.strip()
@@ -333,7 +513,8 @@ def git_rev() -> str:
         rev = git("rev-parse", "--short", "HEAD")
         if not rev:
             return "no-commit"
-        return rev + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+        outputs = [f":(exclude){os.path.relpath(d, REPO_ROOT)}" for d in (RESULTS_DIR, PLOTS_DIR)]
+        return rev + ("+dirty" if git("status", "--porcelain", "--untracked-files=no", "--", ".", *outputs) else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -421,17 +602,21 @@ def write_rows(path: str, rows: Sequence[Mapping[str, Any]]) -> str:
     return path
 
 
-def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """A readable fixed-width table of the rows."""
-    cols = [("shape", "shape", 0), ("mode", "mode", 0), ("provider", "provider", 0), ("median_ms", "median ms", 4),
-            ("p20_ms", "p20", 4), ("p80_ms", "p80", 4), ("gbps", "GB/s", 3), ("pct_roofline", "%copy", 3),
-            ("speedup_vs_eager", "x eager", 3), ("speedup_vs_compile", "x compile", 3),
-            ("peak_mem_mb", "peak MB", 4), ("note", "note", 0)]
+TABLE_COLS = [("shape", "shape", 0), ("mode", "mode", 0), ("provider", "provider", 0), ("median_ms", "median ms", 4),
+              ("p20_ms", "p20", 4), ("p80_ms", "p80", 4), ("gbps", "GB/s", 3), ("pct_roofline", "%copy", 3),
+              ("speedup_vs_eager", "x eager", 3), ("speedup_vs_compile", "x compile", 3),
+              ("peak_mem_mb", "peak MB", 4), ("note", "note", 0)]
+
+
+def format_table(rows: Sequence[Mapping[str, Any]], cols: Sequence[Tuple[str, str, int]] = TABLE_COLS,
+                 left: int = 3) -> str:
+    """A readable fixed-width table of the rows: ``cols`` are (key, heading, significant digits or 0 for
+    text); the first ``left`` columns and a note are left-aligned, the rest right-aligned."""
     table = [[h for _, h, _ in cols]]
     for r in rows:
         table.append([_fmt(r.get(k), d) if d else _fmt(r.get(k)) for k, _, d in cols])
     widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
-    lines = ["  ".join(c.ljust(w) if i < 3 or i == len(cols) - 1 else c.rjust(w)
+    lines = ["  ".join(c.ljust(w) if i < left or cols[i][0] == "note" else c.rjust(w)
                        for i, (c, w) in enumerate(zip(row, widths))).rstrip() for row in table]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
@@ -482,8 +667,12 @@ def plot_rows(rows: Sequence[Mapping[str, Any]], path: str, title: str = "") -> 
 # --------------------------------------------------------------------------------------------- CLI
 
 def parse_args(description: str, argv: Optional[Sequence[str]] = None,
-               add_arguments: Optional[Callable[[argparse.ArgumentParser], None]] = None) -> argparse.Namespace:
-    """The options every bench script shares (plus ``add_arguments(parser)`` for its own)."""
+               add_arguments: Optional[Callable[[argparse.ArgumentParser], None]] = None,
+               shapes: Tuple[Sequence[Tuple[int, ...]], Sequence[Tuple[int, ...]]] = ((), ())) -> argparse.Namespace:
+    """The options every bench script shares (plus ``add_arguments(parser)`` for its own).
+
+    ``shapes``: the script's (default, ``--quick``) shapes, which ``args.shapes`` gets without ``--shapes``.
+    """
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true",
                    help="tiny shapes and 3 repeats (a smoke test); writes under results/quick/ and plots/quick/")
@@ -495,7 +684,9 @@ def parse_args(description: str, argv: Optional[Sequence[str]] = None,
     p.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ",".join(MODES))
     p.add_argument("--providers", default=None, help="comma-separated subset of the providers")
     p.add_argument("--repeats", type=int, default=None, help="timed samples per case (default 25; 3 with --quick)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed calls per case (default 5; 1 with --quick)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="untimed calls per case (default 10, for first-touch page faults of fresh buffers; "
+                        "1 with --quick)")
     p.add_argument("--plot", default=None, help="PNG path (default benchmarks/plots/<op>_<device>.png)")
     p.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     p.add_argument("--no-csv", action="store_true", help="do not write the CSV")
@@ -507,13 +698,14 @@ def parse_args(description: str, argv: Optional[Sequence[str]] = None,
     if args.repeats is None:
         args.repeats = 3 if args.quick else 25
     if args.warmup is None:
-        args.warmup = 1 if args.quick else 5
+        args.warmup = 1 if args.quick else 10  # see the module docstring (first-touch page faults)
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = [m for m in args.modes if m not in MODES]
     if bad:
         p.error(f"unknown mode(s) {bad}; choose from {list(MODES)}")
     args.providers = [s.strip() for s in args.providers.split(",")] if args.providers else None
-    args.shapes = [parse_shape(s) for s in args.shapes.split(",")] if args.shapes else None
+    args.shapes = ([parse_shape(s) for s in args.shapes.split(",")] if args.shapes
+                   else list(shapes[1] if args.quick else shapes[0]) or None)
     return args
 
 
@@ -530,3 +722,53 @@ def run_metadata(device: torch.device) -> Dict[str, Any]:
     """The columns that describe the run rather than the case."""
     return {"threads": torch.get_num_threads(), "device": device_name(device), "torch_version": torch.__version__,
             "git_rev": git_rev(), "date": now_utc()}
+
+
+# --------------------------------------------------------------------------------------------- main
+
+def header(name: str, args: argparse.Namespace, extra: str = "") -> Dict[str, Any]:
+    """main()'s opening: sets the threads, prints the run's header line (``extra`` before the shapes)
+    and a busy warning; returns :func:`run_metadata`."""
+    threads = set_threads(args.threads)
+    meta = run_metadata(args.device)
+    print(f"{name}: device {meta['device']!r}, torch {meta['torch_version']}, {threads} threads, {args.dtype}, "
+          f"git {meta['git_rev']}, {args.repeats} repeats ({args.warmup} warmup), {extra}shapes "
+          f"{', '.join(map(shape_str, args.shapes))}", flush=True)
+    warn_if_busy(threads)
+    return meta
+
+
+def finish(rows: List[Dict[str, Any]], failures: Sequence[str], args: argparse.Namespace, meta: Mapping[str, Any],
+           op: str, groups: Optional[Sequence[str]] = None,
+           table: Optional[Callable[[Sequence[Mapping[str, Any]]], str]] = None,
+           plot_path: Callable[[str, str], str] = lambda group, png: png) -> int:
+    """main()'s closing: speedups, load average, table, CSV, plots, failure banner; the exit status.
+
+    ``groups`` (default ``[op]``): the ``op`` values whose rows get their own speedups, table (headed
+    by the group when it is not ``op``) and plot at ``plot_path(group, default PNG)``; ``table``:
+    one table of all rows instead. ``op`` names the default PNG.
+    """
+    groups = list(groups or [op])
+    parts = {g: [r for r in rows if r["op"] == g] for g in groups}
+    for g in groups:  # fill_speedups matches rows by shape, mode and dtype only
+        fill_speedups(parts[g])
+    print(f"\n1-min load average at the end: {load_average():.2f}")
+    if table:
+        print(table(rows))
+    else:
+        for g in groups:
+            if g != op:
+                print(f"\n{g}")
+            print(format_table(parts[g]))
+    csv_path, png_path = default_paths(args, op, args.device)
+    if not args.no_csv:
+        print(f"\nCSV rows appended to {os.path.relpath(write_rows(csv_path, rows))}")
+    for g in [] if args.no_plot else groups:
+        title = f"{g} — {meta['device']}, {meta['threads']} threads, {args.dtype}, torch {meta['torch_version']}"
+        out = plot_rows(parts[g], plot_path(g, png_path), title)
+        if out:
+            print(f"plot written to {os.path.relpath(out)}")
+    if failures:
+        loud(f"{len(failures)} provider(s) disagree with eager:\n!!! " + "\n!!! ".join(failures))
+        return 1
+    return 0

@@ -12,7 +12,7 @@
 //   dtype and shape and are contiguous (as rfft2 outputs are; other layouts are copied first).
 //
 // Kernel: ops/cpu/spectral_l1_kernel.cpp (CPU). Fake kernel, autograd (the saved gradients are
-// scaled in place by grad_output) and the Python entry frequency_l1: inpaint_fast/ops/spectral_l1.py.
+// scaled by grad_output) and the Python entry frequency_l1: inpaint_fast/ops/spectral_l1.py.
 
 #include <torch/library.h>
 
