@@ -4,9 +4,11 @@
     python benchmarks/report.py --print    # only print it
 
 For every CSV in benchmarks/results/ (one per device) it takes, per (op, shape, dtype, mode), the
-rows of the newest run (the latest ``date``) and shows our compiled backend(s) against eager and
-torch.compile of the seed's code: median time, speedups measured in that same run, the share of
-the measured copy roofline (or of a measured matmul, for FLOP-bound ops) and peak memory.
+rows of the newest run (the latest ``date``) and shows our compiled backend(s) in forward+backward
+('full'; the Gram alone: forward) against eager and torch.compile of the seed's code: median time,
+speedups measured in that same run, the share of the measured copy roofline (of a measured
+``torch.mm``'s GFLOP/s for the FLOP-bound style ops, marked "(mm)") and peak memory. Every mode is
+in the CSV.
 """
 from __future__ import annotations
 
@@ -37,6 +39,11 @@ def latest_rows(path: str) -> List[Dict[str, str]]:
     return out
 
 
+def failed(row: Dict[str, str]) -> bool:
+    note = row.get("note") or ""
+    return "MISMATCH" in note or "failed" in note
+
+
 def fmt(value: str, digits: int = 3) -> str:
     try:
         v = float(value)
@@ -50,7 +57,8 @@ def fmt(value: str, digits: int = 3) -> str:
 def table(paths: List[str]) -> str:
     lines = []
     for path in sorted(paths):
-        rows = [r for r in latest_rows(path) if r["provider"] not in BASELINES and not r.get("note")]
+        rows = [r for r in latest_rows(path) if r["provider"] not in BASELINES and not failed(r)
+                and (r["mode"] == "full" or r["op"] == "gram")]
         if not rows:
             continue
         first = rows[0]
@@ -62,7 +70,8 @@ def table(paths: List[str]) -> str:
         for r in sorted(rows, key=lambda r: (r["op"], r["shape"], r["dtype"], order.get(r["mode"], 3))):
             lines.append(f"| {r['op']} | {r['shape']} | {r['dtype']} | {r['mode']} | {r['provider']} | "
                          f"{fmt(r['median_ms'])} | {fmt(r['speedup_vs_eager'])} | {fmt(r['speedup_vs_compile'])} | "
-                         f"{fmt(r['pct_roofline'], 2)} | {fmt(r['peak_mem_mb'])} |")
+                         f"{fmt(r['pct_roofline'], 2)}{' (mm)' if 'gflops=' in (r.get('note') or '') else ''} | "
+                         f"{fmt(r['peak_mem_mb'])} |")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
