@@ -39,11 +39,11 @@ def _masked_error(pred: Tensor, target: Tensor, mask: Optional[V.Mask], *, loss:
                   weight_valid: float, normalize: str, reduction: str, eps: float, charbonnier_eps: float) -> Tensor:
     """``weight_hole * E(hole) + weight_valid * E(known)`` (no mask: ``weight_valid * E(all)``), fused
     in one pass on a built backend, else the reference."""
-    fused = (reduction != "none" and not (mask is not None and mask.tensor.requires_grad)
-             and _backend.choose("masked_error", pred.device) != "reference")
-    if fused:
+    backend = _backend.choose("masked_error", pred.device)
+    if reduction != "none" and not (mask is not None and mask.tensor.requires_grad) and backend != "reference":
         return _masked_error_op.masked_error(
-            pred, target, None if mask is None else mask.tensor, mask_is_hole=mask is not None and mask.is_hole,
+            pred, target, None if mask is None else mask.tensor, backend=backend,
+            mask_is_hole=mask is not None and mask.is_hole,
             loss=loss, charbonnier_eps=charbonnier_eps, weight_hole=weight_hole, weight_valid=weight_valid,
             normalize="none" if reduction == "sum" else normalize, eps=eps)
     known = None if mask is None else mask.known(pred.dtype)
@@ -124,8 +124,9 @@ def masked_error_stats(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] =
     V.check_pair(pred, target)
     m = V.mask_arg(mask, hole, pred, required=False)
     with torch.no_grad():
-        if _backend.choose("masked_error", pred.device) != "reference":
-            s = _masked_error_op.masked_error_stats(pred, target, None if m is None else m.tensor,
+        backend = _backend.choose("masked_error", pred.device)
+        if backend != "reference":
+            s = _masked_error_op.masked_error_stats(pred, target, None if m is None else m.tensor, backend=backend,
                                                     mask_is_hole=m is not None and m.is_hole).double()
             area_hole, area_known = s[4].clamp_min(EPS), s[5].clamp_min(EPS)
             total = s[4] + s[5]
@@ -156,9 +157,9 @@ def total_variation(pred: Tensor, *, mask: Optional[Tensor] = None, hole: Option
     V.check_tv_power(p)
     m = V.mask_arg(mask, hole, pred, required=False)
     region = V.resolve_region(region, m, choices=V.TV_REGIONS)
-    if (reduction != "none" and not (m is not None and m.tensor.requires_grad)
-            and _backend.choose("masked_tv", pred.device) != "reference"):
-        return _masked_tv_op.masked_tv(pred, None if region == "all" else m.tensor,
+    backend = _backend.choose("masked_tv", pred.device)
+    if reduction != "none" and not (m is not None and m.tensor.requires_grad) and backend != "reference":
+        return _masked_tv_op.masked_tv(pred, None if region == "all" else m.tensor, backend=backend,
                                        mask_is_hole=m is not None and m.is_hole, region=region, p=p,
                                        normalize="none" if reduction == "sum" else normalize, eps=eps)
     known = None if m is None else m.known(pred.dtype)
@@ -174,8 +175,9 @@ def frequency_loss(pred: Tensor, target: Tensor, *, reduction: str = "mean") -> 
     """
     V.check_pair(pred, target)
     V.check_choice(reduction, "reduction", V.REDUCTIONS)
-    if reduction != "none" and _backend.choose("spectral_l1", pred.device) != "reference":
-        return _spectral_l1_op.frequency_l1(pred, target, reduction)
+    backend = _backend.choose("spectral_l1", pred.device)
+    if reduction != "none" and backend != "reference":
+        return _spectral_l1_op.frequency_l1(pred, target, reduction, backend=backend)
     return _ref_frequency.frequency(pred, target, reduction=reduction)
 
 
@@ -224,26 +226,32 @@ def gram_matrix(feat: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[T
     V.check_image(feat, "feat")
     V.check_positive(eps, "eps")
     weight = _feature_weight(feat, mask, hole, region)
-    if _fused_features("style_distance", feat, weight):
-        return _style_distance_op.gram_matrix(feat, weight, eps)
+    backend = _fused_backend(feat, weight)
+    if backend != "reference":
+        return _style_distance_op.gram_matrix(feat, weight, eps, backend=backend)
     return _ref_features.gram_matrix(feat, weight, eps=eps)
 
 
-def _fused_features(op: str, feat: Tensor, weight: Optional[Tensor]) -> bool:
-    return not (weight is not None and weight.requires_grad) and _backend.choose(op, feat.device) != "reference"
+def _fused_backend(feat: Tensor, weight: Optional[Tensor]) -> str:
+    """The backend of the Gram / style-distance ops for these features ('reference' for a weight
+    that requires grad: the fused ops do not differentiate it)."""
+    if weight is not None and weight.requires_grad:
+        return "reference"
+    return _backend.choose("style_distance", feat.device)
 
 
 def _style_distance(pred_feats: List[Tensor], target_feats: List[Tensor], weight: Optional[Tensor], *,
                     layer_weights=None, reduction: str = "mean", eps: float = EPS):
     """Per layer ``mean |G(f_pred) - G(f_target)|`` (target features constant), combined over layers;
     one fused op per layer on a built backend."""
-    if reduction == "none" or not _fused_features("style_distance", pred_feats[0], weight):
+    backend = _fused_backend(pred_feats[0], weight)
+    if reduction == "none" or backend == "reference":
         return _ref_features.style_distance(pred_feats, target_feats, weight, layer_weights=layer_weights,
                                             reduction=reduction, eps=eps)
     terms = []
     for fp, ft in zip(pred_feats, target_feats):
         term = _style_distance_op.style_distance(fp, ft.detach(), _ref_features.resize_weight(weight, fp.shape[-2:]),
-                                                 eps)
+                                                 eps, backend=backend)
         terms.append(term * (fp.shape[0] * fp.shape[1] ** 2) if reduction == "sum" else term)
     return _ref_features.combine_layers(terms, layer_weights)
 

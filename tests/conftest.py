@@ -1,11 +1,22 @@
 """Shared fixtures: the backends that can run here, the seed's photo setup, a small VGG."""
+import os
+
 import pytest
 import torch
 
-import inpaint_fast
-from inpaint_fast import _backend
+# Without a GPU the Triton kernels run on CPU tensors in Triton's interpreter. The variable must be
+# set before inpaint_fast (and so triton.jit) is imported.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import inpaint_fast  # noqa: E402
+from inpaint_fast import _backend  # noqa: E402
 
 CPU_BACKENDS = ["reference"] + (["cpu"] if _backend.availability()["cpu"] is None else [])
+GPU_BACKENDS = ["cuda", "triton"]
+# Triton on CPU tensors: each program is interpreted in Python, so tests keep shapes small.
+TRITON_INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+GPU_DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @pytest.fixture(params=CPU_BACKENDS)
@@ -13,6 +24,17 @@ def backend(request):
     """Runs the test once per CPU backend built here (the reference, and the C++ kernels)."""
     with inpaint_fast.use_backend(request.param):
         yield request.param
+
+
+@pytest.fixture(params=GPU_BACKENDS)
+def gpu_backend(request):
+    """(name, device) for each GPU backend that can run here: 'cuda' (the CUDA C++ kernels) on a GPU;
+    'triton' on a GPU, or on CPU tensors under TRITON_INTERPRET=1. Skips the others, saying why."""
+    reason = _backend.availability()[request.param]
+    if reason is not None:
+        pytest.skip(f"backend {request.param!r}: {reason}")
+    with inpaint_fast.use_backend(request.param):
+        yield request.param, GPU_DEVICE
 
 
 @pytest.fixture(scope="session")

@@ -32,23 +32,28 @@ def _grad_memory_format(pred: Tensor, target: Tensor) -> torch.memory_format:
 
 def masked_error(pred: Tensor, target: Tensor, mask: Optional[Tensor], *, mask_is_hole: bool, loss: str,
                  charbonnier_eps: float, weight_hole: float, weight_valid: float, normalize: str,
-                 eps: float) -> Tensor:
+                 eps: float, backend: str = "cpu") -> Tensor:
     """``weight_hole * E(hole) + weight_valid * E(known)`` as a 0-dim tensor of pred's dtype.
 
     pred, target: (N, C, H, W); mask: None (everything known) or (N|1, C|1, H, W) bool/uint8/pred
     dtype, the known mask, or the hole mask when ``mask_is_hole``. E is the sum of the error over
     the region, divided by the region's area (normalize='mask'), by numel ('all') or not ('none').
+    ``backend``: 'cpu' or 'cuda' run the C++ op (by the tensors' device), 'triton' the Triton op.
     """
     compute_grad = torch.is_grad_enabled() and (pred.requires_grad or target.requires_grad)
-    value, _ = torch.ops.inpaint_fast.masked_error.default(
+    op = torch.ops.inpaint_fast.masked_error_triton if backend == "triton" else torch.ops.inpaint_fast.masked_error
+    value, _ = op.default(
         pred, target, mask, mask_is_hole, LOSSES[loss], charbonnier_eps, weight_hole, weight_valid,
         NORMALIZES[normalize], eps, compute_grad)
     return value.to(pred.dtype)
 
 
-def masked_error_stats(pred: Tensor, target: Tensor, mask: Optional[Tensor], *, mask_is_hole: bool) -> Tensor:
+def masked_error_stats(pred: Tensor, target: Tensor, mask: Optional[Tensor], *, mask_is_hole: bool,
+                       backend: str = "cpu") -> Tensor:
     """(6,) float32/float64: hole and valid sums of |d| and d^2, then the hole and valid areas. No grad."""
-    return torch.ops.inpaint_fast.masked_error_stats.default(pred, target, mask, mask_is_hole)
+    op = (torch.ops.inpaint_fast.masked_error_stats_triton if backend == "triton"
+          else torch.ops.inpaint_fast.masked_error_stats)
+    return op.default(pred, target, mask, mask_is_hole)
 
 
 def _fake(pred, target, mask, mask_is_hole, loss, charbonnier_eps, weight_hole, weight_valid, normalize, eps,

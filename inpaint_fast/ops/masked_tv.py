@@ -36,16 +36,17 @@ REGIONS = {"all": 0, "known": 1, "hole": 2, "hole_dilated": 3}
 NORMALIZE = {"none": 0, "mask": 1, "all": 2}
 
 def masked_tv(img: Tensor, mask: Optional[Tensor], *, mask_is_hole: bool, region: str, p: int,
-              normalize: str, eps: float) -> Tensor:
+              normalize: str, eps: float, backend: str = "cpu") -> Tensor:
     """Masked total variation of ``img`` (N, C, H, W) as a 0-dim tensor of img's dtype (see module doc).
 
     ``mask``: None (only for region='all') or (N|1, C|1, H, W), bool/uint8 or img's dtype; it holds the
     known mask m, or the hole h = 1 - m when ``mask_is_hole``. ``region`` in 'all', 'known', 'hole',
     'hole_dilated'; ``p`` in 1, 2; ``normalize`` in 'mask', 'all', 'none' ('none' = the sum).
-    Differentiable w.r.t. img.
+    Differentiable w.r.t. img. ``backend``: 'cpu'/'cuda' run the C++ op, 'triton' the Triton op.
     """
     compute_grad = torch.is_grad_enabled() and img.requires_grad
-    loss, _ = torch.ops.inpaint_fast.masked_tv.default(
+    op = torch.ops.inpaint_fast.masked_tv_triton if backend == "triton" else torch.ops.inpaint_fast.masked_tv
+    loss, _ = op.default(
         img, mask, bool(mask_is_hole), REGIONS[region], int(p), NORMALIZE[normalize], float(eps), compute_grad)
     return loss.to(img.dtype)
 

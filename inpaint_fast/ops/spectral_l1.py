@@ -39,12 +39,14 @@ def _loss_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def spectral_l1(z_pred: Tensor, z_target: Tensor, scale: float, grad_pred: bool,
-                grad_target: bool) -> Tuple[Tensor, Tensor, Tensor]:
-    """``(scale * sum|log1p|z_pred| - log1p|z_target||, grad_z_pred, grad_z_target)`` in one pass."""
-    return torch.ops.inpaint_fast.spectral_l1.default(z_pred, z_target, scale, grad_pred, grad_target)
+                grad_target: bool, backend: str = "cpu") -> Tuple[Tensor, Tensor, Tensor]:
+    """``(scale * sum|log1p|z_pred| - log1p|z_target||, grad_z_pred, grad_z_target)`` in one pass
+    (``backend`` 'cpu'/'cuda': the C++ op; 'triton': the Triton op)."""
+    op = torch.ops.inpaint_fast.spectral_l1_triton if backend == "triton" else torch.ops.inpaint_fast.spectral_l1
+    return op.default(z_pred, z_target, scale, grad_pred, grad_target)
 
 
-def frequency_l1(pred: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+def frequency_l1(pred: Tensor, target: Tensor, reduction: str = "mean", backend: str = "cpu") -> Tensor:
     """``reduce |log1p|F(pred)| - log1p|F(target)||`` over the (N, C, H, W//2+1) half spectrum,
     F = ``torch.fft.rfft2(., norm='ortho')``; reduction 'mean' (the seed's) or 'sum'.
 
@@ -59,7 +61,7 @@ def frequency_l1(pred: Tensor, target: Tensor, reduction: str = "mean") -> Tenso
     grad_mode = torch.is_grad_enabled()
     scale = 1.0 / max(z_pred.numel(), 1) if reduction == "mean" else 1.0
     loss, _, _ = spectral_l1(z_pred, z_target, scale, grad_mode and z_pred.requires_grad,
-                             grad_mode and z_target.requires_grad)
+                             grad_mode and z_target.requires_grad, backend)
     return loss.to(pred.dtype)
 
 

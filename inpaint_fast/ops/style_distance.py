@@ -41,17 +41,19 @@ _DOUBLE_BACKWARD = ("inpaint_fast::{op} does not support double backward (differ
                     "gradient, e.g. create_graph=True); use inpaint_fast.use_backend('reference')")
 
 
-def gram_matrix(feat: Tensor, weight: Optional[Tensor] = None, eps: float = EPS) -> Tensor:
-    """Per-sample Gram matrix ``F diag(w) F^T / (C * max(sum(w), eps))`` (see the module doc)."""
-    return torch.ops.inpaint_fast.gram.default(feat, weight, eps)
+def gram_matrix(feat: Tensor, weight: Optional[Tensor] = None, eps: float = EPS, backend: str = "cpu") -> Tensor:
+    """Per-sample Gram matrix ``F diag(w) F^T / (C * max(sum(w), eps))`` (see the module doc).
+    ``backend`` 'cpu'/'cuda': the C++ op; 'triton': the Triton op."""
+    op = torch.ops.inpaint_fast.gram_triton if backend == "triton" else torch.ops.inpaint_fast.gram
+    return op.default(feat, weight, eps)
 
 
 def style_distance(feat_pred: Tensor, feat_target: Tensor, weight: Optional[Tensor] = None,
-                   eps: float = EPS) -> Tensor:
+                   eps: float = EPS, backend: str = "cpu") -> Tensor:
     """``mean |G(feat_pred) - G(feat_target)|`` in feat's dtype (see the module doc)."""
     compute_grad = torch.is_grad_enabled() and feat_pred.requires_grad
-    loss, _ = torch.ops.inpaint_fast.style_distance.default(feat_pred, feat_target, weight, eps,
-                                                            compute_grad)
+    op = torch.ops.inpaint_fast.style_distance_triton if backend == "triton" else torch.ops.inpaint_fast.style_distance
+    loss, _ = op.default(feat_pred, feat_target, weight, eps, compute_grad)
     return loss.to(feat_pred.dtype)
 
 
