@@ -7,8 +7,8 @@ Build it against the torch that will run it:
     pip install --no-build-isolation .
 
 Sources: csrc/*.cpp, csrc/ops/*.cpp and csrc/ops/cpu/*.cpp always; csrc/ops/cuda/*.cu as well
-when there are any and CUDA is wanted (a CUDA build of torch and nvcc found via CUDA_HOME), or
-FORCE_CUDA=1. FORCE_ONLY_CPU=1 skips CUDA. TORCH_CUDA_ARCH_LIST (e.g. "9.0") picks the GPU
+when CUDA is wanted: a CUDA build of torch sees a GPU and nvcc is found via CUDA_HOME, or
+FORCE_CUDA=1 (CI compiles them this way on machines without a GPU). FORCE_ONLY_CPU=1 skips CUDA. TORCH_CUDA_ARCH_LIST (e.g. "9.0") picks the GPU
 architectures; unset, torch chooses them (the visible GPU, or a long list when there is none,
 which makes the build slow). MAX_JOBS limits ninja's parallel compile jobs. DEBUG=1 builds -O0 -g.
 """
@@ -60,11 +60,13 @@ def sources(*patterns: str) -> list:
 
 
 def want_cuda(cuda_sources: list) -> bool:
+    """As torchvision decides: CUDA kernels when a GPU is visible to a CUDA build of torch and nvcc is
+    found, or when FORCE_CUDA=1 (building on a machine without a GPU, e.g. CI or a wheel builder)."""
     if os.environ.get("FORCE_ONLY_CPU") == "1" or not cuda_sources:
         return False
     if os.environ.get("FORCE_CUDA") == "1":
         return True
-    return torch.version.cuda is not None and CUDA_HOME is not None
+    return torch.version.cuda is not None and CUDA_HOME is not None and torch.cuda.is_available()
 
 
 def cuda_library_includes() -> list:

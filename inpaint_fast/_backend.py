@@ -24,30 +24,39 @@ _forced: list = []  # stack of names set by use_backend()
 _ENV_NAME = os.environ.get(ENV_VAR) or None  # read once, checked at first use
 
 
-def _triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
-
-
-def availability() -> Dict[str, Optional[str]]:
-    """Each backend mapped to None when it can run here, else the reason it cannot."""
+def _compute_availability() -> Dict[str, Optional[str]]:
     ext = _extension.load_error()
+    gpu = torch.cuda.is_available()
+    if not _extension.triton_imports():
+        triton = "triton is not installed"
+    elif not gpu and os.environ.get("TRITON_INTERPRET") != "1":
+        triton = "no GPU (set TRITON_INTERPRET=1 to run the Triton kernels on CPU tensors, slowly)"
+    else:
+        triton = None
     return {
         "reference": None,
         "cpu": ext,
         "cuda": ext or (None if _extension.has_cuda_kernels() else "the extension was built without CUDA")
-        or (None if torch.cuda.is_available() else "no CUDA device"),
-        "triton": None if _triton_available() else "triton is not installed or no GPU (set TRITON_INTERPRET=1 for CPU)",
+        or (None if gpu else "no CUDA device"),
+        "triton": triton,
     }
+
+
+# Fixed for the life of the process (Triton reads TRITON_INTERPRET when its kernels are defined, at
+# import): computed once, so that choose() is a few dict lookups that torch.compile traces.
+_AVAILABILITY: Dict[str, Optional[str]] = _compute_availability()
+_INTERPRETED = _AVAILABILITY["triton"] is None and not torch.cuda.is_available()
+
+
+def availability() -> Dict[str, Optional[str]]:
+    """Each backend mapped to None when it can run here, else the reason it cannot."""
+    return dict(_AVAILABILITY)
 
 
 def _check_name(name: str) -> str:
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {name!r}")
-    reason = availability()[name]
+    reason = _AVAILABILITY[name]
     if reason is not None:
         raise RuntimeError(f"backend {name!r} is not available here: {reason}")
     return name
@@ -75,13 +84,13 @@ def choose(op: str, device: torch.device) -> str:
     kernels = _extension.kernels(op)
     if name is not None:
         if name != "reference" and (device.type == "cpu") != (name == "cpu") and not (
-                name == "triton" and os.environ.get("TRITON_INTERPRET") == "1"):
+                name == "triton" and device.type == "cpu" and _INTERPRETED):
             raise RuntimeError(f"backend {name!r} cannot run {op} on a {device.type} tensor")
         return name if name in kernels else "reference"
     if device.type == "cpu":
         return "cpu" if "cpu" in kernels else "reference"
     if device.type == "cuda":
         for name in ("cuda", "triton"):
-            if name in kernels and availability()[name] is None:
+            if name in kernels and _AVAILABILITY[name] is None:
                 return name
     return "reference"

@@ -46,7 +46,8 @@ def _triton_ops() -> list:
                   if not m.name.startswith("_"))
 
 
-def _triton_imports() -> bool:
+def triton_imports() -> bool:
+    """Whether ``import triton`` works here."""
     try:
         import triton  # noqa: F401
     except Exception:  # ImportError, or a broken install raising anything else
@@ -64,7 +65,7 @@ def _kernel_table() -> Dict[str, FrozenSet[str]]:
                 if torch._C._dispatch_has_kernel_for_dispatch_key(qualname, key):
                     backends.add(backend)
     triton_ops = _triton_ops()
-    if triton_ops and _triton_imports():  # triton is imported only when we have triton kernels
+    if triton_ops and triton_imports():  # triton is imported only when we have triton kernels
         for op in triton_ops:
             table.setdefault(op, set()).add("triton")
     return {op: frozenset(backends) for op, backends in table.items()}

@@ -58,3 +58,32 @@ def test_environment_variable(value, expected):
     env = dict(os.environ, INPAINT_FAST_BACKEND=value)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split()[0] == expected
+
+
+@pytest.mark.parametrize("kernels,unavailable,expected", [
+    ({"cpu", "cuda", "triton"}, (), "cuda"),
+    ({"cpu", "cuda", "triton"}, ("cuda",), "triton"),
+    ({"cpu", "triton"}, (), "triton"),
+    ({"cpu", "cuda", "triton"}, ("cuda", "triton"), "reference"),
+    ({"cpu"}, (), "reference"),
+])
+def test_cuda_tensors_prefer_cuda_then_triton_then_reference(monkeypatch, kernels, unavailable, expected):
+    """The GPU order of issue 4, with the kernel table and availability of a GPU machine emulated."""
+    from inpaint_fast import _extension
+    monkeypatch.setitem(_extension._KERNELS, "masked_error", frozenset(kernels))
+    monkeypatch.setattr(_backend, "_AVAILABILITY", {"reference": None, "cpu": None, "cuda": None, "triton": None,
+                                                    **{name: "emulated: unavailable" for name in unavailable}})
+    assert _backend.choose("masked_error", torch.device("cuda")) == expected
+    assert _backend.choose("masked_error", CPU) == "cpu"
+
+
+def test_triton_on_cpu_tensors_only_when_interpreted():
+    if _backend.availability()["triton"] is not None:
+        with pytest.raises(RuntimeError, match="backend 'triton' is not available here"):
+            with IF.use_backend("triton"):
+                pass
+    elif not torch.cuda.is_available():  # TRITON_INTERPRET=1 (tests/conftest.py sets it without a GPU)
+        from inpaint_fast import _extension
+        with IF.use_backend("triton"):
+            expected = "triton" if "triton" in _extension.kernels("masked_error") else "reference"
+            assert _backend.choose("masked_error", CPU) == expected

@@ -1,5 +1,6 @@
 """Build checks: the extension reports the package version, and CMakeLists.txt builds the csrc/
 sources against libtorch (the C++/IDE build that must not rot next to setup.py)."""
+import glob
 import os
 import shutil
 import subprocess
@@ -66,3 +67,16 @@ def test_cmake_builds_the_cpu_library(tmp_path):
          os.path.join(ROOT, "inpaint_fast", "reference", "pixel.py"), inpaint_fast.__version__],
         capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout + done.stderr
+
+
+@pytest.mark.skipif(os.environ.get("FORCE_CUDA") != "1",
+                    reason="the CUDA sources are compiled only when a GPU is visible or FORCE_CUDA=1 (CI sets it)")
+def test_cuda_kernels_are_compiled_in():
+    """CI installs with FORCE_CUDA=1: every csrc/ops/cuda/<op>_kernel.cu must then be in the extension
+    (a compile error fails the install; this catches a build that silently left CUDA out)."""
+    assert _extension.load_error() is None, _extension.load_error()
+    sources = sorted(os.path.basename(f)[:-len("_kernel.cu")]
+                     for f in glob.glob(os.path.join(ROOT, "csrc", "ops", "cuda", "*_kernel.cu")))
+    assert sources, "FORCE_CUDA=1 but csrc/ops/cuda has no kernels"
+    for op in sources:
+        assert "cuda" in _extension.kernels(op), f"{op}: no CUDA kernel registered; kernels: {_extension.kernel_table()}"
