@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from .. import _extension
-from ._grad import check_first_order, scale_saved_grad
+from .scale_grad import check_first_order, scale_saved_grad
 
 LOSSES = {"l1": 0, "l2": 1, "charbonnier": 2}
 NORMALIZES = {"none": 0, "mask": 1, "all": 2}

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from .. import _extension
-from ._grad import check_first_order, scale_saved_grad
+from .scale_grad import check_first_order, scale_saved_grad
 
 OP = "inpaint_fast::masked_tv"
 REGIONS = {"all": 0, "known": 1, "hole": 2, "hole_dilated": 3}

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from .. import _extension
-from ._grad import check_first_order, scale_saved_grad
+from .scale_grad import check_first_order, scale_saved_grad
 from ..reference.pixel import accumulate_dtype
 
 OP = "inpaint_fast::spectral_l1"

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from .. import _extension
-from ._grad import check_first_order, scale_saved_grad
+from .scale_grad import check_first_order, scale_saved_grad
 
 GRAM_OP = "inpaint_fast::gram"
 GRAM_BACKWARD_OP = "inpaint_fast::gram_backward"

@@ -1,0 +1,103 @@
+"""The backward shared by the fused ops that write their gradient in the forward pass, and the glue of
+``inpaint_fast::scale_grad_`` (schema: csrc/ops/scale_grad.cpp).
+
+A fused forward writes d loss / d input for ``grad_output == 1`` into a buffer it saves. Its backward
+(:func:`saved_grad`) must return ``buffer * grad_output`` without a host sync, and cheaply in the
+common case ``loss.backward()`` (grad_output 1):
+
+- The first backward through a graph scales the buffer *in place* with ``scale_grad_``, which leaves
+  it untouched when grad_output is 1 (tested on the device on a GPU) and hands it over: no copy, no
+  second full-size buffer, and no pass over it for grad_output 1.
+- A later backward through the same graph (``retain_graph=True``, ``gradcheck``) must not reuse that
+  buffer (it may be scaled, and handed out already): the op's ``recompute`` gives a fresh one, from the
+  inputs the forward kept (an input changed in place since then is an error, as in autograd).
+- Traced (``torch.compile``, fake tensors, functorch) or where no ``scale_grad_`` kernel is built for the
+  device, the product is taken out of place (the compiler fuses it where it can).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from .. import _extension
+
+
+def check_first_order(op: str) -> None:
+    """Backward of a fused op returns a constant gradient: refuse ``create_graph=True`` rather than
+    return silently wrong second derivatives."""
+    if torch.is_grad_enabled():
+        raise RuntimeError(f"inpaint_fast::{op} does not support double backward (create_graph=True); "
+                           "use inpaint_fast.use_backend('reference') for higher-order gradients")
+
+
+def _eager(t: Tensor) -> bool:
+    """An ordinary tensor in eager mode (not fake/functional/functorch, no dispatch mode, no compile)."""
+    return (type(t) is Tensor and not torch.compiler.is_compiling()
+            and torch._C._len_torch_dispatch_stack() == 0
+            and not torch._C._functorch.is_functorch_wrapped_tensor(t))
+
+
+def _real(t: Tensor) -> Tensor:
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+def scale_grad_(grad: Tensor, scale: Tensor) -> Tensor:
+    """``grad *= scale`` in place, skipped when ``scale == 1``; returns ``grad``. ``grad``: a dense
+    floating or complex tensor; ``scale``: a one-element tensor on its device."""
+    with torch.autograd._unsafe_preserve_version_counter(grad):
+        # The buffer is also saved for backward: keep its version so that a later backward of the
+        # graph can still unpack the saved tensors (it then recomputes instead of reading it).
+        torch.ops.inpaint_fast.scale_grad_.default(_real(grad), scale)
+    return grad
+
+
+def keep_inputs(ctx, inputs: Sequence) -> None:
+    """Keep the forward's inputs on ``ctx`` for :func:`saved_grad`'s recompute (references, no copies)."""
+    ctx.recompute_inputs = tuple(inputs)
+    ctx.recompute_versions = tuple(t._version if isinstance(t, Tensor) else None for t in inputs)
+    ctx.grad_handed_out = False
+
+
+def inputs_for_recompute(ctx, op: str) -> tuple:
+    """The inputs kept by :func:`keep_inputs`, checked to be unchanged since the forward."""
+    for t, version in zip(ctx.recompute_inputs, ctx.recompute_versions):
+        if isinstance(t, Tensor) and t._version != version:
+            raise RuntimeError(f"inpaint_fast::{op}: an input was modified in place after the forward pass; "
+                               "a second backward through the graph needs it unchanged")
+    return ctx.recompute_inputs
+
+
+def saved_grad(ctx, saved: Sequence[Tensor], grad_output: Tensor,
+               recompute: Callable[[], Sequence[Tensor]]) -> list:
+    """``[g * grad_output for g in saved]`` for one backward call (see the module doc). ``saved``: the
+    gradient buffers the forward wrote (one or more, same graph); ``recompute()``: fresh unscaled
+    buffers in the same order, used from the second backward of a graph on."""
+    if ctx.grad_handed_out:
+        return [_scaled_copy(g, grad_output) for g in recompute()]
+    ctx.grad_handed_out = True
+    if not (_eager(grad_output) and all(_eager(g) for g in saved)):
+        return [_scaled_copy(g, grad_output) for g in saved]
+    return [_scale_in_place(g, grad_output) for g in saved]
+
+
+def _scaled_copy(g: Tensor, grad_output: Tensor) -> Tensor:
+    if g.is_complex():
+        return torch.view_as_complex(torch.view_as_real(g) * grad_output)
+    return g * grad_output
+
+
+def _scale_in_place(g: Tensor, grad_output: Tensor) -> Tensor:
+    if g.numel() == 0 or g.device.type not in _extension.kernels("scale_grad_"):
+        return _scaled_copy(g, grad_output)
+    return scale_grad_(g, grad_output)
+
+
+def scale_saved_grad(saved: Tensor, grad_output: Tensor) -> Tensor:
+    """``saved * grad_output`` out of place (the saved buffer is never modified)."""
+    return _scaled_copy(saved, grad_output)
+
+
+if _extension.load_error() is None:
+    torch.library.register_fake("inpaint_fast::scale_grad_")(lambda grad, scale: None)
