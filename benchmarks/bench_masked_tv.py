@@ -14,8 +14,11 @@ Providers, all computing that same number:
   the region weight computed in the timed call (``1 - mask``, or its dilation);
 - ``compile``: ``torch.compile`` (default inductor, ``mode=None``, ``dynamic=False``) of that same
   function;
-- ``cpu``: ``inpaint_fast.ops.masked_tv.masked_tv(pred, mask, mask_is_hole=False, region=...)``, the
-  fused C++ op through its Python entry function.
+- ``cpu``: ``inpaint_fast.ops.masked_tv.masked_tv(pred, mask, mask_is_hole=False, region=...,
+  backend='cpu')``, the fused C++ op through its Python entry function;
+- ``cuda``, ``triton`` (with ``--device cuda``): the same entry function with ``backend='cuda'`` (the
+  C++ op, whose CUDA kernel the dispatcher picks) or ``backend='triton'`` (``masked_tv_triton``);
+  a backend without a ``masked_tv`` kernel is skipped, with a note row.
 
 (``reference``, our pure-PyTorch path, is the seed's formula itself here, so it is not timed apart.)
 
@@ -28,7 +31,8 @@ fused op's single pass) read them once and write the gradient once (2E + M). The
 measured ``copy_`` moving the same bytes, timed interleaved with the providers.
 
 Run from the repository root: ``python benchmarks/bench_masked_tv.py`` (``--quick`` for a smoke
-run, ``--regions hole,hole_dilated`` for both regions, ``--help`` for the options).
+run, ``--regions hole,hole_dilated`` for both regions, ``--device cuda`` on a GPU: 16x3x1024x1024 by
+default, ``--help`` for the options).
 """
 from __future__ import annotations
 
@@ -41,13 +45,13 @@ import common  # noqa: E402  (also puts the repository root on sys.path)
 
 import torch  # noqa: E402
 
-from inpaint_fast import _extension  # noqa: E402
 from inpaint_fast.reference import tv as ref_tv  # noqa: E402
 from tests import seed_notebook  # noqa: E402
 
 OP = "masked_tv"
 SHAPES = [(8, 3, 256, 256), (16, 3, 512, 512)]  # in cache-ish; far beyond the last-level cache
 QUICK_SHAPES = [(2, 3, 64, 64)]
+GPU_SHAPES = [(16, 3, 1024, 1024)]  # issue 4's GPU target
 REGIONS = ("hole", "hole_dilated")
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -72,11 +76,12 @@ def seed_tv(region: str) -> LossFn:
     return tv_hole_dilated
 
 
-def ours(region: str, p: int = 1) -> LossFn:
+def ours(region: str, backend: str = "cpu", p: int = 1) -> LossFn:
     from inpaint_fast.ops.masked_tv import masked_tv
 
     def call(pred, mask):
-        return masked_tv(pred, mask, mask_is_hole=False, region=region, p=p, normalize="mask", eps=1e-8)
+        return masked_tv(pred, mask, mask_is_hole=False, region=region, p=p, normalize="mask", eps=1e-8,
+                         backend=backend)
     return call
 
 
@@ -88,16 +93,18 @@ def bytes_moved(mode: str, pred: torch.Tensor, mask: torch.Tensor) -> int:
 
 def bench_shape(shape, region: str, args, meta, failures: List[str]) -> List[Dict]:
     inputs = make_inputs(shape, args.torch_dtype, args.device)
-    ours_ = {"cpu": ours(region)} if args.device.type == "cpu" and "cpu" in _extension.kernels("masked_tv") else {}
+    backends, skipped = common.our_backends("masked_tv", args.device, args.providers)
+    ours_ = {b: ours(region, b) for b in backends}
     return common.bench_copy_roofline(f"{OP}[{region}]", shape, inputs, seed_tv(region), ours_,
-                                      lambda mode: bytes_moved(mode, *inputs), args, meta, failures, detail=region)
+                                      lambda mode: bytes_moved(mode, *inputs), args, meta, failures, detail=region,
+                                      skipped=skipped)
 
 
 def region_png(group: str, png: str) -> str:
     """One figure per region: the default PNG for the hole, ``<png>_<region>.png`` for the others."""
     region = group[len(OP) + 1:-1]
     root, ext = os.path.splitext(png)
-    return png if region == "hole" else f"{root}_{region}{ext or '.png'}"
+    return png if region == "hole" else f"{root}_{region}{ext or '.png'}"  # after the dtype suffix, if any
 
 
 def add_arguments(p) -> None:
@@ -106,7 +113,7 @@ def add_arguments(p) -> None:
 
 
 def main(argv=None) -> int:
-    args = common.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES))
+    args = common.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES, GPU_SHAPES))
     regions = [r.strip() for r in args.regions.split(",") if r.strip()]
     bad = [r for r in regions if r not in REGIONS]
     if bad:

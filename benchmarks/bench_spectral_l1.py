@@ -9,8 +9,11 @@ tensor, as in training). Providers, all computing that same number:
 - ``compile``: ``torch.compile`` (default inductor, ``mode=None``, ``dynamic=False``) of that same
   seed function (inductor does not generate code for complex tensors: it falls back to eager kernels
   around the FFTs);
-- ``cpu``: ``inpaint_fast.ops.spectral_l1.frequency_l1(pred, target)``: torch.fft.rfft2 of both
-  images, the fused op (one pass over both spectra, loss and gradient), torch.fft's backward.
+- ``cpu``: ``inpaint_fast.ops.spectral_l1.frequency_l1(pred, target, backend='cpu')``: torch.fft.rfft2
+  of both images, the fused op (one pass over both spectra, loss and gradient), torch.fft's backward;
+- ``cuda``, ``triton`` (with ``--device cuda``): the same with ``backend='cuda'`` (the C++ op's CUDA
+  kernel) or ``backend='triton'`` (``spectral_l1_triton``); the FFTs are cuFFT's either way. A backend
+  without a ``spectral_l1`` kernel is skipped, with a note row.
 
 (``reference``, ``inpaint_fast.reference.frequency``, is the seed's formula again: not timed.)
 Before timing, each provider's loss and gradient are checked against eager's (rtol 1e-5 in fp32); a
@@ -25,7 +28,7 @@ every provider and only comparable between them.
 part eager vs fused, torch.fft's backward of rfft2), to show what bounds the achievable speedup.
 
 Run from the repository root: ``python benchmarks/bench_spectral_l1.py`` (``--quick`` for a smoke
-run, ``--help`` for the options).
+run, ``--device cuda`` on a GPU: 16x3x512x512 by default, ``--help`` for the options).
 """
 from __future__ import annotations
 
@@ -38,12 +41,12 @@ import common  # noqa: E402  (also puts the repository root on sys.path)
 
 import torch  # noqa: E402
 
-from inpaint_fast import _extension  # noqa: E402
 from tests import seed_notebook  # noqa: E402
 
 OP = "frequency_loss"
 SHAPES = [(16, 3, 256, 256), (8, 3, 512, 512)]  # the issue's target; larger planes, 2x the bytes
 QUICK_SHAPES = [(2, 3, 64, 64)]
+GPU_SHAPES = [(16, 3, 512, 512)]  # issue 4's GPU shape
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -63,11 +66,11 @@ def seed_eager(fn) -> LossFn:
     return call
 
 
-def ours() -> LossFn:
+def ours(backend: str = "cpu") -> LossFn:
     from inpaint_fast.ops.spectral_l1 import frequency_l1
 
     def call(pred, target):
-        return frequency_l1(pred, target)
+        return frequency_l1(pred, target, backend=backend)
     return call
 
 
@@ -76,8 +79,8 @@ def bytes_moved(mode: str, pred: torch.Tensor) -> int:
     return {"forward": 2 * e, "backward": 2 * e, "full": 3 * e}[mode]
 
 
-def breakdown(shape, args) -> None:
-    """Times the parts of one forward + backward; prints a table (not written to the CSV)."""
+def breakdown(shape, args, backend: str = "cpu") -> None:
+    """Times the parts of one forward + backward on ``backend``; prints a table (not written to the CSV)."""
     from inpaint_fast.ops.spectral_l1 import spectral_l1
     device, dtype = args.device, args.torch_dtype
     pred, target = make_inputs(shape, dtype, device)
@@ -90,7 +93,7 @@ def breakdown(shape, args) -> None:
         return (torch.log1p(z.abs()) - torch.log1p(zt.abs())).abs().mean()
 
     def fused_post(z):
-        return spectral_l1(z, zt, scale, True, False)[0]
+        return spectral_l1(z, zt, scale, True, False, backend)[0]
 
     def fft_graph():
         return torch.fft.rfft2(pred, norm="ortho")
@@ -103,23 +106,26 @@ def breakdown(shape, args) -> None:
             lambda z: torch.autograd.grad(z, (pred,), gz), setup=fft_graph),
         "post-FFT eager: forward + backward": common.mode_case(eager_post, (zp_leaf,), (zp_leaf,), "full"),
         "post-FFT fused op: forward + backward": common.mode_case(fused_post, (zp_leaf,), (zp_leaf,), "full"),
-        "post-FFT fused op: forward, no grad": common.Case(lambda: spectral_l1(zp, zt, scale, False, False)),
+        "post-FFT fused op: forward, no grad": common.Case(lambda: spectral_l1(zp, zt, scale, False, False, backend)),
         "whole loss eager: forward + backward": common.mode_case(
             seed_eager(seed_notebook.frequency_loss), (pred, target), (pred,), "full"),
-        "whole loss ours: forward + backward": common.mode_case(ours(), (pred, target), (pred,), "full"),
+        "whole loss ours: forward + backward": common.mode_case(ours(backend), (pred, target), (pred,), "full"),
     }
     timings = common.time_cases(cases, device=device, warmup=args.warmup, repeats=args.repeats,
                                 min_sample_ms=0.5 if args.quick else 2.0)
-    print(f"\nbreakdown at {common.shape_str(shape)} {args.dtype} ({torch.get_num_threads()} threads): median ms [p20, p80]")
+    print(f"\nbreakdown at {common.shape_str(shape)} {args.dtype} ({backend} backend, {torch.get_num_threads()} "
+          "threads): median ms [p20, p80]")
     for name, t in timings.items():
         print(f"  {name:42s} {t.median_ms:9.3f}  [{t.p20_ms:.3f}, {t.p80_ms:.3f}]")
 
 
 def bench_shape(shape, args, meta, failures: List[str]) -> List[Dict]:
     inputs = make_inputs(shape, args.torch_dtype, args.device)
-    ours_ = {"cpu": ours()} if args.device.type == "cpu" and "cpu" in _extension.kernels("spectral_l1") else {}
+    backends, skipped = common.our_backends("spectral_l1", args.device, args.providers)
+    ours_ = {b: ours(b) for b in backends}
     return common.bench_copy_roofline(OP, shape, inputs, seed_notebook.frequency_loss, ours_,
-                                      lambda mode: bytes_moved(mode, inputs[0]), args, meta, failures, wrap=seed_eager)
+                                      lambda mode: bytes_moved(mode, inputs[0]), args, meta, failures, wrap=seed_eager,
+                                      skipped=skipped)
 
 
 def add_arguments(p) -> None:
@@ -128,14 +134,15 @@ def add_arguments(p) -> None:
 
 
 def main(argv=None) -> int:
-    args = common.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES))
+    args = common.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES, GPU_SHAPES))
     meta = common.header(OP, args)
     failures: List[str] = []
     rows: List[Dict] = []
     for shape in args.shapes:
         rows += bench_shape(shape, args, meta, failures)
-        if args.breakdown and "cpu" in _extension.kernels("spectral_l1"):
-            breakdown(shape, args)
+        backends, _ = common.our_backends("spectral_l1", args.device, args.providers)
+        if args.breakdown and backends:
+            breakdown(shape, args, backends[0])
     return common.finish(rows, failures, args, meta, OP)
 
 

@@ -14,8 +14,16 @@ Providers, all computing the same numbers:
   ``gram_matrix`` for ``gram``;
 - ``compile``: ``torch.compile`` (default inductor, ``mode=None``, ``dynamic=False``) of that same function;
 - ``cpu``: our C++ op through its Python entry function (``inpaint_fast.ops.style_distance.style_distance``
-  / ``gram_matrix``). (There is no separate ``reference`` provider: the pure-PyTorch reference is the
-  seed's formula with the same two ``bmm``.)
+  / ``gram_matrix``, ``backend='cpu'``). (There is no separate ``reference`` provider: the pure-PyTorch
+  reference is the seed's formula with the same two ``bmm``.)
+- ``cuda``, ``triton`` (with ``--device cuda``): the same entry functions with ``backend='cuda'`` (the
+  C++ op's CUDA kernel: the epilogue around cuBLAS) or ``backend='triton'`` (``style_distance_triton`` /
+  ``gram_triton``); a backend without a kernel for the op is skipped, with a note row.
+
+On CUDA the eager baseline is cuBLAS ``bmm`` at the input dtype; "equal precision" is the process's
+``torch.set_float32_matmul_precision`` (``--matmul-precision``, default ``highest``: fp32 inputs get
+full-fp32 GEMMs, no TF32), which eager, compile and our kernels all see; it is printed in the header
+and written to each row's note (``mm_precision=...``).
 
 Before timing, each provider's value and gradient are checked against eager's (rtol 1e-5 in fp32); a
 mismatch is printed loudly, noted in the CSV, and makes the exit status 1.
@@ -23,7 +31,9 @@ mismatch is printed loudly, noted in the CSV, and makes the exit status 1.
 Roofline. These ops are FLOP-bound (a Gram of a C x HW matrix does ~C multiply-adds per element it
 reads), so the copy bandwidth is no bound for them. The roofline is instead the measured GFLOP/s of
 ``torch.mm`` of one sample's Gram product, ``(C x HW) @ (HW x C)``, on the same machine and threads
-(ATen's BLAS: MKL here), timed interleaved with the providers. Work is counted as the *minimal* FLOPs
+(ATen's BLAS: MKL here), timed interleaved with the providers. On CUDA one sample's 256 x 256 output
+fills only a few of the GPU's multiprocessors, so the roofline there is a square 4096 x 4096 x 4096
+``torch.mm`` at the same dtype and matmul precision: the GPU's GEMM rate for that precision. Work is counted as the *minimal* FLOPs
 of the problem, the same for every provider: a symmetric Gram is ``N C (C+1) HW`` FLOPs (one triangle,
 as BLAS syrk does), the gradient ``dF = 2 S (w F) scale / (N C C)`` one GEMM of ``2 N C^2 HW``; so
 style forward = 2 Grams, backward = 1 GEMM, full = both; gram forward = 1 Gram, gram backward = 1 GEMM.
@@ -33,10 +43,11 @@ An implementation that does the minimal work at the mm's rate scores 100%; eager
 minimal FLOPs (two full Grams forward, two GEMMs in the bmm backward), so it scores at most ~50%.
 
 Run from the repository root: ``python benchmarks/bench_style_distance.py`` (``--quick`` for a smoke run,
-``--help`` for the options).
+``--device cuda`` on a GPU: 8x256x128x128 by default, ``--help`` for the options).
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -47,11 +58,12 @@ import common  # noqa: E402  (also puts the repository root on sys.path)
 
 import torch  # noqa: E402
 
-from inpaint_fast import _extension  # noqa: E402
 from tests import seed_notebook  # noqa: E402
 
 SHAPES = [(4, 256, 64, 64), (4, 64, 256, 256)]  # VGG relu3_3-like and relu1_2-like layers, batch 4
 QUICK_SHAPES = [(2, 32, 16, 16)]
+GPU_SHAPES = [(8, 256, 128, 128)]  # issue 4's GPU target (a relu3_3-like layer of 512 px images, batch 8)
+GPU_MM = 4096  # the square torch.mm whose GFLOP/s is the roofline on CUDA
 # common.RTOL with looser fp16 / bf16 entries for style_distance and gram.
 RTOL = {**common.RTOL, torch.float16: 2e-2, torch.bfloat16: 3e-2}
 
@@ -87,7 +99,13 @@ def flops(op: str, mode: str, shape: Sequence[int]) -> float:
 
 
 def mm_case(shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> Tuple[common.Case, float]:
-    """torch.mm of one sample's Gram product (C x HW) @ (HW x C), and its FLOPs."""
+    """The roofline's matrix product and its FLOPs: on CPU torch.mm of one sample's Gram product
+    (C x HW) @ (HW x C); on CUDA a square GPU_MM^3 torch.mm (see the module doc)."""
+    if device.type == "cuda":
+        a = torch.randn(GPU_MM, GPU_MM, dtype=dtype, device=device)
+        b = torch.randn(GPU_MM, GPU_MM, dtype=dtype, device=device)
+        out = torch.empty(GPU_MM, GPU_MM, dtype=dtype, device=device)
+        return common.Case(lambda: torch.mm(a, b, out=out)), 2.0 * GPU_MM ** 3
     _, c, h, w = shape
     a = torch.randn(c, h * w, dtype=dtype, device=device)
     out = torch.empty(c, c, dtype=dtype, device=device)
@@ -100,8 +118,10 @@ def bench_op(op: str, modes: List[str], shape, args, meta, failures: List[str]) 
     fp, ft = make_inputs(shape, dtype, device)
     inputs = (fp, ft) if op == "style_distance" else (fp,)
     seed_fn, mine = (seed_style_term, ours.style_distance) if op == "style_distance" else (seed_gram, ours.gram_matrix)
-    has_cpu = "cpu" in _extension.kernels(op) and device.type == "cpu"
-    providers, notes = common.make_providers(seed_fn, {"cpu": mine} if has_cpu else {}, inputs, args, op)
+    backends, skipped = common.our_backends(op, device, args.providers, module="style_distance")
+    providers, notes = common.make_providers(seed_fn, {b: functools.partial(mine, backend=b) for b in backends},
+                                             inputs, args, op)
+    notes.update(skipped)
     common.check_providers(providers, notes, inputs, args, failures, f"{common.shape_str(shape)} {args.dtype}",
                            tag=f"{op} ", rtols=RTOL, elementwise=True)
 
@@ -118,7 +138,8 @@ def bench_op(op: str, modes: List[str], shape, args, meta, failures: List[str]) 
         def metrics(row, roof_ms, work=work, mm_flops=mm_flops):
             gflops = work / (row["median_ms"] * 1e-3) / 1e9
             mm_gflops = mm_flops / (roof_ms * 1e-3) / 1e9
-            note = "; ".join(s for s in (f"gflops={gflops:.4g};mm_gflops={mm_gflops:.4g}", row["note"]) if s)
+            precision = f"mm_precision={torch.get_float32_matmul_precision()}" if device.type == "cuda" else ""
+            note = common.join_notes(f"gflops={gflops:.4g};mm_gflops={mm_gflops:.4g}", precision, row["note"])
             return {"pct_roofline": 100.0 * gflops / mm_gflops, "gflops": gflops, "mm_gflops": mm_gflops, "note": note}
         mode_rows, roof = common.time_rows({n: scalar(f) for n, f in providers.items()}, notes, inputs, mode, args,
                                            roof_case, base, metrics)
@@ -142,6 +163,8 @@ def format_flops_table(rows: Sequence[Dict]) -> str:
 def add_arguments(p) -> None:
     p.add_argument("--ops", default="style_distance,gram", help="comma-separated subset of style_distance,gram")
     p.add_argument("--gram-modes", default="forward", help="modes for the gram op (default forward)")
+    p.add_argument("--matmul-precision", default="highest", choices=("highest", "high", "medium"),
+                   help="torch.set_float32_matmul_precision for every provider (default highest: no TF32)")
 
 
 def style_png(op: str, png: str) -> str:
@@ -152,7 +175,8 @@ def style_png(op: str, png: str) -> str:
 
 
 def main(argv=None) -> int:
-    args = common.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES))
+    args = common.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES, GPU_SHAPES))
+    torch.set_float32_matmul_precision(args.matmul_precision)
     ops = [o.strip() for o in args.ops.split(",") if o.strip()]
     gram_modes = [m.strip() for m in args.gram_modes.split(",") if m.strip()]
     meta = common.header("style_distance/gram", args)

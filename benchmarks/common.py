@@ -14,7 +14,12 @@ Timing model (:func:`time_cases`)
     provider, ``repeats`` samples are taken; a sample of a case without per-call setup repeats the
     call ``number`` times (calibrated so one sample lasts at least ``min_sample_ms``) and records
     the mean. Reported: median and the 20th/80th percentiles of the samples, in milliseconds.
-    The Python garbage collector is disabled while timing.
+    The Python garbage collector is disabled while timing. On CPU a sample is wall-clock time
+    (``time.perf_counter``); on CUDA it is the GPU time between two CUDA events recorded on the
+    current stream around the call(s) (after a ``torch.cuda.synchronize``), so the host's launch
+    work counts only where the GPU waits for it. On CUDA, :func:`do_bench_note` also times forward and
+    full with ``triton.testing.do_bench`` (its own warm-up, L2 flush and repetitions) as a second
+    opinion, written to the row's ``note``.
 
     Warm-up: the scripts default to 10 calls (``--warmup``; 1 with ``--quick``). On this VM the first
     calls that allocate multi-MiB buffers pay first-touch page faults on fresh memory (and host-side
@@ -105,37 +110,58 @@ class Case:
     setup: Optional[Callable[[], Any]] = None
 
 
+class _Timer:
+    """Elapsed milliseconds of a region: CUDA events on a CUDA device, ``time.perf_counter`` elsewhere."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.device = device
+        if self.cuda:
+            self.start_ev = torch.cuda.Event(enable_timing=True)
+            self.end_ev = torch.cuda.Event(enable_timing=True)
+
+    def start(self) -> None:
+        synchronize(self.device)  # nothing queued before the region is counted
+        if self.cuda:
+            self.start_ev.record()
+        else:
+            self.t0 = time.perf_counter()
+
+    def stop(self) -> float:
+        if self.cuda:
+            self.end_ev.record()
+            self.end_ev.synchronize()
+            return float(self.start_ev.elapsed_time(self.end_ev))
+        return (time.perf_counter() - self.t0) * 1e3
+
+
 def _run_once(case: Case, device: torch.device) -> float:
-    """Seconds of one call of ``case.fn`` (its setup, if any, runs untimed before)."""
+    """Milliseconds of one call of ``case.fn`` (its setup, if any, runs untimed before)."""
+    timer = _Timer(device)
     if case.setup is not None:
         state = case.setup()
-        synchronize(device)
-        t0 = time.perf_counter()
+        timer.start()
         out = case.fn(state)
-        synchronize(device)
-        t1 = time.perf_counter()
+        ms = timer.stop()
         del out, state
-        return t1 - t0
-    synchronize(device)
-    t0 = time.perf_counter()
+        return ms
+    timer.start()
     out = case.fn()
-    synchronize(device)
-    t1 = time.perf_counter()
+    ms = timer.stop()
     del out
-    return t1 - t0
+    return ms
 
 
 def _run_sample(case: Case, device: torch.device, number: int) -> float:
     """Milliseconds per call, averaged over ``number`` back-to-back calls (``number`` is 1 with a setup)."""
     if case.setup is not None or number == 1:
-        return _run_once(case, device) * 1e3
-    synchronize(device)
-    t0 = time.perf_counter()
+        return _run_once(case, device)
+    timer = _Timer(device)
+    timer.start()
     for _ in range(number):
         out = case.fn()
         del out
-    synchronize(device)
-    return (time.perf_counter() - t0) * 1e3 / number
+    return timer.stop() / number
 
 
 def time_cases(cases: Mapping[str, Case], *, device: torch.device, warmup: int = 3, repeats: int = 20,
@@ -153,7 +179,7 @@ def time_cases(cases: Mapping[str, Case], *, device: torch.device, warmup: int =
             if cases[name].setup is not None:
                 numbers[name] = 1
             else:
-                t_ms = _run_once(cases[name], device) * 1e3
+                t_ms = _run_once(cases[name], device)
                 numbers[name] = int(min(max_number, max(1, math.ceil(min_sample_ms / max(t_ms, 1e-6)))))
         samples: Dict[str, List[float]] = {n: [] for n in names}
         for r in range(repeats):
@@ -357,6 +383,78 @@ def mismatch(fn: Callable[..., torch.Tensor], ref: Tuple[torch.Tensor, torch.Ten
     return "; ".join(problems)
 
 
+def has_kernel(backend: str, op: str, module: Optional[str] = None) -> bool:
+    """Whether ``backend`` has a kernel for the op ``op`` (e.g. 'masked_error', 'gram').
+
+    'cpu' / 'cuda': the C++ op has a kernel for that dispatch key. 'triton': the module
+    ``inpaint_fast/triton/<module or op>.py`` exists (``_extension.kernels``) *and* the custom op
+    ``inpaint_fast::<op>_triton`` is registered (``gram_triton`` lives in the style_distance module).
+    """
+    from inpaint_fast import _extension
+    if backend != "triton":
+        return backend in _extension.kernels(op)
+    if "triton" not in _extension.kernels(module or op):
+        return False
+    import inpaint_fast.ops  # noqa: F401  (registers the *_triton ops of the modules that exist)
+    return hasattr(torch.ops.inpaint_fast, f"{op}_triton")
+
+
+def our_backends(op: str, device: torch.device, wanted: Optional[Sequence[str]] = None,
+                 module: Optional[str] = None) -> Tuple[List[str], Dict[str, str]]:
+    """Our compiled backends to time for ``op`` on ``device``, and a ``skipped: ...`` note for each
+    candidate that cannot run (no kernel for this op yet, backend not available here).
+
+    Candidates: on CUDA 'cuda' (the CUDA C++ kernels) and 'triton'; on CPU 'cpu' (the C++ op) and,
+    only when asked for with ``--providers`` and ``TRITON_INTERPRET=1`` is set, 'triton' on CPU
+    tensors in Triton's interpreter (a logic check: the interpreter's times mean nothing).
+    ``wanted`` (``--providers``) narrows the candidates. A missing 'cpu' kernel is silent (the
+    pre-GPU behaviour: a build without the extension times eager / compile / reference only).
+    """
+    from inpaint_fast import _backend
+    if device.type == "cuda":
+        candidates = ["cuda", "triton"]
+    else:
+        interpreted = os.environ.get("TRITON_INTERPRET") == "1" and wanted is not None and "triton" in wanted
+        candidates = ["cpu"] + (["triton"] if interpreted else [])
+    if wanted is not None:
+        candidates = [b for b in candidates if b in wanted]
+    avail = _backend.availability()
+    run: List[str] = []
+    notes: Dict[str, str] = {}
+    for b in candidates:
+        why = avail.get(b) or (None if has_kernel(b, op, module) else f"backend {b!r} has no kernel for {op}")
+        if why is None:
+            run.append(b)
+        elif b != "cpu":
+            notes[b] = f"skipped: {why}"
+            print(f"  {op}: provider {b!r} skipped: {why}", flush=True)
+    return run, notes
+
+
+def do_bench_ms(fn: Callable[[], Any], bench: Optional[Callable[..., Any]] = None) -> Tuple[float, float, float]:
+    """(median, p20, p80) ms of ``fn()`` by ``triton.testing.do_bench`` (25 ms warm-up, 100 ms of
+    repetitions, L2 flushed before each call; ``bench`` replaces do_bench, e.g. in tests)."""
+    if bench is None:
+        from triton.testing import do_bench as bench
+    res = bench(fn, warmup=25, rep=100, quantiles=[0.5, 0.2, 0.8])
+    vals = [float(res)] * 3 if isinstance(res, (int, float)) else [float(v) for v in res]
+    return vals[0], vals[1], vals[2]
+
+
+def do_bench_note(fn: Callable[[], Any], bench: Optional[Callable[..., Any]] = None) -> str:
+    """``do_bench_ms=<median>[<p20>,<p80>]`` for the row's note, or ``do_bench error: ...``."""
+    try:
+        med, lo, hi = do_bench_ms(fn, bench)
+    except Exception as exc:  # noqa: BLE001 - a second opinion; its failure is noted, not fatal
+        first = (f"{type(exc).__name__}: {exc}".strip().splitlines() or [type(exc).__name__])[0]
+        return f"do_bench error: {first}"[:200]
+    return f"do_bench_ms={med:.4g}[{lo:.4g},{hi:.4g}]"
+
+
+def join_notes(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
+
+
 def make_providers(seed_fn: Callable[..., torch.Tensor], ours: Mapping[str, Callable[..., torch.Tensor]],
                    inputs: Sequence[Any], args: argparse.Namespace, where: str,
                    wrap: Callable[[Callable], Callable] = lambda fn: fn) -> Tuple[Dict[str, Callable], Dict[str, str]]:
@@ -433,6 +531,8 @@ def time_rows(providers: Mapping[str, Callable], notes: Mapping[str, str], input
             peak = peak_memory_bytes(cases[name].fn, setup=cases[name].setup, device=device)
             row.update(median_ms=t.median_ms, p20_ms=t.p20_ms, p80_ms=t.p80_ms, peak_mem_mb=peak / 2**20)
             row.update(metrics(row, roof.median_ms))
+            if getattr(args, "do_bench", False) and cases[name].setup is None:  # forward, full
+                row["note"] = join_notes(row["note"], do_bench_note(cases[name].fn))
         else:
             row.update(median_ms=math.nan, p20_ms=math.nan, p80_ms=math.nan, gbps=math.nan, pct_roofline=math.nan,
                        peak_mem_mb=math.nan)
@@ -443,13 +543,16 @@ def time_rows(providers: Mapping[str, Callable], notes: Mapping[str, str], input
 def bench_copy_roofline(op: str, shape: Sequence[int], inputs: Sequence[Any], seed_fn: Callable[..., torch.Tensor],
                         ours: Mapping[str, Callable[..., torch.Tensor]], bytes_moved: Callable[[str], int],
                         args: argparse.Namespace, meta: Mapping[str, Any], failures: List[str],
-                        wrap: Callable[[Callable], Callable] = lambda fn: fn, detail: str = "") -> List[Dict[str, Any]]:
+                        wrap: Callable[[Callable], Callable] = lambda fn: fn, detail: str = "",
+                        skipped: Optional[Mapping[str, str]] = None) -> List[Dict[str, Any]]:
     """The rows of one shape of a bandwidth-bound loss: :func:`make_providers`, :func:`check_providers`,
     then :func:`time_rows` of every ``--modes`` mode against a ``copy_`` moving ``bytes_moved(mode)``
-    (GB/s, % of the copy's). ``detail`` (e.g. a region) follows the shape in messages."""
+    (GB/s, % of the copy's). ``detail`` (e.g. a region) follows the shape in messages. ``skipped``:
+    providers that cannot run (:func:`our_backends`' notes), each written as an empty row with its note."""
     where = shape_str(shape)
     label = f"{where} {detail}" if detail else where
     providers, notes = make_providers(seed_fn, ours, inputs, args, where, wrap)
+    notes.update(skipped or {})
     check_providers(providers, notes, inputs, args, failures, f"{label} {args.dtype}")
     base = {"op": op, "shape": where, "dtype": args.dtype, **meta}
     rows: List[Dict[str, Any]] = []
@@ -505,7 +608,11 @@ def device_name(device: torch.device) -> str:
 def git_rev() -> str:
     """Short HEAD revision, '+dirty' when tracked files have changes; 'no-commit' before the first commit.
 
-    Changes under benchmarks/results/ and benchmarks/plots/ (what the benchmarks write) do not count."""
+    Changes under benchmarks/results/ and benchmarks/plots/ (what the benchmarks write) do not count.
+    ``INPAINT_FAST_GIT_REV`` in the environment overrides it (a copy of the tree without ``.git``,
+    e.g. on a lent GPU machine: pass the revision the copy was made from)."""
+    if os.environ.get("INPAINT_FAST_GIT_REV"):
+        return os.environ["INPAINT_FAST_GIT_REV"]
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
                               timeout=20).stdout.strip()
@@ -668,10 +775,13 @@ def plot_rows(rows: Sequence[Mapping[str, Any]], path: str, title: str = "") -> 
 
 def parse_args(description: str, argv: Optional[Sequence[str]] = None,
                add_arguments: Optional[Callable[[argparse.ArgumentParser], None]] = None,
-               shapes: Tuple[Sequence[Tuple[int, ...]], Sequence[Tuple[int, ...]]] = ((), ())) -> argparse.Namespace:
+               shapes: Sequence[Sequence[Tuple[int, ...]]] = ((), ())) -> argparse.Namespace:
     """The options every bench script shares (plus ``add_arguments(parser)`` for its own).
 
-    ``shapes``: the script's (default, ``--quick``) shapes, which ``args.shapes`` gets without ``--shapes``.
+    ``shapes``: the script's (default, ``--quick``[, GPU default]) shapes, which ``args.shapes`` gets
+    without ``--shapes``; the GPU defaults (when given) replace the defaults on a CUDA device.
+    The device defaults to the CPU (the committed CPU results come from plain runs); ``--device cuda``
+    selects the GPU, and asking for a device that is not there is an error.
     """
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true",
@@ -679,7 +789,8 @@ def parse_args(description: str, argv: Optional[Sequence[str]] = None,
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     p.add_argument("--out", default=None, help="CSV to append to (default benchmarks/results/<device>.csv)")
     p.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="input dtype (default float32)")
-    p.add_argument("--device", default="cpu", help="torch device to run on (default cpu)")
+    p.add_argument("--device", default="cpu",
+                   help="torch device to run on: cpu (default) or cuda[:N] (the GPU shapes and providers)")
     p.add_argument("--shapes", default=None, help="comma-separated NxCxHxW shapes, overriding the defaults")
     p.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ",".join(MODES))
     p.add_argument("--providers", default=None, help="comma-separated subset of the providers")
@@ -690,10 +801,18 @@ def parse_args(description: str, argv: Optional[Sequence[str]] = None,
     p.add_argument("--plot", default=None, help="PNG path (default benchmarks/plots/<op>_<device>.png)")
     p.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     p.add_argument("--no-csv", action="store_true", help="do not write the CSV")
+    p.add_argument("--no-do-bench", action="store_true",
+                   help="on CUDA, skip the triton.testing.do_bench second timing of forward and full (in the note)")
     if add_arguments is not None:
         add_arguments(p)
     args = p.parse_args(argv)
     args.device = torch.device(args.device)
+    if args.device.type == "cuda" and not torch.cuda.is_available():
+        p.error(f"--device {args.device} asked for, but torch.cuda.is_available() is False "
+                f"(torch {torch.__version__}, CUDA {torch.version.cuda})")
+    if args.device.type == "cuda" and args.device.index is not None:
+        torch.cuda.set_device(args.device)
+    args.do_bench = args.device.type == "cuda" and not args.no_do_bench
     args.torch_dtype = DTYPES[args.dtype]
     if args.repeats is None:
         args.repeats = 3 if args.quick else 25
@@ -704,17 +823,21 @@ def parse_args(description: str, argv: Optional[Sequence[str]] = None,
     if bad:
         p.error(f"unknown mode(s) {bad}; choose from {list(MODES)}")
     args.providers = [s.strip() for s in args.providers.split(",")] if args.providers else None
+    gpu_default = shapes[2] if len(shapes) > 2 and args.device.type == "cuda" else shapes[0]
     args.shapes = ([parse_shape(s) for s in args.shapes.split(",")] if args.shapes
-                   else list(shapes[1] if args.quick else shapes[0]) or None)
+                   else list(shapes[1] if args.quick else gpu_default) or None)
     return args
 
 
 def default_paths(args: argparse.Namespace, op: str, device: torch.device) -> Tuple[str, str]:
-    """(CSV path, PNG path) for this run: --out/--plot, else results/<device>.csv and plots/<op>_<device>.png."""
+    """(CSV path, PNG path) for this run: --out/--plot, else results/<device>.csv and
+    plots/<op>_<device>.png (``plots/<op>_<device>_<dtype>.png`` for a dtype other than float32, so
+    that the fp32 and bf16 runs of one GPU keep a figure each)."""
     dev = sanitize(device_name(device))
     sub = QUICK_SUBDIR if args.quick else ""
     csv_path = args.out or os.path.join(RESULTS_DIR, sub, f"{dev}.csv")
-    png_path = args.plot or os.path.join(PLOTS_DIR, sub, f"{op}_{dev}.png")
+    suffix = "" if args.dtype == "float32" else f"_{args.dtype}"
+    png_path = args.plot or os.path.join(PLOTS_DIR, sub, f"{op}_{dev}{suffix}.png")
     return csv_path, png_path
 
 
@@ -734,7 +857,16 @@ def header(name: str, args: argparse.Namespace, extra: str = "") -> Dict[str, An
     print(f"{name}: device {meta['device']!r}, torch {meta['torch_version']}, {threads} threads, {args.dtype}, "
           f"git {meta['git_rev']}, {args.repeats} repeats ({args.warmup} warmup), {extra}shapes "
           f"{', '.join(map(shape_str, args.shapes))}", flush=True)
-    warn_if_busy(threads)
+    if args.device.type == "cuda":
+        try:
+            import triton
+            tv = triton.__version__
+        except Exception:  # noqa: BLE001
+            tv = "not importable"
+        print(f"  CUDA {torch.version.cuda}, triton {tv}, float32 matmul precision "
+              f"{torch.get_float32_matmul_precision()!r}, do_bench {'on' if args.do_bench else 'off'}", flush=True)
+    else:
+        warn_if_busy(threads)
     return meta
 
 
@@ -764,7 +896,8 @@ def finish(rows: List[Dict[str, Any]], failures: Sequence[str], args: argparse.N
     if not args.no_csv:
         print(f"\nCSV rows appended to {os.path.relpath(write_rows(csv_path, rows))}")
     for g in [] if args.no_plot else groups:
-        title = f"{g} — {meta['device']}, {meta['threads']} threads, {args.dtype}, torch {meta['torch_version']}"
+        where = meta["device"] if args.device.type == "cuda" else f"{meta['device']}, {meta['threads']} threads"
+        title = f"{g} — {where}, {args.dtype}, torch {meta['torch_version']}"
         out = plot_rows(parts[g], plot_path(g, png_path), title)
         if out:
             print(f"plot written to {os.path.relpath(out)}")

@@ -8,14 +8,21 @@ rows of the newest run (the latest ``date``) and shows our compiled backend(s) i
 ('full'; the Gram alone: forward) against eager and torch.compile of the seed's code: median time,
 speedups measured in that same run, the share of the measured copy roofline (of a measured
 ``torch.mm``'s GFLOP/s for the FLOP-bound style ops, marked "(mm)") and peak memory. Every mode is
-in the CSV.
+in the CSV. Rows without a time (a backend skipped for want of a kernel) and failed rows are left out.
+
+A GPU's CSV (its device name is a GPU's, e.g. "NVIDIA H100 80GB HBM3") gets two more columns: the
+``triton.testing.do_bench`` median from the row's note, and whether the row meets issue 4's target:
+forward+backward of reconstruction_loss and masked_tv at >= 85 % of the measured copy bandwidth and
+>= 1.3x torch.compile; style_distance >= 1.5x eager (cuBLAS bmm at the same precision).
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import glob
+import math
 import os
+import re
 from collections import defaultdict
 from typing import Dict, List
 
@@ -24,6 +31,8 @@ RESULTS = os.path.join(ROOT, "benchmarks", "results")
 README = os.path.join(ROOT, "README.md")
 START, END = "<!-- perf-table:start -->", "<!-- perf-table:end -->"
 BASELINES = ("eager", "compile", "reference")
+GPU_NAME = re.compile(r"NVIDIA|Tesla|Quadro|GeForce|Radeon|Instinct|\bGPU\b|\b[AHBL]\d{2,3}\b")
+MIN_PCT_COPY, MIN_X_COMPILE, MIN_X_EAGER_STYLE = 85.0, 1.3, 1.5  # issue 4's GPU targets
 
 
 def latest_rows(path: str) -> List[Dict[str, str]]:
@@ -44,6 +53,44 @@ def failed(row: Dict[str, str]) -> bool:
     return "MISMATCH" in note or "failed" in note
 
 
+def number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def timed(row: Dict[str, str]) -> bool:
+    """A row with a finite median time (a skipped provider has none)."""
+    return math.isfinite(number(row.get("median_ms")))
+
+
+def is_gpu(device: str) -> bool:
+    return bool(GPU_NAME.search(device or ""))
+
+
+def do_bench_ms(row: Dict[str, str]) -> str:
+    """The do_bench median of the row's note (``do_bench_ms=<median>[p20,p80]``), as text, or ''."""
+    m = re.search(r"do_bench_ms=([0-9.eE+-]+)", row.get("note") or "")
+    return m.group(1) if m else ""
+
+
+def target(row: Dict[str, str]) -> str:
+    """'yes' / 'no (...)' against issue 4's GPU target for the row's op, '' where it sets none."""
+    if row["mode"] != "full":
+        return ""
+    if row["op"] == "reconstruction_loss" or row["op"].startswith("masked_tv"):
+        pct, xc = number(row["pct_roofline"]), number(row["speedup_vs_compile"])
+        misses = ([f"{fmt(row['pct_roofline'], 2)} % < {MIN_PCT_COPY:g} %"] if not pct >= MIN_PCT_COPY else []) + \
+                 ([f"{fmt(row['speedup_vs_compile'])}x < {MIN_X_COMPILE:g}x compile"] if not xc >= MIN_X_COMPILE else [])
+    elif row["op"] == "style_distance":
+        xe = number(row["speedup_vs_eager"])
+        misses = [f"{fmt(row['speedup_vs_eager'])}x < {MIN_X_EAGER_STYLE:g}x eager"] if not xe >= MIN_X_EAGER_STYLE else []
+    else:
+        return ""
+    return "yes" if not misses else "no (" + ", ".join(misses) + ")"
+
+
 def fmt(value: str, digits: int = 3) -> str:
     try:
         v = float(value)
@@ -57,21 +104,32 @@ def fmt(value: str, digits: int = 3) -> str:
 def table(paths: List[str]) -> str:
     lines = []
     for path in sorted(paths):
-        rows = [r for r in latest_rows(path) if r["provider"] not in BASELINES and not failed(r)
+        rows = [r for r in latest_rows(path) if r["provider"] not in BASELINES and not failed(r) and timed(r)
                 and (r["mode"] == "full" or r["op"] == "gram")]
         if not rows:
             continue
         first = rows[0]
-        lines.append(f"**{first['device']}**, torch {first['torch_version']}, {first['threads']} threads "
-                     f"(`{os.path.relpath(path, ROOT)}`):\n")
-        lines.append("| op | shape | dtype | mode | ours | ms | × eager | × compile | % roofline | peak MB |")
-        lines.append("|---|---|---|---|---|---|---|---|---|---|")
+        gpu = is_gpu(first["device"])
+        where = f"torch {first['torch_version']}" + ("" if gpu else f", {first['threads']} threads")
+        lines.append(f"**{first['device']}**, {where} (`{os.path.relpath(path, ROOT)}`):\n")
+        if gpu:
+            lines.append("| op | shape | dtype | mode | ours | ms | do_bench ms | × eager | × compile | % roofline "
+                         "| peak MB | issue-4 target |")
+            lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        else:
+            lines.append("| op | shape | dtype | mode | ours | ms | × eager | × compile | % roofline | peak MB |")
+            lines.append("|---|---|---|---|---|---|---|---|---|---|")
         order = {"full": 0, "forward": 1, "backward": 2}
-        for r in sorted(rows, key=lambda r: (r["op"], r["shape"], r["dtype"], order.get(r["mode"], 3))):
-            lines.append(f"| {r['op']} | {r['shape']} | {r['dtype']} | {r['mode']} | {r['provider']} | "
-                         f"{fmt(r['median_ms'])} | {fmt(r['speedup_vs_eager'])} | {fmt(r['speedup_vs_compile'])} | "
-                         f"{fmt(r['pct_roofline'], 2)}{' (mm)' if 'gflops=' in (r.get('note') or '') else ''} | "
-                         f"{fmt(r['peak_mem_mb'])} |")
+        for r in sorted(rows, key=lambda r: (r["op"], r["shape"], r["dtype"], order.get(r["mode"], 3), r["provider"])):
+            cells = [r["op"], r["shape"], r["dtype"], r["mode"], r["provider"], fmt(r["median_ms"])]
+            if gpu:
+                cells.append(fmt(do_bench_ms(r)))
+            cells += [fmt(r["speedup_vs_eager"]), fmt(r["speedup_vs_compile"]),
+                      fmt(r["pct_roofline"], 2) + (" (mm)" if "gflops=" in (r.get("note") or "") else ""),
+                      fmt(r["peak_mem_mb"])]
+            if gpu:
+                cells.append(target(r))
+            lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
