@@ -250,13 +250,13 @@ def _channels_last(t):
 
 
 def _strided(t):  # every other column of a wider tensor: planes are not contiguous
-    wide = torch.zeros(t.shape[:-1] + (2 * t.shape[-1],), dtype=t.dtype)
+    wide = torch.zeros(t.shape[:-1] + (2 * t.shape[-1],), dtype=t.dtype, device=t.device)
     wide[..., ::2] = t
     return wide[..., ::2]
 
 
 def _channel_slice(t):  # a slice along C: planes contiguous, read in place
-    wide = torch.zeros((t.shape[0], t.shape[1] + 2) + t.shape[2:], dtype=t.dtype)
+    wide = torch.zeros((t.shape[0], t.shape[1] + 2) + t.shape[2:], dtype=t.dtype, device=t.device)
     wide[:, 1:-1] = t
     return wide[:, 1:-1]
 
@@ -507,7 +507,7 @@ def gpu_check(name, device, img, mask, **options):
     x = _gpu(img, device).detach().requires_grad_()
     loss = masked_tv(x, _gpu(mask, device), backend=name, **options)
     (grad,) = torch.autograd.grad(loss, x)
-    ref_loss, ref_grad = oracle(img, mask, **options)
+    ref_loss, ref_grad = oracle(img.cpu(), None if mask is None else mask.cpu(), **options)
     dtype = img.dtype
     assert loss.shape == () and loss.dtype == dtype and loss.device.type == device.type
     assert grad.shape == img.shape and grad.dtype == dtype
@@ -627,9 +627,11 @@ def test_gpu_channels_last_and_broadcast_masks(gpu_backend):
     batch = _channels_last(make_image((4, 3, 7, 30), torch.float32))[1:3]
     gpu_check(name, device, batch, make_mask((2, 1, 7, 30), "box", torch.float32), region="hole_dilated", p=1,
               normalize="none")
-    plane = make_mask((1, 1, 8, 40), "binary", torch.float32)
-    gpu_check(name, device, make_image((3, 2, 8, 40), torch.float32), plane.expand(3, 2, 8, 40), region="known",
-              p=2, normalize="mask")
+    plane = make_mask((1, 1, 8, 40), "binary", torch.float32).to(device)
+    expanded = plane.expand(3, 2, 8, 40)  # stride 0 along N and C, on the device
+    assert expanded.stride(0) == 0 and expanded.stride(1) == 0
+    gpu_check(name, device, make_image((3, 2, 8, 40), torch.float32), expanded, region="known", p=2,
+              normalize="mask")
 
 
 def test_gpu_no_gradient_buffer_without_grad(gpu_backend):
