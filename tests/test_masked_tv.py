@@ -12,14 +12,15 @@ import pytest
 import torch
 
 from inpaint_fast import _extension
+from inpaint_fast.ops.masked_tv import NORMALIZE, REGIONS, masked_tv, native_channels_last
+from inpaint_fast.reference import tv
 
-if _extension.load_error() is not None:
-    pytest.skip(_extension.load_error(), allow_module_level=True)
+from .conftest import GPU_DEVICE, TRITON_INTERPRETED
 
-from inpaint_fast.ops.masked_tv import NORMALIZE, REGIONS, masked_tv  # noqa: E402
-from inpaint_fast.reference import tv  # noqa: E402
-
-OP = torch.ops.inpaint_fast.masked_tv.default
+# The tests of the C++ CPU kernel need the built extension (marked at the end of the module); the
+# GPU-backend tests (test_gpu_*) run whatever the gpu_backend fixture finds (Triton needs no extension).
+NO_EXTENSION = _extension.load_error()
+OP = torch.ops.inpaint_fast.masked_tv.default if NO_EXTENSION is None else None
 UNIT_ELEMENTS = 1 << 16  # kUnitElements of csrc/ops/cpu/masked_tv_kernel.cpp: image elements per work unit
 LANES = 16               # float lanes of one vector step of the row kernel (8 for float64)
 
@@ -249,13 +250,13 @@ def _channels_last(t):
 
 
 def _strided(t):  # every other column of a wider tensor: planes are not contiguous
-    wide = torch.zeros(t.shape[:-1] + (2 * t.shape[-1],), dtype=t.dtype)
+    wide = torch.zeros(t.shape[:-1] + (2 * t.shape[-1],), dtype=t.dtype, device=t.device)
     wide[..., ::2] = t
     return wide[..., ::2]
 
 
 def _channel_slice(t):  # a slice along C: planes contiguous, read in place
-    wide = torch.zeros((t.shape[0], t.shape[1] + 2) + t.shape[2:], dtype=t.dtype)
+    wide = torch.zeros((t.shape[0], t.shape[1] + 2) + t.shape[2:], dtype=t.dtype, device=t.device)
     wide[:, 1:-1] = t
     return wide[:, 1:-1]
 
@@ -479,3 +480,241 @@ def test_cpp_checks():
     for changes, match in bad:
         with pytest.raises(RuntimeError, match=match):
             call(**changes)
+
+
+# ---------------------------------------------------------------- marks of the C++ CPU kernel's tests
+
+_needs_extension = pytest.mark.skipif(NO_EXTENSION is not None, reason=str(NO_EXTENSION))
+for _name, _fn in list(globals().items()):
+    if _name.startswith("test_") and callable(_fn):
+        globals()[_name] = _needs_extension(_fn)
+del _name, _fn
+
+
+# ================================================================ GPU backends (CUDA C++ and Triton)
+# Through the gpu_backend fixture: 'cuda' (the CUDA C++ kernel of inpaint_fast::masked_tv) and
+# 'triton' (inpaint_fast::masked_tv_triton) on a GPU; here, without one, Triton runs interpreted on
+# CPU tensors. Same oracle as above (float64 reference). Shapes span several kernel tiles (the
+# interpreter's tiles: 64 columns, 1024 pixels; on a GPU 128 x 4), so tile halos are exercised.
+
+def _gpu(t, device):
+    return t.to(device) if t is not None else None
+
+
+def gpu_check(name, device, img, mask, **options):
+    """check() for the backend `name`: loss and gradient against the float64 oracle (on the CPU)."""
+    options = {"mask_is_hole": False, "region": "hole", "p": 1, "normalize": "mask", "eps": 1e-8, **options}
+    x = _gpu(img, device).detach().requires_grad_()
+    loss = masked_tv(x, _gpu(mask, device), backend=name, **options)
+    (grad,) = torch.autograd.grad(loss, x)
+    ref_loss, ref_grad = oracle(img.cpu(), None if mask is None else mask.cpu(), **options)
+    dtype = img.dtype
+    assert loss.shape == () and loss.dtype == dtype and loss.device.type == device.type
+    assert grad.shape == img.shape and grad.dtype == dtype
+    torch.testing.assert_close(loss.double().cpu(), ref_loss, **LOSS_TOL[dtype])
+    tol = dict(GRAD_TOL[dtype])
+    tol["atol"] = tol["atol"] * max(1.0, ref_grad.abs().max().item())
+    torch.testing.assert_close(grad.double().cpu(), ref_grad, **tol)
+    return loss, grad
+
+
+def _raw_op(name):
+    return torch.ops.inpaint_fast.masked_tv_triton.default if name == "triton" else torch.ops.inpaint_fast.masked_tv.default
+
+
+GPU_SHAPE = (2, 2, 20, 70)  # interpreted Triton: 2 x 2 tiles per image (16 rows x 64 columns)
+
+
+@pytest.mark.parametrize("region", list(REGIONS))
+def test_gpu_every_option_fp64(gpu_backend, region):
+    name, device = gpu_backend
+    n, c, h, w = GPU_SHAPE
+    img = make_image(GPU_SHAPE, seed=3)
+    mshapes = {"N1HW": (n, 1, h, w), "NCHW": GPU_SHAPE, "11HW": (1, 1, h, w)}
+    cases = [("bool", "N1HW", 1, "mask", False), ("uint8", "NCHW", 2, "mask", True),
+             ("soft", "11HW", 1, "all", True), ("soft", "NCHW", 2, "none", False),
+             ("box", "11HW", 2, "mask", True), ("zeros", "N1HW", 1, "mask", False)]
+    for kind, mshape, p, normalize, hole in cases:
+        mask = _mask_for(kind, mshapes[mshape], torch.float64, seed=len(kind)) if kind != "box" else \
+            make_mask(mshapes[mshape], "box", torch.float64)
+        gpu_check(name, device, img, mask, mask_is_hole=hole, region=region, p=p, normalize=normalize)
+
+
+def _gpu_dtypes():
+    return [torch.float32, torch.float16] + ([torch.bfloat16] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+def test_gpu_reduced_precision(gpu_backend, dtype):
+    name, device = gpu_backend
+    if dtype == torch.bfloat16 and device.type != "cuda":
+        pytest.skip("bfloat16 is only checked on a GPU (the Triton interpreter's bf16 is not faithful)")
+    img = make_image((2, 2, 18, 67), dtype, seed=5)
+    for region, kind, p, normalize in [("all", "bool", 2, "mask"), ("known", "soft", 1, "all"),
+                                       ("hole", "uint8", 2, "none"), ("hole_dilated", "binary", 1, "mask"),
+                                       ("hole_dilated", "soft", 2, "all")]:
+        mask = _mask_for(kind, (2, 1, 18, 67), dtype)
+        gpu_check(name, device, img, mask, mask_is_hole=kind == "soft", region=region, p=p, normalize=normalize)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 1, 40), (2, 3, 40, 1), (1, 1, 2, 2), (3, 2, 7, 5)])
+def test_gpu_degenerate_and_odd_shapes(gpu_backend, shape):
+    name, device = gpu_backend
+    img = make_image(shape, torch.float32, seed=sum(shape))
+    mask = make_mask((shape[0], 1) + shape[2:], "binary", torch.float32)
+    for region, p, normalize, eps in [("hole", 1, "mask", 1e-8), ("hole_dilated", 2, "mask", 0.0),
+                                      ("all", 1, "all", 1e-8), ("known", 2, "none", 1e-8)]:
+        loss, grad = gpu_check(name, device, img, mask, region=region, p=p, normalize=normalize, eps=eps)
+        assert torch.isfinite(loss) and torch.isfinite(grad).all()
+
+
+def test_gpu_empty_full_and_tiny_regions(gpu_backend):
+    name, device = gpu_backend
+    img = make_image((2, 3, 8, 20), torch.float32)
+    for region, mask in [("hole", torch.ones(2, 1, 8, 20)), ("known", torch.zeros(2, 1, 8, 20)),
+                         ("hole_dilated", torch.ones(1, 1, 8, 20, dtype=torch.uint8))]:
+        x = img.to(device).requires_grad_()
+        loss = masked_tv(x, mask.to(device), mask_is_hole=False, region=region, p=1, normalize="mask", eps=1e-8,
+                         backend=name)
+        (grad,) = torch.autograd.grad(loss, x)
+        assert loss.item() == 0 and torch.equal(grad, torch.zeros_like(grad))
+    # a full region: every pair counts (= region 'all')
+    gpu_check(name, device, img, torch.ones(2, 1, 8, 20, dtype=torch.bool), region="known", p=2, normalize="mask")
+    # a tiny soft area: eps clamps the normaliser
+    tiny = torch.full((1, 1, 6, 20), 1 - 1e-6, dtype=torch.float64)
+    gpu_check(name, device, make_image((1, 1, 6, 20)), tiny, region="hole", p=1, normalize="mask", eps=1e-8)
+    # an empty batch
+    empty = torch.zeros(0, 3, 4, 4, device=device, requires_grad=True)
+    loss = masked_tv(empty, torch.ones(1, 1, 4, 4, dtype=torch.bool, device=device), mask_is_hole=False,
+                     region="hole", p=1, normalize="mask", eps=1e-8, backend=name)
+    assert loss.item() == 0
+    (grad,) = torch.autograd.grad(loss, empty)
+    assert grad.shape == empty.shape
+
+
+@pytest.mark.parametrize("layout", [_channels_last, _strided, _channel_slice, _transposed],
+                         ids=lambda f: f.__name__.strip("_"))
+def test_gpu_layouts(gpu_backend, layout):
+    name, device = gpu_backend
+    img = make_image((2, 3, 9, 35), torch.float32)
+    for mshape in [(2, 1, 9, 35), (2, 3, 9, 35)]:
+        mask = make_mask(mshape, "soft", torch.float32)
+        img_l, mask_l = layout(img.to(device)), layout(mask.to(device))
+        assert not img_l.is_contiguous()
+        opts = dict(mask_is_hole=False, region="hole_dilated", p=1, normalize="mask", eps=1e-8)
+        x = img_l.detach().requires_grad_()
+        loss = masked_tv(x, mask_l, backend=name, **opts)
+        (grad,) = torch.autograd.grad(loss, x)
+        ref_loss, ref_grad = oracle(img, mask, **opts)
+        torch.testing.assert_close(loss.double().cpu(), ref_loss, **LOSS_TOL[torch.float32])
+        torch.testing.assert_close(grad.double().cpu(), ref_grad, rtol=1e-5, atol=1e-6)
+        # the gradient's layout is the one the fake kernel announces
+        if native_channels_last(img_l, mask_l, REGIONS["hole_dilated"]):
+            assert grad.is_contiguous(memory_format=torch.channels_last) and not grad.is_contiguous()
+        else:
+            assert grad.is_contiguous()
+
+
+def test_gpu_channels_last_and_broadcast_masks(gpu_backend):
+    name, device = gpu_backend
+    for c, w in [(2, 9), (3, 33), (7, 5)]:
+        img = _channels_last(make_image((2, c, 6, w), torch.float32, seed=c * w))
+        mask = make_mask((2, 1, 6, w), "binary", torch.float32, seed=w)
+        for region, p in [("hole", 1), ("hole_dilated", 2), ("all", 1)]:
+            _, grad = gpu_check(name, device, img, mask, region=region, p=p, normalize="mask")
+            assert grad.is_contiguous(memory_format=torch.channels_last)
+    # a batch slice of a channels_last tensor, and an expanded (stride-0) mask
+    batch = _channels_last(make_image((4, 3, 7, 30), torch.float32))[1:3]
+    gpu_check(name, device, batch, make_mask((2, 1, 7, 30), "box", torch.float32), region="hole_dilated", p=1,
+              normalize="none")
+    plane = make_mask((1, 1, 8, 40), "binary", torch.float32).to(device)
+    expanded = plane.expand(3, 2, 8, 40)  # stride 0 along N and C, on the device
+    assert expanded.stride(0) == 0 and expanded.stride(1) == 0
+    gpu_check(name, device, make_image((3, 2, 8, 40), torch.float32), expanded, region="known", p=2,
+              normalize="mask")
+
+
+def test_gpu_no_gradient_buffer_without_grad(gpu_backend):
+    name, device = gpu_backend
+    img = make_image((1, 2, 4, 20), torch.float32).to(device)
+    mask = make_mask((1, 1, 4, 20), "binary", torch.float32).to(device)
+    loss, grad = _raw_op(name)(img, mask, False, REGIONS["hole"], 1, NORMALIZE["mask"], 1e-8, False)
+    assert grad.shape == (0,) and loss.dtype == torch.float32
+    torch.testing.assert_close(loss.double().cpu(), oracle(img.cpu(), mask.cpu())[0], **LOSS_TOL[torch.float32])
+
+
+def test_gpu_gradcheck_fp64(gpu_backend):
+    name, device = gpu_backend
+    gen = torch.Generator().manual_seed(7)
+    h, w = 3, 7
+    base = torch.arange(h * w, dtype=torch.float64).reshape(1, 1, h, w)  # no zero differences (p = 1)
+    img = (base + 0.3 * torch.rand(1, 2, h, w, generator=gen, dtype=torch.float64)).to(device).requires_grad_()
+    mask = torch.rand(1, 1, h, w, generator=gen, dtype=torch.float64).to(device)
+    for region, p, normalize in [("hole", 1, "mask"), ("hole_dilated", 2, "all")]:
+        def fn(x):
+            return masked_tv(x, mask, mask_is_hole=False, region=region, p=p, normalize=normalize, eps=1e-8,
+                             backend=name)
+        assert torch.autograd.gradcheck(fn, (img,), fast_mode=TRITON_INTERPRETED)
+
+
+def test_gpu_opcheck(gpu_backend):
+    name, device = gpu_backend
+    img = make_image((2, 3, 5, 18), torch.float32).to(device)
+    mask = make_mask((2, 1, 5, 18), "binary", torch.float32).to(device)
+    cases = [(_channels_last(img), mask[:1].to(torch.uint8), False, 1, 1, 0, 1e-8, False),
+             (_channels_last(img).requires_grad_(), mask, False, 2, 1, 1, 1e-8, True)]
+    if device.type == "cuda":
+        cases += [(img.clone().requires_grad_(), mask > 0.5, True, 3, 2, 2, 1e-8, True),
+                  (img, None, False, 0, 2, 1, 1e-8, True)]
+    for args in cases:
+        torch.library.opcheck(_raw_op(name), args)
+
+
+def test_gpu_bitwise_deterministic(gpu_backend):
+    name, device = gpu_backend
+    img = make_image((1, 2, 20, 130), torch.float32, seed=11).to(device)
+    mask = make_mask((1, 1, 20, 130), "soft", torch.float32).to(device)
+    opts = dict(mask_is_hole=False, region="hole_dilated", p=1, normalize="mask", eps=1e-8)
+    runs = []
+    for _ in range(2):
+        x = img.clone().requires_grad_()
+        loss = masked_tv(x, mask, backend=name, **opts)
+        runs.append((loss, torch.autograd.grad(loss, x)[0]))
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+    torch.testing.assert_close(runs[0][0].double().cpu(), oracle(img.cpu(), mask.cpu(), **opts)[0],
+                               **LOSS_TOL[torch.float32])
+
+
+def test_gpu_public_api_uses_the_backend(gpu_backend):
+    # inpaint_fast.total_variation under use_backend(name) runs the backend's op (the fixture forces it)
+    import inpaint_fast
+    from inpaint_fast import _backend
+    name, device = gpu_backend
+    assert _backend.choose("masked_tv", device) == name
+    img = make_image((2, 3, 10, 30), torch.float32).to(device)
+    mask = make_mask((2, 1, 10, 30), "box", torch.float32).to(device)
+    x = img.clone().requires_grad_()
+    loss = inpaint_fast.functional.total_variation(x, mask=mask, region="hole", p=1)
+    loss.backward()
+    ref_loss, ref_grad = oracle(img.cpu(), mask.cpu(), region="hole")
+    torch.testing.assert_close(loss.double().cpu(), ref_loss, **LOSS_TOL[torch.float32])
+    torch.testing.assert_close(x.grad.double().cpu(), ref_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_gpu_torch_compile_fullgraph(gpu_backend):
+    name, device = gpu_backend
+    img = make_image((2, 3, 8, 20), torch.float32).to(device)
+    mask = make_mask((2, 1, 8, 20), "box", torch.float32).to(device)
+
+    def loss_fn(x, m):
+        return 0.5 * masked_tv(x, m, mask_is_hole=False, region="hole_dilated", p=1, normalize="mask", eps=1e-8,
+                               backend=name)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(loss_fn, fullgraph=True, backend="aot_eager" if device.type == "cpu" else "inductor")
+    x = img.clone().requires_grad_()
+    loss = compiled(x, mask)
+    loss.backward()
+    ref_loss, ref_grad = oracle(img.cpu(), mask.cpu(), region="hole_dilated")
+    torch.testing.assert_close(loss.double().cpu(), 0.5 * ref_loss, **LOSS_TOL[torch.float32])
+    torch.testing.assert_close(x.grad.double().cpu(), 0.5 * ref_grad, rtol=1e-5, atol=1e-7)

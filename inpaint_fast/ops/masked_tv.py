@@ -108,3 +108,12 @@ def _backward(ctx, grad_loss: Optional[Tensor], grad_grad: Optional[Tensor]):
 if _extension.load_error() is None:
     torch.library.register_fake(OP)(_fake)
     torch.library.register_autograd(OP, _backward, setup_context=_setup_context)
+
+# The Triton twin ``inpaint_fast::masked_tv_triton`` (inpaint_fast/triton/masked_tv.py): same schema,
+# the same fake kernel and autograd. Registered whenever triton imports, built extension or not.
+OP_TRITON = "inpaint_fast::masked_tv_triton"
+if "triton" in _extension.kernels("masked_tv"):
+    from ..triton import masked_tv as _triton_masked_tv  # noqa: F401  (defines the op)
+
+    torch.library.register_fake(OP_TRITON)(_fake)
+    torch.library.register_autograd(OP_TRITON, _backward, setup_context=_setup_context)
