@@ -10,8 +10,8 @@ broadcast (N, C, ...) shape (``max(area, eps)``), 'all' by its pair count, 'none
 It equals ``inpaint_fast.reference.tv.total_variation(img, r, p=p, normalize=..., reduction=...)``.
 
 Autograd: the op returns ``(loss, grad_img)``; the gradient is computed in the forward and saved;
-backward only scales it by ``grad_output`` (``_grad.scale_saved_grad``: no copy when it is 1, never
-modified, so retain_graph works). Double backward (``create_graph=True``) raises. The mask is never
+backward only scales it by ``grad_output`` (``scale_grad.saved_grad``: in place, nothing done when it is
+1; a second backward of the graph recomputes). Double backward (``create_graph=True``) raises. The mask is never
 differentiated: a mask that requires grad is an error (callers route it to the reference).
 
 Layouts: NCHW images with contiguous (H, W) planes, and channels_last images of 2 to 7 channels with
@@ -23,13 +23,14 @@ only re-checks them (RuntimeError). When the extension is not built this module 
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
 from torch import Tensor
 
 from .. import _extension
-from .scale_grad import check_first_order, scale_saved_grad
+from .scale_grad import check_first_order, keep_inputs, saved_grad
 
 OP = "inpaint_fast::masked_tv"
 REGIONS = {"all": 0, "known": 1, "hole": 2, "hole_dilated": 3}
@@ -81,7 +82,7 @@ def _fake(img: Tensor, mask: Optional[Tensor], mask_is_hole: bool, region: int, 
     return loss, grad
 
 
-def _setup_context(ctx, inputs, output) -> None:
+def _setup_context(ctx, inputs, output, op: str = OP) -> None:
     img, mask, _, _, p, _, _, compute_grad = inputs
     if mask is not None and mask.requires_grad:
         raise RuntimeError(
@@ -92,6 +93,7 @@ def _setup_context(ctx, inputs, output) -> None:
     ctx.set_materialize_grads(False)  # no full-size zeros for the gradient output's (absent) gradient
     ctx.compute_grad = compute_grad
     ctx.save_for_backward(grad)
+    keep_inputs(ctx, op, inputs)
 
 
 def _backward(ctx, grad_loss: Optional[Tensor], grad_grad: Optional[Tensor]):
@@ -101,8 +103,8 @@ def _backward(ctx, grad_loss: Optional[Tensor], grad_grad: Optional[Tensor]):
     if not ctx.compute_grad:
         raise RuntimeError("inpaint_fast::masked_tv was called with compute_grad=False: it has no gradient "
                            "(call it through inpaint_fast.ops.masked_tv.masked_tv)")
-    (grad,) = ctx.saved_tensors
-    return scale_saved_grad(grad, grad_loss), None, None, None, None, None, None, None
+    (grad,) = saved_grad(ctx, ctx.saved_tensors, grad_loss, lambda outputs: outputs[1:])
+    return grad, None, None, None, None, None, None, None
 
 
 if _extension.load_error() is None:
@@ -116,4 +118,4 @@ if "triton" in _extension.kernels("masked_tv"):
     from ..triton import masked_tv as _triton_masked_tv  # noqa: F401  (defines the op)
 
     torch.library.register_fake(OP_TRITON)(_fake)
-    torch.library.register_autograd(OP_TRITON, _backward, setup_context=_setup_context)
+    torch.library.register_autograd(OP_TRITON, _backward, setup_context=functools.partial(_setup_context, op=OP_TRITON))

@@ -53,29 +53,34 @@ def scale_grad_(grad: Tensor, scale: Tensor) -> Tensor:
     return grad
 
 
-def keep_inputs(ctx, inputs: Sequence) -> None:
-    """Keep the forward's inputs on ``ctx`` for :func:`saved_grad`'s recompute (references, no copies)."""
+def keep_inputs(ctx, op: str, inputs: Sequence) -> None:
+    """In setup_context: keep the forward's inputs and the op (e.g. 'inpaint_fast::masked_tv') on ``ctx``
+    for :func:`saved_grad`'s recompute (references, no copies)."""
+    ctx.recompute_op = op
     ctx.recompute_inputs = tuple(inputs)
     ctx.recompute_versions = tuple(t._version if isinstance(t, Tensor) else None for t in inputs)
     ctx.grad_handed_out = False
 
 
-def inputs_for_recompute(ctx, op: str) -> tuple:
-    """The inputs kept by :func:`keep_inputs`, checked to be unchanged since the forward."""
+def _recompute(ctx) -> tuple:
+    """The op run again on the kept inputs, checked to be unchanged since the forward."""
     for t, version in zip(ctx.recompute_inputs, ctx.recompute_versions):
         if isinstance(t, Tensor) and t._version != version:
-            raise RuntimeError(f"inpaint_fast::{op}: an input was modified in place after the forward pass; "
+            raise RuntimeError(f"{ctx.recompute_op}: an input was modified in place after the forward pass; "
                                "a second backward through the graph needs it unchanged")
-    return ctx.recompute_inputs
+    namespace, name = ctx.recompute_op.split("::")
+    return getattr(getattr(torch.ops, namespace), name).default(*ctx.recompute_inputs)
 
 
 def saved_grad(ctx, saved: Sequence[Tensor], grad_output: Tensor,
-               recompute: Callable[[], Sequence[Tensor]]) -> list:
+               pick: Callable[[tuple], Sequence[Tensor]]) -> list:
     """``[g * grad_output for g in saved]`` for one backward call (see the module doc). ``saved``: the
-    gradient buffers the forward wrote (one or more, same graph); ``recompute()``: fresh unscaled
-    buffers in the same order, used from the second backward of a graph on."""
+    gradient buffers the forward wrote; ``pick(outputs)``: the same buffers among the op's outputs, for
+    the recompute that a later backward of the graph runs (:func:`keep_inputs` must have run)."""
     if ctx.grad_handed_out:
-        return [_scaled_copy(g, grad_output) for g in recompute()]
+        with torch.no_grad():
+            fresh = pick(_recompute(ctx))
+        return [_scaled_copy(g, grad_output) for g in fresh]
     ctx.grad_handed_out = True
     if not (_eager(grad_output) and all(_eager(g) for g in saved)):
         return [_scaled_copy(g, grad_output) for g in saved]
