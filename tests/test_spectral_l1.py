@@ -708,6 +708,44 @@ for ty in ("fp32", "fp64"):
            "BLOCK": "constexpr"}
     triton.compile(ASTSource(k._finish_kernel, sig, {"BLOCK": k.FINISH_BLOCK}), target=target,
                    options={"num_warps": 4})
+
+# What torch.compile will see: AOTAutograd decomposes the triton_op into triton_kernel_wrapper_functional
+# calls; their tensors_to_clone come from torch's analysis of the kernels' TTIR, which needs a target
+# (given by a stub driver: no GPU here). Only the gradient and partial buffers (and the loss) may be
+# written: an input listed there would be copied on every call.
+import torch
+import inpaint_fast  # noqa: F401  (registers the op; triton_op, since nothing is interpreted)
+from torch._functorch.aot_autograd import aot_function
+
+
+class StubDriver:
+    def get_current_target(self):
+        return target
+
+    def get_active_torch_device(self):
+        return torch.device("cpu")
+
+
+triton.runtime.driver.set_active(StubDriver())
+graphs = []
+
+
+class Captured(BaseException):
+    pass
+
+
+def capture(gm, example_inputs):
+    graphs.append(gm.code)
+    raise Captured  # stop before running: the kernels cannot run here
+
+
+zp = torch.randn(2, 3, 4, 5, dtype=torch.complex64)
+try:
+    aot_function(lambda p, t: torch.ops.inpaint_fast.spectral_l1_triton(p, t, 0.5, True, True),
+                 fw_compiler=capture)(zp, zp + 1)
+except Captured:
+    pass
+out["graph"] = graphs[0]
 print(json.dumps(out))
 """
 
@@ -732,3 +770,7 @@ def test_triton_kernels_compile_for_sm90():
     for text in (fp32, ptx["fp32-False-False"]):
         assert "sqrt.approx" not in text and "lg2.approx" not in text and "ex2.approx" not in text
     assert "ld.global.v2.b64" in ptx["fp64-True-True"]
+    graph = ptx["graph"]
+    assert graph.count("triton_kernel_wrapper_functional(") == 2 and "spectral_l1_triton" not in graph
+    assert "tensors_to_clone = ['gp_ptr', 'gt_ptr', 'partial_ptr']" in graph
+    assert "tensors_to_clone = ['loss_ptr']" in graph
