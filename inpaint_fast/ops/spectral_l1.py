@@ -18,7 +18,10 @@ images (float16/bfloat16 are transformed in float32, as the reference does), thi
 own FFT backward for the gradients w.r.t. the images.
 
 Inputs are expected to be validated already (``inpaint_fast._validation``); the C++ kernel only
-re-checks them (RuntimeError). When the extension is not built this module registers nothing.
+re-checks them (RuntimeError). When the extension is not built this module registers no C++ op glue.
+When triton imports, it also registers ``inpaint_fast::spectral_l1_triton`` (same schema, semantics,
+fake kernel and autograd; kernels in inpaint_fast/triton/spectral_l1.py) with ``torch.library.triton_op``
+(an opaque ``custom_op`` under Triton's interpreter).
 """
 from __future__ import annotations
 
@@ -105,3 +108,21 @@ def _backward(ctx, grad_loss: Optional[Tensor], _grad_gp: Optional[Tensor], _gra
 if _extension.load_error() is None:
     torch.library.register_fake(OP)(_fake)
     torch.library.register_autograd(OP, _backward, setup_context=_setup_context)
+
+# The Triton op (inpaint_fast/triton/spectral_l1.py): the same schema, fake kernel and autograd as the
+# C++ op; registered whenever triton imports, with or without the compiled extension.
+OP_TRITON = "inpaint_fast::spectral_l1_triton"
+SCHEMA = ("(Tensor z_pred, Tensor z_target, float scale, bool grad_pred, bool grad_target) "
+          "-> (Tensor, Tensor, Tensor)")
+
+if "triton" in _extension.kernels("spectral_l1"):
+    from ..triton import spectral_l1 as _triton_kernels
+
+    # triton_op makes the kernels visible to torch.compile (AOTAutograd decomposes the op into
+    # wrap_triton calls). Under the interpreter wrap_triton hands back the plain interpreted kernel,
+    # which cannot run on fake or functional tensors (opcheck's test_faketensor and
+    # test_aot_dispatch_* fail), so there the op is an opaque custom_op with the same launcher.
+    _register = torch.library.custom_op if _triton_kernels.INTERPRETED else torch.library.triton_op
+    _register(OP_TRITON, _triton_kernels.spectral_l1_triton, mutates_args=(), schema=SCHEMA)
+    torch.library.register_fake(OP_TRITON)(_fake)
+    torch.library.register_autograd(OP_TRITON, _backward, setup_context=_setup_context)
