@@ -10,8 +10,8 @@ convention for a real loss of a complex input, dL/dRe + i dL/dIm):
 ``grad_z_target`` likewise with the opposite sign. A gradient not asked for is a 0-element tensor.
 
 Autograd (DESIGN.md section 4): the op's gradient outputs are saved and marked non-differentiable;
-backward only scales them by ``grad_output`` (``_grad.scale_saved_grad``: returned as they are when
-it is 1, never modified, so retain_graph works). Double backward (``create_graph=True``) raises.
+backward only scales them by ``grad_output`` (``scale_grad.saved_grad``: in place, nothing done when it
+is 1; a second backward of the graph recomputes). Double backward (``create_graph=True``) raises.
 
 :func:`frequency_l1` is the whole frequency loss: ``torch.fft.rfft2(., norm='ortho')`` of both
 images (float16/bfloat16 are transformed in float32, as the reference does), this op, and torch's
@@ -25,13 +25,14 @@ fake kernel and autograd; kernels in inpaint_fast/triton/spectral_l1.py) with ``
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from .. import _extension
-from .scale_grad import check_first_order, scale_saved_grad
+from .scale_grad import check_first_order, keep_inputs, saved_grad
 from ..reference.pixel import accumulate_dtype
 
 OP = "inpaint_fast::spectral_l1"
@@ -82,13 +83,14 @@ def _fake(z_pred: Tensor, z_target: Tensor, scale: float, grad_pred: bool, grad_
     return z_pred.new_empty((), dtype=_loss_dtype(z_pred.dtype)), grad(grad_pred), grad(grad_target)
 
 
-def _setup_context(ctx, inputs, output) -> None:
+def _setup_context(ctx, inputs, output, op: str = OP) -> None:
     _, _, _, grad_pred, grad_target = inputs
     _, grad_z_pred, grad_z_target = output
     ctx.mark_non_differentiable(grad_z_pred, grad_z_target)
     ctx.set_materialize_grads(False)  # no zeros for the gradient outputs' (absent) gradients
     ctx.save_for_backward(grad_z_pred, grad_z_target)
     ctx.computed = (grad_pred, grad_target)
+    keep_inputs(ctx, op, inputs)
 
 
 def _backward(ctx, grad_loss: Optional[Tensor], _grad_gp: Optional[Tensor], _grad_gt: Optional[Tensor]):
@@ -100,9 +102,9 @@ def _backward(ctx, grad_loss: Optional[Tensor], _grad_gp: Optional[Tensor], _gra
         if needed and not computed:
             raise RuntimeError(f"inpaint_fast::spectral_l1: a gradient w.r.t. {name} is needed but the op "
                                f"was called with grad_{name[2:]}=False")
-    grad_z_pred, grad_z_target = ctx.saved_tensors
-    return (scale_saved_grad(grad_z_pred, grad_loss) if need[0] else None,
-            scale_saved_grad(grad_z_target, grad_loss) if need[1] else None, None, None, None)
+    grads = iter(saved_grad(ctx, [g for g, n in zip(ctx.saved_tensors, need) if n], grad_loss,
+                            lambda outputs: [g for g, n in zip(outputs[1:], need) if n]))
+    return (next(grads) if need[0] else None), (next(grads) if need[1] else None), None, None, None
 
 
 if _extension.load_error() is None:
@@ -125,4 +127,4 @@ if "triton" in _extension.kernels("spectral_l1"):
     _register = torch.library.custom_op if _triton_kernels.INTERPRETED else torch.library.triton_op
     _register(OP_TRITON, _triton_kernels.spectral_l1_triton, mutates_args=(), schema=SCHEMA)
     torch.library.register_fake(OP_TRITON)(_fake)
-    torch.library.register_autograd(OP_TRITON, _backward, setup_context=_setup_context)
+    torch.library.register_autograd(OP_TRITON, _backward, setup_context=functools.partial(_setup_context, op=OP_TRITON))
