@@ -35,10 +35,10 @@ INT32_MAX = 2**31 - 1  # offsets above it use int64 arithmetic
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 _INTERPRETED = INTERPRETED or not torch.cuda.is_available()
 # Launch geometry (module attributes so that tests can force several programs, tiles and int64 offsets).
-MAIN_BLOCK = 8192 if _INTERPRETED else 1024      # elements per tile of the main kernel (BLOCK_C x BLOCK in NCHW)
-MAIN_BLOCK_CL = 8192 if _INTERPRETED else 2048   # elements per tile in channels_last
-MASK_BLOCK = 8192 if _INTERPRETED else 2048      # mask elements per tile of the area pre-pass
-PROGRAMS = 64 if _INTERPRETED else 2048          # about this many programs at most (up to 8 tiles each)
+MAIN_BLOCK = 8192 if _INTERPRETED else 4096      # elements per tile of the main kernel (BLOCK_C x BLOCK in NCHW)
+MAIN_BLOCK_CL = 8192 if _INTERPRETED else 4096   # elements per tile in channels_last
+MASK_BLOCK = 8192 if _INTERPRETED else 4096      # mask elements per tile of the area pre-pass
+PROGRAMS = 64 if _INTERPRETED else 4096          # about this many programs at most (up to 8 tiles each)
 FINISH_BLOCK = 1024
 
 MODE_AREA, MODE_LOSS, MODE_STATS = 0, 1, 2
@@ -164,7 +164,8 @@ def _main_kernel(p_ptr, t_ptr, m_ptr, g_ptr, part_ptr, coef_ptr,
                  ceps2_in: tl.float64,
                  LOSS: tl.constexpr, HAS_MASK: tl.constexpr, MASK_BCAST_C: tl.constexpr, GRAD: tl.constexpr,
                  COEF_PTR: tl.constexpr, CHANNELS_LAST: tl.constexpr, STATS: tl.constexpr, F64: tl.constexpr,
-                 I64: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK: tl.constexpr, TILES: tl.constexpr):
+                 I64: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK: tl.constexpr, TILES: tl.constexpr,
+                 C_CL: tl.constexpr):
     """Partials of one program: part[r * P + slot] for rows r (2 for the loss, 4 for the stats)."""
     acc_t = tl.float64 if F64 else tl.float32
     slot = tl.program_id(0)
@@ -203,8 +204,8 @@ def _main_kernel(p_ptr, t_ptr, m_ptr, g_ptr, part_ptr, coef_ptr,
             p = tl.load(p_base + i, mask=valid, other=0).to(acc_t)
             t = tl.load(t_base + i, mask=valid, other=0).to(acc_t)
             if HAS_MASK:
-                hw = i // C
-                c = i - hw * C
+                hw = i // C_CL  # C_CL == C: a division by a constant
+                c = i - hw * C_CL
                 m = tl.load(m_base + c * m_sc + hw * m_shw, mask=valid, other=0).to(acc_t)
                 v = a + b * m
             else:
@@ -427,6 +428,7 @@ def _main(prep: _Prepared, mask_is_hole: bool, loss: int, charbonnier_eps: float
         LOSS=int(loss), HAS_MASK=has_mask, MASK_BCAST_C=has_mask and _bstride(m, 1) == 0,
         GRAD=grad is not None, COEF_PTR=coef is not None, CHANNELS_LAST=prep.channels_last, STATS=stats,
         F64=prep.acc_dtype == torch.float64, I64=i64, BLOCK_C=block_c, BLOCK=block, TILES=tiles,
+        C_CL=prep.C if prep.channels_last and has_mask else 1,
         num_warps=8)
     return partials, P
 
