@@ -9,15 +9,25 @@ import pytest
 import torch
 
 from inpaint_fast import _extension
+from inpaint_fast.ops import masked_error as ops_module
+from inpaint_fast.reference import pixel
 
-if _extension.load_error() is not None:
-    pytest.skip(_extension.load_error(), allow_module_level=True)
+from .conftest import TRITON_INTERPRETED
 
-from inpaint_fast.ops.masked_error import masked_error, masked_error_stats  # noqa: E402
-from inpaint_fast.reference import pixel  # noqa: E402
+# The C++ tests (CPU kernels) need the compiled extension; the GPU-backend tests below (gpu_backend
+# fixture) skip by themselves: 'triton' does not need the extension.
+requires_extension = pytest.mark.skipif(_extension.load_error() is not None,
+                                        reason=str(_extension.load_error()))
+OP = torch.ops.inpaint_fast.masked_error.default if _extension.load_error() is None else None
+STATS_OP = torch.ops.inpaint_fast.masked_error_stats.default if _extension.load_error() is None else None
 
-OP = torch.ops.inpaint_fast.masked_error.default
-STATS_OP = torch.ops.inpaint_fast.masked_error_stats.default
+
+def masked_error(pred, target, mask, *, backend="cpu", **kw):
+    return ops_module.masked_error(pred, target, mask, backend=backend, **kw)
+
+
+def masked_error_stats(pred, target, mask, *, backend="cpu", **kw):
+    return ops_module.masked_error_stats(pred, target, mask, backend=backend, **kw)
 LOSS_TOL = {torch.float64: dict(rtol=1e-10, atol=1e-12), torch.float32: dict(rtol=2e-5, atol=1e-6),
             torch.float16: dict(rtol=2e-3, atol=1e-4), torch.bfloat16: dict(rtol=1e-2, atol=1e-3)}
 GRAD_TOL = {torch.float64: dict(rtol=1e-10, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-8),
@@ -43,9 +53,9 @@ def make_images(shape, dtype, seed=0, ties=True):
     return pred, target, gen
 
 
-def run_ours(pred, target, mask, is_hole, **kw):
+def run_ours(pred, target, mask, is_hole, backend="cpu", **kw):
     p = pred.clone().requires_grad_()
-    value = masked_error(p, target, mask, mask_is_hole=is_hole, **kw)
+    value = masked_error(p, target, mask, mask_is_hole=is_hole, backend=backend, **kw)
     value.backward()
     return value, p.grad
 
@@ -74,6 +84,7 @@ def check(pred, target, mask, is_hole, **kw):
 OPTIONS = dict(loss="l1", charbonnier_eps=1e-3, weight_hole=6.0, weight_valid=1.0, normalize="mask", eps=1e-8)
 
 
+@requires_extension
 @pytest.mark.parametrize("loss,normalize,weights", list(itertools.product(
     ["l1", "l2", "charbonnier"], ["mask", "all", "none"], [(6.0, 1.0), (1.0, 0.0), (0.0, 1.0)])))
 def test_losses_normalisers_and_region_weights(loss, normalize, weights):
@@ -84,6 +95,7 @@ def test_losses_normalisers_and_region_weights(loss, normalize, weights):
     check(pred, target, mask, True, **options)
 
 
+@requires_extension
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("kind", ["bool", "uint8", "soft", "zeros", "ones"])
 @pytest.mark.parametrize("mask_shape", [(2, 1), (2, 3), (1, 1)])
@@ -94,6 +106,7 @@ def test_mask_kinds_shapes_and_dtypes(dtype, kind, mask_shape):
         check(pred, target, mask, kind == "uint8", **dict(OPTIONS, loss=loss))
 
 
+@requires_extension
 def test_no_mask_is_the_plain_mean():
     pred, target, _ = make_images((2, 3, 9, 8), torch.float64)
     check(pred, target, None, False, **dict(OPTIONS, weight_hole=0.0, weight_valid=1.0))
@@ -101,6 +114,7 @@ def test_no_mask_is_the_plain_mean():
     torch.testing.assert_close(value, (pred - target).abs().mean())
 
 
+@requires_extension
 def test_empty_region_gives_zero_and_zero_gradient():
     pred, target, _ = make_images((1, 3, 8, 8), torch.float32)
     full = torch.ones(1, 1, 8, 8, dtype=torch.bool)
@@ -110,6 +124,7 @@ def test_empty_region_gives_zero_and_zero_gradient():
     assert masked_error(empty, empty, None, mask_is_hole=False, **OPTIONS).item() == 0.0
 
 
+@requires_extension
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_several_units_and_odd_sizes(dtype):
     # 70 * 70 = 4900 > 4096 elements per unit: two units per plane, the second one partial
@@ -119,6 +134,7 @@ def test_several_units_and_odd_sizes(dtype):
     check(pred, target, make_mask((1, 1, 1, 5), "soft", dtype, gen), False, **OPTIONS)
 
 
+@requires_extension
 @pytest.mark.parametrize("mask_shape", [(2, 1), (2, 3), (1, 3)])
 def test_channels_last_is_read_in_place_and_the_gradient_keeps_its_format(mask_shape):
     pred, target, gen = make_images((2, 3, 40, 110), torch.float32)  # 1365 pixels per unit: 4 units per image
@@ -130,6 +146,7 @@ def test_channels_last_is_read_in_place_and_the_gradient_keeps_its_format(mask_s
     torch.testing.assert_close(cl, expected, rtol=1e-6, atol=1e-9)
 
 
+@requires_extension
 def test_strided_inputs():
     pred, target, gen = make_images((3, 4, 10, 12), torch.float64)
     mask = make_mask((3, 1, 10, 12), "bool", torch.float64, gen)
@@ -138,6 +155,7 @@ def test_strided_inputs():
     check(pred, target, mask.expand(3, 4, 10, 12), False, **OPTIONS)  # expanded (stride 0) mask
 
 
+@requires_extension
 def test_target_gradient_and_gradcheck():
     pred, target, gen = make_images((2, 2, 5, 6), torch.float64, ties=False)
     mask = make_mask((2, 1, 5, 6), "soft", torch.float64, gen)
@@ -149,6 +167,7 @@ def test_target_gradient_and_gradcheck():
         assert torch.autograd.gradcheck(fn, (p, t))
 
 
+@requires_extension
 def test_gradient_is_scaled_by_grad_output():
     pred, target, gen = make_images((1, 3, 6, 6), torch.float64)
     mask = make_mask((1, 1, 6, 6), "bool", torch.float64, gen)
@@ -158,6 +177,7 @@ def test_gradient_is_scaled_by_grad_output():
     torch.testing.assert_close(p.grad, 3.5 * expected)
 
 
+@requires_extension
 def test_retained_graph_runs_backward_twice():
     pred, target, gen = make_images((1, 3, 4, 4), torch.float32)
     mask = make_mask((1, 1, 4, 4), "bool", torch.float32, gen)
@@ -171,12 +191,14 @@ def test_retained_graph_runs_backward_twice():
                                **GRAD_TOL[torch.float32])
 
 
+@requires_extension
 def test_no_gradient_work_without_requires_grad():
     pred, target, _ = make_images((1, 3, 6, 6), torch.float32)
     value, grad = OP(pred, target, None, False, 0, 1e-3, 1.0, 1.0, 1, 1e-8, False)
     assert grad.numel() == 0 and value.dtype == torch.float32
 
 
+@requires_extension
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_opcheck(dtype):
     pred, target, gen = make_images((2, 3, 8, 9), dtype, ties=False)
@@ -187,6 +209,7 @@ def test_opcheck(dtype):
     torch.library.opcheck(STATS_OP, (pred, target, mask, False))
 
 
+@requires_extension
 def test_compile_fullgraph():
     pred, target, gen = make_images((2, 3, 8, 8), torch.float32)
     mask = make_mask((2, 1, 8, 8), "bool", torch.float32, gen)
@@ -203,6 +226,7 @@ def test_compile_fullgraph():
     torch.testing.assert_close(p.grad.double(), expected_grad, **GRAD_TOL[torch.float32])
 
 
+@requires_extension
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_bitwise_deterministic_across_runs_and_threads(channels_last):
     pred, target, gen = make_images((4, 3, 96, 96), torch.float32)
@@ -223,6 +247,7 @@ def test_bitwise_deterministic_across_runs_and_threads(channels_last):
         assert grad is None or torch.equal(grad, grad0)
 
 
+@requires_extension
 @pytest.mark.parametrize("kind", ["bool", "soft"])
 def test_stats_match_the_reference(kind):
     pred, target, gen = make_images((2, 3, 30, 41), torch.float32)
@@ -238,6 +263,7 @@ def test_stats_match_the_reference(kind):
     torch.testing.assert_close(flipped.double(), expected, rtol=2e-5, atol=1e-4)
 
 
+@requires_extension
 @pytest.mark.parametrize("args,match", [
     ((torch.rand(2, 3, 4), torch.rand(2, 3, 4), None), "pred must be 4-D"),
     ((torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 5), None), "target shape"),
@@ -255,6 +281,7 @@ def test_cpp_checks(args, match):
         OP(torch.rand(1, 1, 2, 2), torch.rand(1, 1, 2, 2), None, False, 7, 1e-3, 1.0, 1.0, 1, 1e-8, False)
 
 
+@requires_extension
 def test_baseline_isa_build():
     """ATEN_CPU_CAPABILITY=default selects the baseline (non-AVX2) build of the hot loops: the same
     checks against the oracle, in a fresh process."""
@@ -270,3 +297,267 @@ def test_baseline_isa_build():
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
     done = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True)
     assert done.returncode == 0 and "baseline ok" in done.stdout, done.stderr[-3000:]
+
+
+# ---------------------------------------------------------------------------------------------
+# GPU backends: the CUDA C++ kernels ('cuda', on a GPU) and the Triton kernels ('triton', on a GPU
+# or, without one, on CPU tensors in Triton's interpreter). Same oracle, same tolerances.
+
+GPU_DTYPES = [torch.float32, torch.float16] + ([] if TRITON_INTERPRETED else [torch.bfloat16])
+
+
+def gpu_check(gpu_backend, pred, target, mask, is_hole, **kw):
+    """Runs the backend on its device (inputs keep their layout) and compares with the fp64 oracle."""
+    name, device = gpu_backend
+    to = (lambda x: None if x is None else x.to(device))
+    ours, grad = run_ours(to(pred), to(target), to(mask), is_hole, backend=name, **kw)
+    expected, expected_grad = run_oracle(pred, target, mask, is_hole, **kw)
+    assert ours.dtype == pred.dtype and ours.shape == () and ours.device.type == device.type
+    torch.testing.assert_close(ours.double().cpu(), expected, **LOSS_TOL[pred.dtype])
+    assert grad.dtype == pred.dtype and grad.shape == pred.shape
+    torch.testing.assert_close(grad.double().cpu(), expected_grad, **GRAD_TOL[pred.dtype])
+    return grad
+
+
+def gpu_op(name):
+    return (torch.ops.inpaint_fast.masked_error_triton.default if name == "triton"
+            else torch.ops.inpaint_fast.masked_error.default)
+
+
+def gpu_stats_op(name):
+    return (torch.ops.inpaint_fast.masked_error_stats_triton.default if name == "triton"
+            else torch.ops.inpaint_fast.masked_error_stats.default)
+
+
+@pytest.mark.parametrize("loss", ["l1", "l2", "charbonnier"])
+def test_gpu_losses_and_normalisers(gpu_backend, loss):
+    pred, target, gen = make_images((2, 3, 17, 23), torch.float32)
+    mask = make_mask((2, 1, 17, 23), "soft", torch.float32, gen)
+    for normalize, weights, is_hole in (("mask", (6.0, 1.0), False), ("all", (1.0, 0.0), True),
+                                        ("none", (0.0, 1.0), False), ("mask", (6.0, 0.5), True)):
+        gpu_check(gpu_backend, pred, target, mask, is_hole,
+                  **dict(OPTIONS, loss=loss, normalize=normalize, weight_hole=weights[0], weight_valid=weights[1]))
+
+
+@pytest.mark.parametrize("dtype", GPU_DTYPES)
+@pytest.mark.parametrize("kind", ["bool", "uint8", "soft", "zeros", "ones"])
+def test_gpu_mask_kinds_shapes_and_dtypes(gpu_backend, dtype, kind):
+    # zeros/ones: an empty or a full region (its normaliser clamps at eps, its terms are 0)
+    pred, target, gen = make_images((2, 3, 12, 20), dtype)
+    for mask_shape, loss in (((2, 1), "l1"), ((2, 3), "l2"), ((1, 1), "charbonnier")):
+        mask = make_mask(mask_shape + (12, 20), kind, dtype, gen)
+        gpu_check(gpu_backend, pred, target, mask, kind == "uint8", **dict(OPTIONS, loss=loss))
+
+
+def test_gpu_no_mask_and_empty(gpu_backend):
+    name, device = gpu_backend
+    pred, target, _ = make_images((2, 3, 9, 8), torch.float32)
+    for normalize in ("mask", "all", "none"):
+        gpu_check(gpu_backend, pred, target, None, False, **dict(OPTIONS, normalize=normalize, loss="l2"))
+    empty = torch.zeros(0, 3, 8, 8, device=device)
+    assert masked_error(empty, empty, None, mask_is_hole=False, backend=name, **OPTIONS).item() == 0.0
+    value, grad = gpu_op(name)(empty, empty, empty[:, :1].bool(), False, 0, 1e-3, 1.0, 1.0, 1, 1e-8, True)
+    assert value.item() == 0.0 and grad.shape == empty.shape
+    full = torch.ones(1, 1, 9, 8, dtype=torch.bool, device=device)
+    p = pred[:1].to(device, copy=True).requires_grad_()
+    value = masked_error(p, target[:1].to(device), full, mask_is_hole=False, backend=name,
+                         **dict(OPTIONS, weight_hole=1.0, weight_valid=0.0))
+    value.backward()
+    assert value.item() == 0.0 and (p.grad == 0).all()
+    stats = masked_error_stats(empty, empty, None, mask_is_hole=False, backend=name)
+    assert stats.tolist() == [0.0] * 6
+
+
+def test_gpu_odd_sizes_and_several_programs(gpu_backend, monkeypatch):
+    name, _ = gpu_backend
+    if name == "triton":  # small tiles: many programs, several tiles per program, int64 offsets
+        from inpaint_fast.triton import masked_error as tk
+        monkeypatch.setattr(tk, "MAIN_BLOCK", 256)
+        monkeypatch.setattr(tk, "MAIN_BLOCK_CL", 128)
+        monkeypatch.setattr(tk, "MASK_BLOCK", 64)
+        monkeypatch.setattr(tk, "PROGRAMS", 8)
+    pred, target, gen = make_images((3, 3, 29, 31), torch.float32)
+    mask = make_mask((3, 1, 29, 31), "bool", torch.float32, gen)
+    gpu_check(gpu_backend, pred, target, mask, False, **OPTIONS)
+    gpu_check(gpu_backend, pred.to(memory_format=torch.channels_last), target.to(memory_format=torch.channels_last),
+              mask, True, **dict(OPTIONS, loss="charbonnier"))
+    if name == "triton":
+        monkeypatch.setattr(tk, "INT32_MAX", 0)
+        gpu_check(gpu_backend, pred, target, mask.expand(3, 3, 29, 31), False, **dict(OPTIONS, loss="l2"))
+        gpu_check(gpu_backend, pred.to(memory_format=torch.channels_last),
+                  target.to(memory_format=torch.channels_last), mask, True, **OPTIONS)
+    pred, target, gen = make_images((1, 1, 1, 5), torch.float32)
+    gpu_check(gpu_backend, pred, target, make_mask((1, 1, 1, 5), "soft", torch.float32, gen), False, **OPTIONS)
+
+
+@pytest.mark.parametrize("mask_shape", [(2, 1), (2, 3), (1, 3)])
+def test_gpu_channels_last_keeps_the_gradient_format(gpu_backend, mask_shape):
+    pred, target, gen = make_images((2, 3, 20, 24), torch.float32)
+    mask = make_mask(mask_shape + (20, 24), "soft", torch.float32, gen)
+    cl = gpu_check(gpu_backend, pred.to(memory_format=torch.channels_last),
+                   target.to(memory_format=torch.channels_last),
+                   mask.to(memory_format=torch.channels_last) if mask_shape[1] == 3 else mask, False, **OPTIONS)
+    assert cl.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_gpu_strided_inputs(gpu_backend):
+    pred, target, gen = make_images((3, 4, 10, 12), torch.float32)
+    mask = make_mask((3, 1, 10, 12), "bool", torch.float32, gen)
+    gpu_check(gpu_backend, pred[1:, ::2], target[1:, ::2], mask[1:], False, **OPTIONS)  # N and C slices
+    gpu_check(gpu_backend, pred.transpose(2, 3), target.transpose(2, 3), mask.transpose(2, 3), True, **OPTIONS)
+    gpu_check(gpu_backend, pred, target, mask.expand(3, 4, 10, 12), False, **OPTIONS)  # stride-0 mask
+    gpu_check(gpu_backend, pred[..., 1:], target[..., :-1], mask[..., 1:], False, **OPTIONS)  # offset planes
+    # channels_last pred with an NCHW target: not both channels_last, read through NCHW strides
+    gpu_check(gpu_backend, pred.to(memory_format=torch.channels_last), target, mask, False, **OPTIONS)
+
+
+def test_gpu_gradcheck_fp64_and_target_gradient(gpu_backend):
+    name, device = gpu_backend
+    pred, target, gen = make_images((2, 2, 3, 4), torch.float64, ties=False)
+    mask = make_mask((2, 1, 3, 4), "soft", torch.float64, gen).to(device)
+    p, t = pred.to(device, copy=True).requires_grad_(), target.to(device, copy=True).requires_grad_()
+    gp, gt = torch.autograd.grad(masked_error(p, t, mask, mask_is_hole=False, backend=name, **OPTIONS), (p, t))
+    torch.testing.assert_close(gt, -gp)
+    for loss in ("l1", "l2", "charbonnier"):
+        fn = lambda a, b: masked_error(a, b, mask, mask_is_hole=True, backend=name, **dict(OPTIONS, loss=loss))  # noqa: E731
+        # interpreted, every evaluation costs ~0.1 s: the fast (random projection) mode
+        assert torch.autograd.gradcheck(fn, (p, t), fast_mode=TRITON_INTERPRETED)
+
+
+def test_gpu_gradient_is_scaled_by_grad_output(gpu_backend):
+    name, device = gpu_backend
+    pred, target, gen = make_images((1, 3, 6, 6), torch.float32)
+    mask = make_mask((1, 1, 6, 6), "bool", torch.float32, gen)
+    p = pred.to(device, copy=True).requires_grad_()
+    (3.5 * masked_error(p, target.to(device), mask.to(device), mask_is_hole=False, backend=name, **OPTIONS)).backward()
+    _, expected = run_oracle(pred, target, mask, False, **OPTIONS)
+    torch.testing.assert_close(p.grad.double().cpu(), 3.5 * expected, **GRAD_TOL[torch.float32])
+
+
+def test_gpu_opcheck(gpu_backend):
+    name, device = gpu_backend
+    pred, target, gen = make_images((2, 3, 8, 9), torch.float32, ties=False)
+    pred, target = pred.to(device), target.to(device)
+    mask = make_mask((2, 1, 8, 9), "soft", torch.float32, gen).to(device)
+    op, stats_op = gpu_op(name), gpu_stats_op(name)
+    torch.library.opcheck(op, (pred.clone().requires_grad_(), target, mask, False, 0, 1e-3, 6.0, 1.0, 1, 1e-8, True))
+    torch.library.opcheck(op, (pred.to(memory_format=torch.channels_last), target.to(memory_format=torch.channels_last),
+                               mask.bool(), True, 2, 1e-3, 1.0, 0.0, 2, 1e-8, False))
+    torch.library.opcheck(stats_op, (pred, target, mask, False))
+
+
+def test_gpu_compile_fullgraph(gpu_backend):
+    name, device = gpu_backend
+    pred, target, gen = make_images((2, 3, 8, 8), torch.float32)
+    mask = make_mask((2, 1, 8, 8), "bool", torch.float32, gen)
+    t, m = target.to(device), mask.to(device)
+
+    def step(p):
+        return masked_error(p, t, m, mask_is_hole=False, backend=name, **OPTIONS)
+
+    torch._dynamo.reset()
+    p = pred.to(device, copy=True).requires_grad_()
+    # Inductor cannot compile user Triton kernels for CPU tensors: interpreted, the graph runs eagerly.
+    value = torch.compile(step, fullgraph=True, backend="aot_eager" if device.type == "cpu" else "inductor")(p)
+    value.backward()
+    expected, expected_grad = run_oracle(pred, target, mask, False, **OPTIONS)
+    torch.testing.assert_close(value.double().cpu(), expected, **LOSS_TOL[torch.float32])
+    torch.testing.assert_close(p.grad.double().cpu(), expected_grad, **GRAD_TOL[torch.float32])
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gpu_bitwise_deterministic(gpu_backend, channels_last):
+    name, device = gpu_backend
+    shape = (2, 3, 40, 48) if TRITON_INTERPRETED else (8, 3, 256, 256)
+    pred, target, gen = make_images(shape, torch.float32)
+    mask = make_mask((shape[0], 1) + shape[2:], "soft", torch.float32, gen).to(device)
+    pred, target = pred.to(device), target.to(device)
+    if channels_last:
+        pred, target = pred.to(memory_format=torch.channels_last), target.to(memory_format=torch.channels_last)
+    runs = [(run_ours(pred, target, mask, False, backend=name, **dict(OPTIONS, loss="charbonnier")),
+             masked_error_stats(pred, target, mask, mask_is_hole=False, backend=name)) for _ in range(2)]
+    (v0, g0), s0 = runs[0]
+    (v1, g1), s1 = runs[1]
+    assert torch.equal(v0, v1) and torch.equal(g0, g1) and torch.equal(s0, s1)
+
+
+@pytest.mark.parametrize("kind", ["bool", "soft"])
+def test_gpu_stats_match_the_reference(gpu_backend, kind):
+    name, device = gpu_backend
+    pred, target, gen = make_images((2, 3, 30, 41), torch.float32)
+    mask = make_mask((2, 1, 30, 41), kind, torch.float32, gen)
+    p, t = pred.double(), target.double()
+    known = mask.double()
+    expected = torch.stack([pixel.l1(p, t, 1 - known, reduction="sum"), pixel.l1(p, t, known, reduction="sum"),
+                            pixel.l2(p, t, 1 - known, reduction="sum"), pixel.l2(p, t, known, reduction="sum"),
+                            (1 - known).expand_as(p).sum(), known.expand_as(p).sum()])
+    pred, target, mask = pred.to(device), target.to(device), mask.to(device)
+    ours = masked_error_stats(pred, target, mask, mask_is_hole=False, backend=name)
+    assert ours.dtype == torch.float32 and ours.shape == (6,)
+    torch.testing.assert_close(ours.double().cpu(), expected, rtol=2e-5, atol=1e-4)
+    flipped = masked_error_stats(pred.to(memory_format=torch.channels_last), target.to(memory_format=torch.channels_last),
+                                 1 - mask.float() if kind == "soft" else ~mask, mask_is_hole=True, backend=name)
+    torch.testing.assert_close(flipped.double().cpu(), expected, rtol=2e-5, atol=1e-4)
+    no_mask = masked_error_stats(pred, target, None, mask_is_hole=False, backend=name)
+    torch.testing.assert_close(no_mask.double().cpu()[[1, 3, 5]], torch.stack(
+        [(p - t).abs().sum(), ((p - t) ** 2).sum(), torch.tensor(float(p.numel()), dtype=torch.float64)]),
+        rtol=2e-5, atol=1e-4)
+    assert no_mask[[0, 2, 4]].tolist() == [0.0, 0.0, 0.0]
+
+
+_SM90_COMPILE = r"""
+import os
+os.environ.pop("TRITON_INTERPRET", None)
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from inpaint_fast.triton import masked_error as k
+
+DIV16 = {"p_ptr", "t_ptr", "m_ptr", "g_ptr", "part_ptr", "coef_ptr", "out_ptr", "HW", "p_sn", "p_sc", "t_sn", "t_sc",
+         "m_sn", "m_sc", "PER_N", "PER_PLANE"}
+
+
+def ptx(fn, types, consts):
+    # as a launch specialises them: 16-byte aligned pointers, ints divisible by 16, unit strides
+    sig = {n: "constexpr" if n in consts else types.get(n, "i32") for n in fn.arg_names}
+    attrs = {(fn.arg_names.index(n),): [["tt.divisibility", 16]] for n in fn.arg_names if n in DIV16 and n not in consts}
+    src = ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs)
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 8}).asm["ptx"]
+
+
+for dt, mdt, f64, cl, stats in (("fp32", "u8", False, False, False), ("bf16", "bf16", False, True, False),
+                                ("fp16", "u8", False, False, True), ("fp64", "fp64", True, False, False)):
+    acc = "fp64" if f64 else "fp32"
+    consts = dict(LOSS=2, HAS_MASK=True, MASK_BCAST_C=True, GRAD=not stats, COEF_PTR=not stats, CHANNELS_LAST=cl,
+                  STATS=stats, F64=f64, I64=False, BLOCK_C=1 if cl else 4, BLOCK=4096 if cl else 1024, TILES=8,
+                  C_CL=3 if cl else 1, p_shw=1, t_shw=1, m_shw=1)
+    types = dict(p_ptr="*" + dt, t_ptr="*" + dt, m_ptr="*" + mdt, g_ptr="*" + dt, part_ptr="*" + acc,
+                 coef_ptr="*fp64", m_a="fp64", m_b="fp64", k_hole_in="fp64", k_valid_in="fp64", ceps2_in="fp64")
+    code = ptx(k._main_kernel, types, consts)
+    # 16-byte loads of pred and target (8-byte for fp64 pairs), 16-byte stores of the gradient
+    assert ("ld.global.v4" in code or "ld.global.v2.b64" in code), (dt, cl)
+    assert stats or "st.global.v4" in code or "st.global.v2.b64" in code, (dt, cl)
+for mode, rows in ((0, 1), (1, 2), (2, 4)):
+    ptx(k._finish_kernel, dict(part_ptr="*fp32", out_ptr="*fp32" if mode else "*fp64", coef_ptr="*fp64", k_hole="fp64",
+                               k_valid="fp64", scale="fp64", total="fp64", eps="fp64", weight_hole="fp64",
+                               weight_valid="fp64"),
+        dict(MODE=mode, ROWS=rows, IS_HOLE=True, HAS_MASK=True, COEF_PTR=True, BLOCK=1024))
+ptx(k._mask_sum_kernel, dict(m_ptr="*u8", part_ptr="*fp32"), dict(I64=False, BLOCK=4096, TILES=8, m_shw=1))
+print("sm90 ok")
+"""
+
+
+def test_triton_kernels_compile_for_sm90():
+    """The interpreter never runs Triton's compiler: compile the kernels for an H100 (sm_90) ahead of time,
+    without a GPU, and check that the loads and stores are vectorised (fresh process, no TRITON_INTERPRET)."""
+    import os
+    import subprocess
+    import sys
+    pytest.importorskip("triton")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run([sys.executable, "-c", _SM90_COMPILE], cwd=root, env=env, capture_output=True, text=True)
+    if done.returncode != 0 and "ptxas" in done.stderr and "not found" in done.stderr.lower():
+        pytest.skip("no ptxas for Triton's CUDA backend")
+    assert done.returncode == 0 and "sm90 ok" in done.stdout, done.stderr[-3000:]

@@ -87,7 +87,24 @@ def _backward(ctx, grad_value: Optional[Tensor], _unused: Optional[Tensor]):
     return (grad_pred if ctx.needs_input_grad[0] else None), grad_target, *([None] * 9)
 
 
+def _register(name: str, stats_name: str) -> None:
+    torch.library.register_fake(name)(_fake)
+    torch.library.register_fake(stats_name)(_fake_stats)
+    torch.library.register_autograd(name, _backward, setup_context=_setup_context)
+
+
 if _extension.load_error() is None:
-    torch.library.register_fake("inpaint_fast::masked_error")(_fake)
-    torch.library.register_fake("inpaint_fast::masked_error_stats")(_fake_stats)
-    torch.library.register_autograd("inpaint_fast::masked_error", _backward, setup_context=_setup_context)
+    _register("inpaint_fast::masked_error", "inpaint_fast::masked_error_stats")
+
+if "triton" in _extension.kernels("masked_error"):
+    # The Triton ops (inpaint_fast/triton/masked_error.py) do not depend on the compiled extension.
+    # On a GPU they are triton_ops: under torch.compile/AOTAutograd they decompose into the Triton kernel
+    # calls, which Inductor sees. In Triton's interpreter (TRITON_INTERPRET=1, CPU tensors) a kernel is a
+    # Python function that cannot run on the fake tensors of that decomposition, so there they are
+    # opaque custom ops (same schema, same launcher): traced graphs call them like any other op.
+    from ..triton import masked_error as _triton_kernels
+
+    _make_op = torch.library.custom_op if _triton_kernels.INTERPRETED else torch.library.triton_op
+    _make_op("inpaint_fast::masked_error_triton", _triton_kernels.masked_error_triton, mutates_args=())
+    _make_op("inpaint_fast::masked_error_stats_triton", _triton_kernels.masked_error_stats_triton, mutates_args=())
+    _register("inpaint_fast::masked_error_triton", "inpaint_fast::masked_error_stats_triton")
