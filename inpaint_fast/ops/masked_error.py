@@ -3,18 +3,19 @@
 
 ``masked_error`` computes a hole/valid-weighted L1, L2 or Charbonnier loss in one pass and, when
 pred or target requires grad, writes d loss / d pred in that same pass; backward only scales that
-saved gradient by ``grad_output`` (``_grad.scale_saved_grad``). The mask is never differentiated (callers route a mask that
+saved gradient by ``grad_output`` (``scale_grad.saved_grad``: in place, nothing done when it is 1). The mask is never differentiated (callers route a mask that
 requires grad to the reference). Inputs are validated by the caller (``inpaint_fast._validation``).
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
 from torch import Tensor
 
 from .. import _extension
-from .scale_grad import check_first_order, scale_saved_grad
+from .scale_grad import check_first_order, keep_inputs, saved_grad
 
 LOSSES = {"l1": 0, "l2": 1, "charbonnier": 2}
 NORMALIZES = {"none": 0, "mask": 1, "all": 2}
@@ -68,11 +69,12 @@ def _fake_stats(pred, target, mask, mask_is_hole):
     return pred.new_empty((6,), dtype=_sums_dtype(pred.dtype))
 
 
-def _setup_context(ctx, inputs, output) -> None:
+def _setup_context(ctx, inputs, output, op: str) -> None:
     _, grad = output
     ctx.mark_non_differentiable(grad)
     ctx.set_materialize_grads(False)  # no full-size zeros for the gradient output's (absent) gradient
     ctx.save_for_backward(grad)
+    keep_inputs(ctx, op, inputs)
 
 
 def _backward(ctx, grad_value: Optional[Tensor], _unused: Optional[Tensor]):
@@ -82,7 +84,7 @@ def _backward(ctx, grad_value: Optional[Tensor], _unused: Optional[Tensor]):
     (grad,) = ctx.saved_tensors
     if grad.numel() == 0:
         raise RuntimeError("inpaint_fast::masked_error ran without its gradient: no input required grad")
-    grad_pred = scale_saved_grad(grad, grad_value)
+    (grad_pred,) = saved_grad(ctx, [grad], grad_value, lambda outputs: outputs[1:])
     grad_target = grad_pred.neg() if ctx.needs_input_grad[1] else None
     return (grad_pred if ctx.needs_input_grad[0] else None), grad_target, *([None] * 9)
 
@@ -90,7 +92,7 @@ def _backward(ctx, grad_value: Optional[Tensor], _unused: Optional[Tensor]):
 def _register(name: str, stats_name: str) -> None:
     torch.library.register_fake(name)(_fake)
     torch.library.register_fake(stats_name)(_fake_stats)
-    torch.library.register_autograd(name, _backward, setup_context=_setup_context)
+    torch.library.register_autograd(name, _backward, setup_context=functools.partial(_setup_context, op=name))
 
 
 if _extension.load_error() is None:
