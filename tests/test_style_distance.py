@@ -230,13 +230,13 @@ def _channels_last(t):
 
 
 def _strided(t):  # every other column of a wider tensor
-    wide = torch.zeros(t.shape[:-1] + (2 * t.shape[-1],), dtype=t.dtype)
+    wide = torch.zeros(t.shape[:-1] + (2 * t.shape[-1],), dtype=t.dtype, device=t.device)
     wide[..., ::2] = t
     return wide[..., ::2]
 
 
 def _channel_slice(t):  # a slice along C
-    wide = torch.zeros((t.shape[0], t.shape[1] + 2) + t.shape[2:], dtype=t.dtype)
+    wide = torch.zeros((t.shape[0], t.shape[1] + 2) + t.shape[2:], dtype=t.dtype, device=t.device)
     wide[:, 1:-1] = t
     return wide[:, 1:-1]
 
@@ -486,7 +486,7 @@ def test_gpu_layouts(gpu_backend, layout):
     dtype = torch.float32
     fp, ft = make_feats((2, 20, 9, 12), dtype)
     w = make_weight(fp.shape, "soft", dtype)
-    fpl, ftl, wl = (layout(t).to(device) if device.type == "cpu" else layout(t.to(device)) for t in (fp, ft, w))
+    fpl, ftl, wl = (layout(t.to(device)) for t in (fp, ft, w))
     assert not fpl.is_contiguous()
     for weight in (None, wl):
         _, gf = check_gram(fpl, weight, backend=backend)

@@ -21,7 +21,7 @@ channels_last or any other layout, no copy), w_n the weight row of sample n, sca
    triangle of the matrix, off-diagonal entries twice) to a per-tile partial and, when the gradient is
    wanted, the symmetric sign matrix S = sign(D) in the dot dtype (+-1/0 is exact in float16/bfloat16).
    The loss is the fixed-order sum of the per-tile partials (torch.sum in float64) / (N C C).
-4. ``_grad_kernel``: dF_n = (A_n F_n) * coef * ws_n[k] (or * scale_n), one GEMM per sample tiled over
+4. ``_grad_kernel``: dF_n = (A_n F_n) * (coef * ws_n[k]) (or * coef * scale_n), one GEMM per sample tiled over
    (C, HW): style A = S, coef = 2 / (N C C); gram_backward A = gG + gG^T (float32/float64), coef = 1.
 
 Precision of ``tl.dot``: float32 features use TF32 when ``torch.backends.cuda.matmul.allow_tf32`` is set
@@ -54,45 +54,66 @@ def _cols(offs_k, W, s_h, s_w, FLAT: tl.constexpr):
 
 
 @triton.jit
-def _gram_partial_kernel(feat_ptr, ws_ptr, scale_ptr, part_ptr,
-                         C, HW, W, s_n, s_c, s_h, s_w, ws_sn, k_per_split, n_split, part_n0,
-                         T: tl.constexpr, WEIGHTED: tl.constexpr, FLAT: tl.constexpr, TF32: tl.constexpr,
-                         BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):
-    tile = tl.program_id(0)
-    split = tl.program_id(1)
-    n = tl.program_id(2)
-    ti = tile // T
-    tj = tile % T
-    if ti > tj:
-        return
-    offs_i = ti * BLOCK_C + tl.arange(0, BLOCK_C)
-    offs_j = tj * BLOCK_C + tl.arange(0, BLOCK_C)
+def _gram_tile(base, ws_row, acc, offs_i, offs_j, C, k_start, k_stop, W, s_c, s_h, s_w,
+               WEIGHTED: tl.constexpr, FLAT: tl.constexpr, TF32: tl.constexpr, BLOCK_K: tl.constexpr):
+    """acc += F[offs_i, K] diag(ws[K]) F[offs_j, K]^T over the positions K = [k_start, k_stop)."""
     mask_i = offs_i < C
     mask_j = offs_j < C
-    base = feat_ptr + n.to(tl.int64) * s_n
     rows_i = offs_i.to(tl.int64) * s_c
     rows_j = offs_j.to(tl.int64) * s_c
-    acc = tl.zeros((BLOCK_C, BLOCK_C), dtype=scale_ptr.dtype.element_ty)
-    k_start = split * k_per_split
-    k_stop = tl.minimum(k_start + k_per_split, HW)
     for k0 in range(k_start, k_stop, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         mask_k = offs_k < k_stop
         cols = _cols(offs_k, W, s_h, s_w, FLAT)
         a = tl.load(base + rows_i[:, None] + cols[None, :], mask=mask_i[:, None] & mask_k[None, :], other=0.0)
         b = tl.load(base + rows_j[:, None] + cols[None, :], mask=mask_j[:, None] & mask_k[None, :], other=0.0)
-        if WEIGHTED:
-            wsv = tl.load(ws_ptr + n.to(tl.int64) * ws_sn + offs_k, mask=mask_k, other=0.0)
-            a = a.to(ws_ptr.dtype.element_ty) * wsv[None, :]
-            b = b.to(ws_ptr.dtype.element_ty)
+        if WEIGHTED:  # scaled before accumulating, in the accumulation dtype
+            wsv = tl.load(ws_row + offs_k, mask=mask_k, other=0.0)
+            a = a.to(ws_row.dtype.element_ty) * wsv[None, :]
+            b = b.to(ws_row.dtype.element_ty)
         if TF32:
             acc = tl.dot(a, tl.trans(b), acc, input_precision="tf32")
         else:
             acc = tl.dot(a, tl.trans(b), acc, input_precision="ieee")
+    return acc
+
+
+@triton.jit
+def _gram_partial_kernel(feat_ptr, feat2_ptr, ws_ptr, scale_ptr, part_ptr,
+                         N, C, HW, W, s_n, s_c, s_h, s_w, ws_sn, k_per_split, n_split, part_n0,
+                         T: tl.constexpr, NF: tl.constexpr, WEIGHTED: tl.constexpr, FLAT: tl.constexpr,
+                         TF32: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Program (tile, split, f * N + n): the split's partial of tile (ti <= tj) of feature f's Gram
+    (f = 0: feat_ptr, 1: feat2_ptr, both with the strides s_*), written to its own slot."""
+    tile = tl.program_id(0)
+    split = tl.program_id(1)
+    row = tl.program_id(2)
+    n = row % N
+    ti = tile // T
+    tj = tile % T
+    if ti > tj:
+        return
+    offs_i = ti * BLOCK_C + tl.arange(0, BLOCK_C)
+    offs_j = tj * BLOCK_C + tl.arange(0, BLOCK_C)
+    acc = tl.zeros((BLOCK_C, BLOCK_C), dtype=scale_ptr.dtype.element_ty)
+    k_start = split * k_per_split
+    k_stop = tl.minimum(k_start + k_per_split, HW)
+    ws_row = ws_ptr + n.to(tl.int64) * ws_sn
+    offset = n.to(tl.int64) * s_n
+    if NF == 1:
+        acc = _gram_tile(feat_ptr + offset, ws_row, acc, offs_i, offs_j, C, k_start, k_stop, W, s_c, s_h, s_w,
+                         WEIGHTED, FLAT, TF32, BLOCK_K)
+    else:
+        if row < N:
+            acc = _gram_tile(feat_ptr + offset, ws_row, acc, offs_i, offs_j, C, k_start, k_stop, W, s_c, s_h,
+                             s_w, WEIGHTED, FLAT, TF32, BLOCK_K)
+        else:
+            acc = _gram_tile(feat2_ptr + offset, ws_row, acc, offs_i, offs_j, C, k_start, k_stop, W, s_c, s_h,
+                             s_w, WEIGHTED, FLAT, TF32, BLOCK_K)
     if not WEIGHTED:
         acc = acc * tl.load(scale_ptr + n)
     idx = tl.arange(0, BLOCK_C)[:, None] * BLOCK_C + tl.arange(0, BLOCK_C)[None, :]
-    slot = ((part_n0 + n).to(tl.int64) * n_split + split) * (T * T) + tile
+    slot = ((part_n0 + row).to(tl.int64) * n_split + split) * (T * T) + tile
     tl.store(part_ptr + slot * (BLOCK_C * BLOCK_C) + idx, acc)
 
 
@@ -155,7 +176,7 @@ def _style_finish_kernel(part_ptr, loss_ptr, sign_ptr, C, N, n_split,
 
 
 @triton.jit
-def _grad_kernel(a_ptr, feat_ptr, ws_ptr, scale_ptr, grad_ptr, coef,
+def _grad_kernel(a_ptr, feat_ptr, ws_ptr, scale_ptr, grad_ptr,
                  C, HW, W, s_n, s_c, s_h, s_w, ws_sn, g_n, g_c, g_h, g_w,
                  WEIGHTED: tl.constexpr, FLAT: tl.constexpr, G_FLAT: tl.constexpr, TF32: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_J: tl.constexpr):
@@ -185,9 +206,9 @@ def _grad_kernel(a_ptr, feat_ptr, ws_ptr, scale_ptr, grad_ptr, coef,
             acc = tl.dot(a, f, acc, input_precision="ieee")
     if WEIGHTED:
         wsv = tl.load(ws_ptr + n.to(tl.int64) * ws_sn + offs_k, mask=mask_k, other=0.0)
-        acc = acc * (wsv * coef)[None, :]
+        acc = acc * wsv[None, :]
     else:
-        acc = acc * (tl.load(scale_ptr + n) * coef)
+        acc = acc * tl.load(scale_ptr + n)
     g_cols = _cols(offs_k, W, g_h, g_w, G_FLAT)
     out = grad_ptr + n.to(tl.int64) * g_n + offs_m[:, None].to(tl.int64) * g_c + g_cols[None, :]
     tl.store(out, acc.to(grad_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_k[None, :])
@@ -289,11 +310,12 @@ def _gram_blocks(c: int, dtype: torch.dtype, device: torch.device):
 
 
 def _split(items: int, hw: int, block_k: int, device: torch.device) -> Tuple[int, int]:
-    """(splits of HW, positions per split): about two programs per SM, at least 4 K-blocks per split.
-    Depends on the shape and the device only (determinism)."""
+    """(splits of HW, positions per split): at most about two programs per SM (one round: two CTAs of
+    the Gram kernel fit an SM), at least 4 K-blocks per split. Depends on the shape and the device only
+    (determinism)."""
     target = 2 * _sm_count(device.type, device.index)
     max_split = max(1, triton.cdiv(hw, 4 * block_k))
-    split = max(1, min(triton.cdiv(target, max(items, 1)), max_split))
+    split = max(1, min(target // max(items, 1), max_split))
     k_per_split = triton.cdiv(triton.cdiv(hw, split), block_k) * block_k
     return triton.cdiv(hw, k_per_split), k_per_split
 
@@ -310,18 +332,26 @@ def _gram_partials(feats, scale: Tensor, ws: Tensor, ws_sn: int, weighted: bool)
     n_split, k_per_split = _split(len(feats) * n * tiles, hw, block_k, f0.device)
     part = torch.empty((len(feats) * n, n_split, t * t, block_c, block_c), dtype=scale.dtype, device=f0.device)
     tf32 = _tf32(f0.dtype, f0.device, weighted)
-    for i, f in enumerate(feats):
+    # Both features in one launch when they share strides (the usual case), else one launch each.
+    groups = [feats] if len(feats) == 2 and _strides(feats[0]) == _strides(feats[1]) else [[f] for f in feats]
+    row0 = 0
+    for group in groups:
+        f = group[0]
         s_n, s_c, s_h, s_w = _strides(f)
-        wrap_triton(_gram_partial_kernel)[(t * t, n_split, n)](
-            f, ws, scale, part, c, hw, w, s_n, s_c, s_h, s_w, ws_sn, k_per_split, n_split, i * n,
-            T=t, WEIGHTED=weighted, FLAT=_flat(f), TF32=tf32, BLOCK_C=block_c, BLOCK_K=block_k,
+        wrap_triton(_gram_partial_kernel)[(t * t, n_split, len(group) * n)](
+            f, group[-1], ws, scale, part, n, c, hw, w, s_n, s_c, s_h, s_w, ws_sn, k_per_split, n_split, row0,
+            T=t, NF=len(group), WEIGHTED=weighted, FLAT=_flat(f), TF32=tf32, BLOCK_C=block_c, BLOCK_K=block_k,
             num_warps=warps, num_stages=stages)
+        row0 += len(group) * n
     return part, t, block_c, n_split
 
 
 def _apply_gradient(a: Tensor, feat: Tensor, scale: Tensor, ws: Tensor, ws_sn: int, weighted: bool,
                     coef: float, grad: Tensor) -> None:
-    """grad_n = (a_n feat_n) * coef * ws_n[k] (or * scale_n without a weight)."""
+    """grad_n = (a_n feat_n) * coef * ws_n[k] (or * scale_n without a weight). coef is folded into the
+    (small) scale tensors here: a Python float kernel argument would be float32 on a GPU."""
+    if coef != 1.0:
+        scale, ws = scale * coef, (ws * coef if weighted else ws)
     n, c, h, w = feat.shape
     hw = h * w
     interp = _interpreted(feat.device)
@@ -339,7 +369,7 @@ def _apply_gradient(a: Tensor, feat: Tensor, scale: Tensor, ws: Tensor, ws_sn: i
     g_n, g_c, g_h, g_w = _strides(grad)
     grid = (triton.cdiv(c, block_m), triton.cdiv(hw, block_n), n)
     wrap_triton(_grad_kernel)[grid](
-        a, feat, ws, scale, grad, coef, c, hw, w, s_n, s_c, s_h, s_w, ws_sn, g_n, g_c, g_h, g_w,
+        a, feat, ws, scale, grad, c, hw, w, s_n, s_c, s_h, s_w, ws_sn, g_n, g_c, g_h, g_w,
         WEIGHTED=weighted, FLAT=_flat(feat), G_FLAT=_flat(grad), TF32=tf32,
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_J=block_j, num_warps=warps, num_stages=stages)
 
