@@ -27,8 +27,9 @@ STYLE = torch.ops.inpaint_fast.style_distance.default if HAVE_EXT else None
 @pytest.fixture(autouse=True)
 def _needs_extension(request):
     """The C++ ops' tests need the compiled extension; the GPU-backend tests (fixture gpu_backend)
-    skip by themselves what cannot run (the Triton ops do not need the extension)."""
-    if not HAVE_EXT and "gpu_backend" not in request.fixturenames:
+    skip by themselves what cannot run, and the test_triton_* ones need none (the Triton ops do not
+    depend on the extension)."""
+    if not HAVE_EXT and "gpu_backend" not in request.fixturenames and not request.node.name.startswith("test_triton"):
         pytest.skip(_extension.load_error())
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -98,7 +99,8 @@ def oracle_style(fp, ft, weight):
 def op_style(fp, ft, weight, grad_output=1.0, backend="cpu"):
     p = fp.detach().clone().requires_grad_()
     loss = style_distance(p, ft, weight, backend=backend)
-    (gp,) = torch.autograd.grad(loss, (p,), grad_outputs=torch.tensor(grad_output, dtype=loss.dtype, device=loss.device))
+    go = torch.tensor(grad_output, dtype=loss.dtype, device=loss.device)
+    (gp,) = torch.autograd.grad(loss, (p,), grad_outputs=go)
     return loss.detach(), gp
 
 
@@ -639,5 +641,51 @@ def test_gpu_torch_compile_fullgraph(gpu_backend):
 
 def test_triton_kernels_are_listed():
     pytest.importorskip("triton")
-    for op in ("style_distance",):
-        assert "triton" in _extension.kernels(op)
+    assert "triton" in _extension.kernels("style_distance")
+    assert hasattr(torch.ops.inpaint_fast, "style_distance_triton")
+
+
+def test_triton_kernels_compile_for_h100():
+    """The interpreter does not compile: compile the GPU path's kernels ahead of time for sm_90 (no GPU
+    needed) in the dtype/precision variants the launchers use, so that a Triton compile error (e.g. a
+    dot's dtype or precision) fails here too."""
+    pytest.importorskip("triton")
+    code = r"""
+import importlib.util, os, sys
+os.environ.pop("TRITON_INTERPRET", None)
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+spec = importlib.util.spec_from_file_location("k", sys.argv[1])
+m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m)
+
+def compile_(fn, ptrs, consts, warps):
+    names = fn.arg_names
+    sig = {n: ptrs.get(n, "constexpr" if n in consts else "i32") for n in names}
+    src = ASTSource(fn=fn, signature=sig, constexprs={(names.index(k),): v for k, v in consts.items()})
+    triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=warps, num_stages=3))
+
+gram = dict(T=2, NF=2, FLAT=True, BLOCK_C=128)
+for dt, acc, weighted, tf32, bk in [("fp16", "fp32", False, False, 64), ("fp32", "fp32", True, True, 32),
+                                    ("fp64", "fp64", True, False, 16)]:
+    compile_(m._gram_partial_kernel, dict(feat_ptr="*" + dt, feat2_ptr="*" + dt, ws_ptr="*" + acc,
+                                          scale_ptr="*" + acc, part_ptr="*" + acc),
+             dict(gram, WEIGHTED=weighted, TF32=tf32, BLOCK_K=bk, FLAT=dt != "fp64"), 8)
+compile_(m._style_finish_kernel, dict(part_ptr="*fp32", loss_ptr="*fp32", sign_ptr="*bf16"),
+         dict(T=2, BLOCK_C=128, COMPUTE_GRAD=True), 8)
+compile_(m._gram_finish_kernel, dict(part_ptr="*fp32", out_ptr="*fp16"), dict(T=2, BLOCK_C=128), 8)
+for a, f, g, weighted, tf32 in [("fp16", "fp16", "fp32", True, False), ("fp32", "bf16", "bf16", False, True)]:
+    compile_(m._grad_kernel, dict(a_ptr="*" + a, feat_ptr="*" + f, ws_ptr="*fp32", scale_ptr="*fp32", grad_ptr="*" + g),
+             dict(WEIGHTED=weighted, FLAT=True, G_FLAT=False, TF32=tf32, BLOCK_M=128, BLOCK_N=128, BLOCK_J=32), 8)
+print("compiled")
+"""
+    try:
+        from triton.backends.compiler import GPUTarget  # noqa: F401
+        from triton.backends.nvidia.compiler import get_ptxas  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"triton without its NVIDIA backend: {exc}")
+    path = os.path.join(ROOT, "inpaint_fast", "triton", "style_distance.py")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    res = subprocess.run([sys.executable, "-c", code, path], env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0 and "compiled" in res.stdout, res.stderr[-4000:]

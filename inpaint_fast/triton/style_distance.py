@@ -8,13 +8,15 @@ channels_last or any other layout, no copy), w_n the weight row of sample n, sca
 
 1. Pre-pass (weight only, torch ops on the (Nw, HW) weight): area in float64, scale, ws = w * scale
    in the accumulation dtype (float32; float64 for float64). No host sync.
-2. ``_gram_partial_kernel``: split-K GEMM over HW. Program (tile, split, n) computes the BLOCK_C x BLOCK_C
+2. ``_gram_partial_kernel``: split-K GEMM over HW, pred and target in one launch when they share strides
+   (program axis 2 = feature * N + n). Program (tile, split, n) computes the BLOCK_C x BLOCK_C
    tile (ti, tj), ti <= tj only (the lower tiles' programs return at once), of F_n[:, K_s] diag(ws_n[K_s])
    F_n[:, K_s]^T over its range K_s of positions, accumulated in float32 (float64), into its own slot of a
    partial buffer (no atomics). With a weight the left operand is scaled before the product (so float16
    cannot overflow: operands are then float32 and the dot runs in TF32 on a GPU, which holds float16/
    bfloat16 values exactly); without one the operands are the features themselves (float16/bfloat16 tensor
    cores, exact products, float32 accumulation) and the tile is multiplied by scale_n at the end.
+   The HW split is chosen so that the programs run in one round (about two per SM).
 3. ``_gram_finish_kernel`` (gram) / ``_style_finish_kernel`` (style): per (tile, n) the split partials are
    summed in a fixed order; gram writes the tile and its mirror (diagonal tiles: the upper triangle and its
    mirror, so G is exactly symmetric); style takes D = G_p - G_t, writes the tile's sum of |D| (upper
@@ -101,15 +103,11 @@ def _gram_partial_kernel(feat_ptr, feat2_ptr, ws_ptr, scale_ptr, part_ptr,
     ws_row = ws_ptr + n.to(tl.int64) * ws_sn
     offset = n.to(tl.int64) * s_n
     if NF == 1:
-        acc = _gram_tile(feat_ptr + offset, ws_row, acc, offs_i, offs_j, C, k_start, k_stop, W, s_c, s_h, s_w,
-                         WEIGHTED, FLAT, TF32, BLOCK_K)
-    else:
-        if row < N:
-            acc = _gram_tile(feat_ptr + offset, ws_row, acc, offs_i, offs_j, C, k_start, k_stop, W, s_c, s_h,
-                             s_w, WEIGHTED, FLAT, TF32, BLOCK_K)
-        else:
-            acc = _gram_tile(feat2_ptr + offset, ws_row, acc, offs_i, offs_j, C, k_start, k_stop, W, s_c, s_h,
-                             s_w, WEIGHTED, FLAT, TF32, BLOCK_K)
+        base = feat_ptr + offset
+    else:  # a select, not a branch: one copy of the pipelined loop (and of its shared memory)
+        base = tl.where(row < N, feat_ptr, feat2_ptr) + offset
+    acc = _gram_tile(base, ws_row, acc, offs_i, offs_j, C, k_start, k_stop, W, s_c, s_h, s_w,
+                     WEIGHTED, FLAT, TF32, BLOCK_K)
     if not WEIGHTED:
         acc = acc * tl.load(scale_ptr + n)
     idx = tl.arange(0, BLOCK_C)[:, None] * BLOCK_C + tl.arange(0, BLOCK_C)[None, :]
@@ -226,7 +224,8 @@ def _interpreted(device: torch.device) -> bool:
 @functools.lru_cache(maxsize=None)
 def _sm_count(device_type: str, index: Optional[int]) -> int:
     if device_type == "cuda":
-        return torch.cuda.get_device_properties(index if index is not None else torch.cuda.current_device()).multi_processor_count
+        index = index if index is not None else torch.cuda.current_device()
+        return torch.cuda.get_device_properties(index).multi_processor_count
     return 4  # the interpreter: a few programs per item, so that the split-K path is exercised
 
 
