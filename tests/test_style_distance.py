@@ -13,15 +13,24 @@ import torch
 
 from inpaint_fast import _extension
 
-if _extension.load_error() is not None:
-    pytest.skip(_extension.load_error(), allow_module_level=True)
-
 from inpaint_fast.ops.style_distance import gram_matrix, style_distance  # noqa: E402
 from inpaint_fast.reference import features as ref  # noqa: E402
 
-GRAM = torch.ops.inpaint_fast.gram.default
-GRAM_BACKWARD = torch.ops.inpaint_fast.gram_backward.default
-STYLE = torch.ops.inpaint_fast.style_distance.default
+from tests.conftest import TRITON_INTERPRETED  # noqa: E402
+
+HAVE_EXT = _extension.load_error() is None
+GRAM = torch.ops.inpaint_fast.gram.default if HAVE_EXT else None
+GRAM_BACKWARD = torch.ops.inpaint_fast.gram_backward.default if HAVE_EXT else None
+STYLE = torch.ops.inpaint_fast.style_distance.default if HAVE_EXT else None
+
+
+@pytest.fixture(autouse=True)
+def _needs_extension(request):
+    """The C++ ops' tests need the compiled extension; the GPU-backend tests (fixture gpu_backend)
+    skip by themselves what cannot run, and the test_triton_* ones need none (the Triton ops do not
+    depend on the extension)."""
+    if not HAVE_EXT and "gpu_backend" not in request.fixturenames and not request.node.name.startswith("test_triton"):
+        pytest.skip(_extension.load_error())
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
@@ -87,18 +96,19 @@ def oracle_style(fp, ft, weight):
     return loss.detach(), gp
 
 
-def op_style(fp, ft, weight, grad_output=1.0):
+def op_style(fp, ft, weight, grad_output=1.0, backend="cpu"):
     p = fp.detach().clone().requires_grad_()
-    loss = style_distance(p, ft, weight)
-    (gp,) = torch.autograd.grad(loss, (p,), grad_outputs=torch.tensor(grad_output, dtype=loss.dtype))
+    loss = style_distance(p, ft, weight, backend=backend)
+    go = torch.tensor(grad_output, dtype=loss.dtype, device=loss.device)
+    (gp,) = torch.autograd.grad(loss, (p,), grad_outputs=go)
     return loss.detach(), gp
 
 
-def check_gram(feat, weight, seed=2):
+def check_gram(feat, weight, seed=2, backend="cpu"):
     n, c = feat.shape[:2]
-    gG = torch.randn(n, c, c, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    gG = torch.randn(n, c, c, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(feat.device)
     f = feat.detach().clone().requires_grad_()
-    G = gram_matrix(f, weight)
+    G = gram_matrix(f, weight, backend=backend)
     assert G.dtype == feat.dtype and G.shape == (n, c, c)
     assert torch.equal(G, G.transpose(1, 2))  # one triangle, mirrored: exactly symmetric
     (gf,) = torch.autograd.grad(G, (f,), grad_outputs=gG.to(feat.dtype))
@@ -109,9 +119,9 @@ def check_gram(feat, weight, seed=2):
     return G, gf
 
 
-def check_style(fp, ft, weight):
+def check_style(fp, ft, weight, backend="cpu"):
     s = GRAD_SCALE.get(fp.dtype, 1.0)
-    loss, gp = op_style(fp, ft, weight, s)
+    loss, gp = op_style(fp, ft, weight, s, backend=backend)
     rl, rgp = oracle_style(fp, ft, weight)
     assert loss.dtype == fp.dtype and loss.dim() == 0
     assert gp.dtype == fp.dtype and gp.shape == fp.shape
@@ -222,13 +232,13 @@ def _channels_last(t):
 
 
 def _strided(t):  # every other column of a wider tensor
-    wide = torch.zeros(t.shape[:-1] + (2 * t.shape[-1],), dtype=t.dtype)
+    wide = torch.zeros(t.shape[:-1] + (2 * t.shape[-1],), dtype=t.dtype, device=t.device)
     wide[..., ::2] = t
     return wide[..., ::2]
 
 
 def _channel_slice(t):  # a slice along C
-    wide = torch.zeros((t.shape[0], t.shape[1] + 2) + t.shape[2:], dtype=t.dtype)
+    wide = torch.zeros((t.shape[0], t.shape[1] + 2) + t.shape[2:], dtype=t.dtype, device=t.device)
     wide[:, 1:-1] = t
     return wide[:, 1:-1]
 
@@ -417,3 +427,265 @@ def test_bench_quick(tmp_path):
     rows = list(csv.DictReader(out.open()))
     assert {r["provider"] for r in rows} == {"eager", "cpu"} and {r["op"] for r in rows} == {"style_distance", "gram"}
     assert all(float(r["median_ms"]) > 0 and "MISMATCH" not in r["note"] for r in rows)
+
+
+# ---------------------------------------------------------------- GPU backends ('cuda', 'triton')
+# Through the gpu_backend fixture: on a GPU machine both run on CUDA tensors; here only 'triton'
+# runs, on CPU tensors in Triton's interpreter (small shapes). The oracle is the same float64
+# reference. bfloat16 only on a GPU (the interpreter's bfloat16 is not faithful).
+
+TRITON_OPS = {
+    "gram": lambda: torch.ops.inpaint_fast.gram_triton.default,
+    "gram_backward": lambda: torch.ops.inpaint_fast.gram_backward_triton.default,
+    "style_distance": lambda: torch.ops.inpaint_fast.style_distance_triton.default,
+}
+
+
+def gpu_dtypes(device, fp64=False):
+    dtypes = [torch.float32, torch.float16] + ([torch.bfloat16] if device.type == "cuda" else [])
+    return dtypes + ([torch.float64] if fp64 else [])
+
+
+def on(device, *tensors):
+    return [None if t is None else t.to(device) for t in tensors]
+
+
+def the_op(name, backend):
+    return TRITON_OPS[name]() if backend == "triton" else getattr(torch.ops.inpaint_fast, name).default
+
+
+@pytest.mark.parametrize("weight", WEIGHTS + ["zeros", "binary11HW"], ids=str)
+def test_gpu_matches_reference(gpu_backend, weight):
+    backend, device = gpu_backend
+    for dtype in gpu_dtypes(device, fp64=True):
+        fp, ft = make_feats((2, 7, 9, 11), dtype)
+        fp, ft, w = on(device, fp, ft, make_weight(fp.shape, weight, dtype))
+        check_gram(fp, w, backend=backend)
+        check_style(fp, ft, w, backend=backend)
+
+
+@pytest.mark.parametrize("shape", [
+    (1, 1, 1, 1), (3, 1, 4, 5), (2, 3, 1, 7),
+    (2, 130, 5, 9),     # two 128-channel tiles: three upper tiles, partial last tile
+    (1, 20, 70, 90),    # HW split into ranges (split-K) of several K blocks, partials summed in order
+], ids=lambda s: "x".join(map(str, s)))
+def test_gpu_shapes_spanning_tiles_and_splits(gpu_backend, shape):
+    backend, device = gpu_backend
+    dtypes = gpu_dtypes(device)
+    if TRITON_INTERPRETED and shape[1] * shape[2] * shape[3] > 1000:
+        dtypes = dtypes[:1]  # time: float16 is covered by the small shapes
+    for dtype in dtypes:
+        fp, ft = on(device, *make_feats(shape, dtype, seed=sum(shape)))
+        for weight in (None, make_weight(shape, "soft", dtype).to(device)):
+            check_gram(fp, weight, backend=backend)
+            check_style(fp, ft, weight, backend=backend)
+
+
+@pytest.mark.parametrize("layout", [_channels_last, _strided, _channel_slice, _transposed],
+                         ids=lambda f: f.__name__.strip("_"))
+def test_gpu_layouts(gpu_backend, layout):
+    backend, device = gpu_backend
+    dtype = torch.float32
+    fp, ft = make_feats((2, 20, 9, 12), dtype)
+    w = make_weight(fp.shape, "soft", dtype)
+    fpl, ftl, wl = (layout(t.to(device)) for t in (fp, ft, w))
+    assert not fpl.is_contiguous()
+    for weight in (None, wl):
+        _, gf = check_gram(fpl, weight, backend=backend)
+        _, gp = check_style(fpl, ftl, weight, backend=backend)
+        if layout is _channels_last:  # the gradient keeps the layout, as the C++ ops' (and fakes')
+            assert gf.is_contiguous(memory_format=torch.channels_last)
+            assert gp.is_contiguous(memory_format=torch.channels_last)
+    fp, ft, w = on(device, fp, ft, w)
+    check_style(_channels_last(fp), ft, w, backend=backend)  # mixed layouts of prediction and target
+    check_style(fp, ft.transpose(2, 3).contiguous().transpose(2, 3), w[:1].expand(2, 1, 9, 12), backend=backend)
+
+
+def test_gpu_empty_weight_and_degenerate_sizes(gpu_backend):
+    backend, device = gpu_backend
+    fp, ft = on(device, *make_feats((2, 4, 5, 6), torch.float32))
+    zeros = torch.zeros(1, 1, 5, 6, device=device)
+    G = gram_matrix(fp, zeros, backend=backend)
+    assert torch.equal(G, torch.zeros_like(G))
+    loss, gp = op_style(fp, ft, zeros, backend=backend)
+    assert loss.item() == 0.0 and torch.equal(gp, torch.zeros_like(gp))
+    w = torch.ones(2, 1, 5, 6, device=device)
+    w[1] = 0  # one empty sample among non-empty ones
+    G = gram_matrix(fp, w, backend=backend)
+    assert torch.equal(G[1], torch.zeros_like(G[1]))
+    check_style(fp, ft, w, backend=backend)
+    x = torch.randn(0, 3, 2, 4, device=device)  # no sample: mean of nothing is 0
+    assert style_distance(x, x, backend=backend).item() == 0.0
+    assert gram_matrix(x, backend=backend).shape == (0, 3, 3)
+    x = torch.randn(2, 3, 0, 4, device=device)  # no position: NaN without weight, 0 with one
+    assert torch.isnan(gram_matrix(x, backend=backend)).all() and torch.isnan(ref.gram_matrix(x)).all()
+    assert torch.isnan(style_distance(x, x, backend=backend))
+    w = torch.ones(2, 1, 0, 4, device=device)
+    assert torch.equal(gram_matrix(x, w, backend=backend), ref.gram_matrix(x, w))
+    assert style_distance(x, x, w, backend=backend).item() == 0.0
+
+
+def test_gpu_identical_features_give_exact_zero(gpu_backend):
+    backend, device = gpu_backend
+    fp, _ = on(device, *make_feats((2, 40, 9, 10), torch.float32))
+    loss, gp = op_style(fp, fp.clone(), None, backend=backend)
+    assert loss.item() == 0.0 and torch.equal(gp, torch.zeros_like(gp))
+
+
+def test_gpu_large_half_features_do_not_overflow(gpu_backend):
+    backend, device = gpu_backend
+    for dtype, big in [(torch.float16, 250.0)] + ([(torch.bfloat16, 1e15)] if device.type == "cuda" else []):
+        fp, ft = make_feats((2, 4, 30, 60), torch.float64, seed=5)
+        fp, ft = (fp.abs() * big / fp.abs().max()).to(dtype), (ft.abs() * big / ft.abs().max()).to(dtype)
+        fp, ft, w = on(device, fp, ft, make_weight(fp.shape, "soft", dtype))
+        G = gram_matrix(fp, backend=backend)
+        assert torch.isfinite(G).all()
+        close(G, oracle_gram(fp.float(), None)[0], REL[dtype])
+        Gw = gram_matrix(fp, w, backend=backend)
+        assert torch.isfinite(Gw).all()
+        close(Gw, oracle_gram(fp, w)[0], REL[dtype])
+        loss, gp = op_style(fp, ft, w, backend=backend)
+        assert torch.isfinite(loss) and torch.isfinite(gp).all()
+        close(loss, oracle_style(fp, ft, w)[0], LOSS_REL[dtype])
+
+
+def test_gpu_op_outputs_and_errors(gpu_backend):
+    backend, device = gpu_backend
+    style_op = the_op("style_distance", backend)
+    fp, ft = on(device, *make_feats((2, 3, 4, 5), torch.float32))
+    loss, grad = style_op(fp, ft, None, 1e-8, False)
+    assert grad.shape == (0,) and loss.dtype == torch.float32 and loss.dim() == 0
+    close(loss, oracle_style(fp, ft, None)[0], 2e-6)
+    loss, grad = style_op(fp, ft, None, 1e-8, True)
+    close(grad, oracle_style(fp, ft, None)[1], 2e-6)  # the op's own gradient output
+    assert style_op(fp.half(), ft.half(), None, 1e-8, True)[1].dtype == torch.float32
+    with pytest.raises(RuntimeError, match="feat_target as a constant"):
+        style_distance(fp.clone().requires_grad_(), ft.clone().requires_grad_(), backend=backend)
+    with pytest.raises(RuntimeError, match="double backward"):
+        p = fp.clone().requires_grad_()
+        torch.autograd.grad(style_distance(p, ft, backend=backend), (p,), create_graph=True)
+    with pytest.raises(RuntimeError, match="weight shape"):
+        the_op("gram", backend)(fp, torch.rand(3, 1, 4, 5, device=device), 1e-8)
+    with pytest.raises(RuntimeError, match="eps must be positive"):
+        style_op(fp, ft, None, 0.0, False)
+
+
+def test_gpu_opcheck(gpu_backend):
+    backend, device = gpu_backend
+    gram_op, gram_bw_op, style_op = (the_op(n, backend) for n in ("gram", "gram_backward", "style_distance"))
+    for dtype in (torch.float32,) if TRITON_INTERPRETED else (torch.float32, torch.float16, torch.float64):
+        fp, ft = on(device, *make_feats((2, 5, 4, 6), dtype))
+        w = make_weight(fp.shape, "soft", dtype).to(device)
+        torch.library.opcheck(gram_op, (fp.clone().requires_grad_(), w, 1e-8))
+        torch.library.opcheck(gram_op, (_channels_last(fp).requires_grad_(), None, 1e-8))
+        gG = torch.randn(2, 5, 5, dtype=dtype, device=device)
+        torch.library.opcheck(gram_bw_op, (gG, _channels_last(fp), w[:1], 1e-8))
+        torch.library.opcheck(style_op, (fp, ft, w, 1e-8, False))
+        torch.library.opcheck(style_op, (_channels_last(fp).requires_grad_(), ft, None, 1e-8, True))
+
+
+def test_gpu_gradcheck_fp64(gpu_backend):
+    backend, device = gpu_backend
+    fp, ft = make_feats((2, 3, 4, 5), torch.float64, seed=7, relu=False)
+    ft = 0.3 * ft  # Gram differences well away from 0: sign() is constant under the perturbation
+    w = make_weight(fp.shape, "soft", torch.float64)
+    assert (ref.gram_matrix(fp, w) - ref.gram_matrix(ft, w)).abs().min() > 1e-3
+    fp, ft, w = on(device, fp, ft, w)
+    p = fp.clone().requires_grad_()
+    # Interpreted, each evaluation costs ~0.1 s: gradcheck's fast mode (random directions) there.
+    fast = TRITON_INTERPRETED
+    assert torch.autograd.gradcheck(lambda x: gram_matrix(x, w, backend=backend), (p,), fast_mode=fast)
+    for weight in (w, None):
+        assert torch.autograd.gradcheck(lambda x: style_distance(x, ft, weight, backend=backend), (p,),
+                                        fast_mode=fast)
+
+
+def test_gpu_bitwise_deterministic(gpu_backend):
+    backend, device = gpu_backend
+    shape = (2, 20, 16, 40) if TRITON_INTERPRETED else (4, 256, 64, 64)  # split-K in both cases
+    for dtype in gpu_dtypes(device):
+        fp, ft = on(device, *make_feats(shape, dtype, seed=11))
+        for weight in (None, make_weight(shape, "soft", dtype).to(device)):
+            def run():
+                loss, gp = op_style(fp, ft, weight, backend=backend)
+                q = fp.clone().requires_grad_()
+                G = gram_matrix(q, weight, backend=backend)
+                (gq,) = torch.autograd.grad(G, (q,), grad_outputs=torch.ones_like(G))
+                return loss, gp, G, gq
+            first, second = run(), run()
+            for a, b in zip(first, second):
+                assert torch.equal(a, b)
+            close(first[0], oracle_style(fp, ft, weight)[0], LOSS_REL[dtype])
+
+
+def test_gpu_torch_compile_fullgraph(gpu_backend):
+    backend, device = gpu_backend
+    fp, ft = make_feats((2, 6, 5, 7), torch.float32)
+    fp, ft, w = on(device, fp, ft, make_weight(fp.shape, "soft", torch.float32))
+
+    def loss_fn(p, t, wt):
+        return style_distance(p, t, wt, backend=backend) + 0.5 * gram_matrix(p, wt, backend=backend).square().sum()
+
+    torch._dynamo.reset()
+    # The interpreter runs the Triton kernels eagerly: compile with aot_eager there; inductor on a GPU.
+    compiled = torch.compile(loss_fn, fullgraph=True, backend="aot_eager" if TRITON_INTERPRETED else "inductor")
+    p = fp.clone().requires_grad_()
+    loss = compiled(p, ft, w)
+    loss.backward()
+    rp = fp.double().requires_grad_()
+    rloss = ref.style_distance([rp], [ft.double()], w.double()) + 0.5 * ref.gram_matrix(rp, w.double()).square().sum()
+    rloss.backward()
+    close(loss, rloss, 2e-6)
+    close(p.grad, rp.grad, 2e-6)
+
+
+def test_triton_kernels_are_listed():
+    pytest.importorskip("triton")
+    assert "triton" in _extension.kernels("style_distance")
+    assert hasattr(torch.ops.inpaint_fast, "style_distance_triton")
+
+
+def test_triton_kernels_compile_for_h100():
+    """The interpreter does not compile: compile the GPU path's kernels ahead of time for sm_90 (no GPU
+    needed) in the dtype/precision variants the launchers use, so that a Triton compile error (e.g. a
+    dot's dtype or precision) fails here too."""
+    pytest.importorskip("triton")
+    code = r"""
+import importlib.util, os, sys
+os.environ.pop("TRITON_INTERPRET", None)
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+spec = importlib.util.spec_from_file_location("k", sys.argv[1])
+m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m)
+
+def compile_(fn, ptrs, consts, warps):
+    names = fn.arg_names
+    sig = {n: ptrs.get(n, "constexpr" if n in consts else "i32") for n in names}
+    src = ASTSource(fn=fn, signature=sig, constexprs={(names.index(k),): v for k, v in consts.items()})
+    triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=warps, num_stages=3))
+
+gram = dict(T=2, NF=2, FLAT=True, BLOCK_C=128)
+for dt, acc, weighted, tf32, bk in [("fp16", "fp32", False, False, 64), ("fp32", "fp32", True, True, 32),
+                                    ("fp64", "fp64", True, False, 16)]:
+    compile_(m._gram_partial_kernel, dict(feat_ptr="*" + dt, feat2_ptr="*" + dt, ws_ptr="*" + acc,
+                                          scale_ptr="*" + acc, part_ptr="*" + acc),
+             dict(gram, WEIGHTED=weighted, TF32=tf32, BLOCK_K=bk, FLAT=dt != "fp64"), 8)
+compile_(m._style_finish_kernel, dict(part_ptr="*fp32", loss_ptr="*fp32", sign_ptr="*bf16"),
+         dict(T=2, BLOCK_C=128, COMPUTE_GRAD=True), 8)
+compile_(m._gram_finish_kernel, dict(part_ptr="*fp32", out_ptr="*fp16"), dict(T=2, BLOCK_C=128), 8)
+for a, f, g, weighted, tf32 in [("fp16", "fp16", "fp32", True, False), ("fp32", "bf16", "bf16", False, True)]:
+    compile_(m._grad_kernel, dict(a_ptr="*" + a, feat_ptr="*" + f, ws_ptr="*fp32", scale_ptr="*fp32", grad_ptr="*" + g),
+             dict(WEIGHTED=weighted, FLAT=True, G_FLAT=False, TF32=tf32, BLOCK_M=128, BLOCK_N=128, BLOCK_J=32), 8)
+print("compiled")
+"""
+    try:
+        from triton.backends.compiler import GPUTarget  # noqa: F401
+        from triton.backends.nvidia.compiler import get_ptxas  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"triton without its NVIDIA backend: {exc}")
+    path = os.path.join(ROOT, "inpaint_fast", "triton", "style_distance.py")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    res = subprocess.run([sys.executable, "-c", code, path], env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0 and "compiled" in res.stdout, res.stderr[-4000:]

@@ -20,10 +20,17 @@ weight ``w`` (N|1, 1, H, W) (already at the features' resolution, the features' 
 
 The weight is never differentiated (a weight that requires grad is an error). Inputs are expected
 to be validated already (``inpaint_fast._validation``); the C++ kernels only re-check them
-(RuntimeError). When the extension is not built this module registers nothing.
+(RuntimeError). When the extension is not built this module registers no C++ op glue.
+
+The Triton backend: ``inpaint_fast::gram_triton``, ``gram_backward_triton`` and
+``style_distance_triton`` (kernels: inpaint_fast/triton/style_distance.py), registered here with
+``torch.library.triton_op`` and the same fake kernels and autograd functions as the C++ ops, whenever
+triton imports (independently of the compiled extension). They support float16, bfloat16, float32
+and float64 features, any strides and channels_last.
 """
 from __future__ import annotations
 
+import os
 from typing import Optional, Tuple
 
 import torch
@@ -35,6 +42,14 @@ from .scale_grad import check_first_order, scale_saved_grad
 GRAM_OP = "inpaint_fast::gram"
 GRAM_BACKWARD_OP = "inpaint_fast::gram_backward"
 STYLE_OP = "inpaint_fast::style_distance"
+# The Triton twins (inpaint_fast/triton/style_distance.py): same schemas and semantics.
+GRAM_TRITON_OP = "inpaint_fast::gram_triton"
+GRAM_BACKWARD_TRITON_OP = "inpaint_fast::gram_backward_triton"
+STYLE_TRITON_OP = "inpaint_fast::style_distance_triton"
+GRAM_SCHEMA = "(Tensor feat, Tensor? weight, float eps) -> Tensor"
+GRAM_BACKWARD_SCHEMA = "(Tensor grad, Tensor feat, Tensor? weight, float eps) -> Tensor"
+STYLE_SCHEMA = ("(Tensor feat_pred, Tensor feat_target, Tensor? weight, float eps, bool compute_grad) "
+                "-> (Tensor, Tensor)")
 EPS = 1e-8
 
 _DOUBLE_BACKWARD = ("inpaint_fast::{op} does not support double backward (differentiating its "
@@ -120,12 +135,20 @@ def _gram_setup_context(ctx, inputs, output) -> None:
     ctx.eps = eps
 
 
-def _gram_backward(ctx, grad: Tensor):
-    feat, weight = ctx.saved_tensors
-    grad_feat = None
-    if ctx.needs_input_grad[0]:
-        grad_feat = torch.ops.inpaint_fast.gram_backward.default(grad, feat, weight, ctx.eps)
-    return grad_feat, None, None
+def _gram_backward_with(backward_op: str):
+    """The backward of a gram op whose gradient is the op ``backward_op`` (gram_backward or its
+    Triton twin), looked up when the backward runs."""
+    namespace, name = backward_op.split("::")
+
+    def _gram_backward(ctx, grad: Tensor):
+        feat, weight = ctx.saved_tensors
+        grad_feat = None
+        if ctx.needs_input_grad[0]:
+            op = getattr(getattr(torch.ops, namespace), name).default
+            grad_feat = op(grad, feat, weight, ctx.eps)
+        return grad_feat, None, None
+
+    return _gram_backward
 
 
 def _no_setup(ctx, inputs, output) -> None:
@@ -172,6 +195,28 @@ if _extension.load_error() is None:
     torch.library.register_fake(GRAM_OP)(_fake_gram)
     torch.library.register_fake(GRAM_BACKWARD_OP)(_fake_gram_backward)
     torch.library.register_fake(STYLE_OP)(_fake_style)
-    torch.library.register_autograd(GRAM_OP, _gram_backward, setup_context=_gram_setup_context)
+    torch.library.register_autograd(GRAM_OP, _gram_backward_with(GRAM_BACKWARD_OP),
+                                    setup_context=_gram_setup_context)
     torch.library.register_autograd(GRAM_BACKWARD_OP, _gram_double_backward, setup_context=_no_setup)
     torch.library.register_autograd(STYLE_OP, _style_backward, setup_context=_style_setup_context)
+
+if "triton" in _extension.kernels("style_distance"):
+    from ..triton import style_distance as _triton_kernels
+
+    # triton_op lets torch.compile see (and inductor schedule) the kernels. In Triton's interpreter
+    # (TRITON_INTERPRET=1, CPU tensors) wrap_triton returns the bare kernel, which cannot be traced:
+    # AOT tracing of a triton_op then launches it on fake tensors and fails. There the launchers are
+    # registered as opaque custom ops instead (same schema, fake kernel and autograd), which
+    # torch.compile and opcheck trace through their fake kernels.
+    _register = torch.library.custom_op if os.environ.get("TRITON_INTERPRET") == "1" else torch.library.triton_op
+    for _name, _fn, _schema, _fake in (
+            (GRAM_TRITON_OP, _triton_kernels.gram, GRAM_SCHEMA, _fake_gram),
+            (GRAM_BACKWARD_TRITON_OP, _triton_kernels.gram_backward, GRAM_BACKWARD_SCHEMA, _fake_gram_backward),
+            (STYLE_TRITON_OP, _triton_kernels.style_distance, STYLE_SCHEMA, _fake_style)):
+        _register(_name, _fn, mutates_args=(), schema=_schema)
+        # The fake kernels of the C++ ops (triton_op's default, tracing the launcher, would do too).
+        torch.library.register_fake(_name)(_fake)
+    torch.library.register_autograd(GRAM_TRITON_OP, _gram_backward_with(GRAM_BACKWARD_TRITON_OP),
+                                    setup_context=_gram_setup_context)
+    torch.library.register_autograd(GRAM_BACKWARD_TRITON_OP, _gram_double_backward, setup_context=_no_setup)
+    torch.library.register_autograd(STYLE_TRITON_OP, _style_backward, setup_context=_style_setup_context)
