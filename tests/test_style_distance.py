@@ -656,9 +656,8 @@ os.environ.pop("TRITON_INTERPRET", None)
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-spec = importlib.util.spec_from_file_location("k", sys.argv[1])
-m = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(m)
+sys.path.insert(0, sys.argv[1])
+m = importlib.import_module("inpaint_fast.triton.style_distance")
 
 def compile_(fn, ptrs, consts, warps):
     names = fn.arg_names
@@ -685,7 +684,6 @@ print("compiled")
         from triton.backends.nvidia.compiler import get_ptxas  # noqa: F401
     except ImportError as exc:
         pytest.skip(f"triton without its NVIDIA backend: {exc}")
-    path = os.path.join(ROOT, "inpaint_fast", "triton", "style_distance.py")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    res = subprocess.run([sys.executable, "-c", code, path], env=env, capture_output=True, text=True, timeout=600)
+    res = subprocess.run([sys.executable, "-c", code, ROOT], env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0 and "compiled" in res.stdout, res.stderr[-4000:]

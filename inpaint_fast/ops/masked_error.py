@@ -99,14 +99,11 @@ if _extension.load_error() is None:
     _register("inpaint_fast::masked_error", "inpaint_fast::masked_error_stats")
 
 if "triton" in _extension.kernels("masked_error"):
-    # The Triton ops (inpaint_fast/triton/masked_error.py) do not depend on the compiled extension.
-    # On a GPU they are triton_ops: under torch.compile/AOTAutograd they decompose into the Triton kernel
-    # calls, which Inductor sees. In Triton's interpreter (TRITON_INTERPRET=1, CPU tensors) a kernel is a
-    # Python function that cannot run on the fake tensors of that decomposition, so there they are
-    # opaque custom ops (same schema, same launcher): traced graphs call them like any other op.
+    # The Triton ops (inpaint_fast/triton/masked_error.py) do not depend on the compiled extension;
+    # triton_op on a GPU, custom_op in the interpreter (see triton/_common.define_op).
     from ..triton import masked_error as _triton_kernels
+    from ..triton._common import define_op
 
-    _make_op = torch.library.custom_op if _triton_kernels.INTERPRETED else torch.library.triton_op
-    _make_op("inpaint_fast::masked_error_triton", _triton_kernels.masked_error_triton, mutates_args=())
-    _make_op("inpaint_fast::masked_error_stats_triton", _triton_kernels.masked_error_stats_triton, mutates_args=())
+    define_op("inpaint_fast::masked_error_triton", _triton_kernels.masked_error_triton)
+    define_op("inpaint_fast::masked_error_stats_triton", _triton_kernels.masked_error_stats_triton)
     _register("inpaint_fast::masked_error_triton", "inpaint_fast::masked_error_stats_triton")

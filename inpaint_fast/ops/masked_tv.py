@@ -115,7 +115,10 @@ if _extension.load_error() is None:
 # the same fake kernel and autograd. Registered whenever triton imports, built extension or not.
 OP_TRITON = "inpaint_fast::masked_tv_triton"
 if "triton" in _extension.kernels("masked_tv"):
-    from ..triton import masked_tv as _triton_masked_tv  # noqa: F401  (defines the op)
+    from ..triton import masked_tv as _triton_masked_tv
+    from ..triton._common import define_op
+
+    define_op(OP_TRITON, _triton_masked_tv.masked_tv_triton)
 
     torch.library.register_fake(OP_TRITON)(_fake)
     torch.library.register_autograd(OP_TRITON, _backward, setup_context=functools.partial(_setup_context, op=OP_TRITON))

@@ -99,10 +99,5 @@ def _scale_in_place(g: Tensor, grad_output: Tensor) -> Tensor:
     return scale_grad_(g, grad_output)
 
 
-def scale_saved_grad(saved: Tensor, grad_output: Tensor) -> Tensor:
-    """``saved * grad_output`` out of place (the saved buffer is never modified)."""
-    return _scaled_copy(saved, grad_output)
-
-
 if _extension.load_error() is None:
     torch.library.register_fake("inpaint_fast::scale_grad_")(lambda grad, scale: None)

@@ -124,7 +124,8 @@ if "triton" in _extension.kernels("spectral_l1"):
     # wrap_triton calls). Under the interpreter wrap_triton hands back the plain interpreted kernel,
     # which cannot run on fake or functional tensors (opcheck's test_faketensor and
     # test_aot_dispatch_* fail), so there the op is an opaque custom_op with the same launcher.
-    _register = torch.library.custom_op if _triton_kernels.INTERPRETED else torch.library.triton_op
-    _register(OP_TRITON, _triton_kernels.spectral_l1_triton, mutates_args=(), schema=SCHEMA)
+    from ..triton._common import define_op
+
+    define_op(OP_TRITON, _triton_kernels.spectral_l1_triton, schema=SCHEMA)
     torch.library.register_fake(OP_TRITON)(_fake)
     torch.library.register_autograd(OP_TRITON, _backward, setup_context=functools.partial(_setup_context, op=OP_TRITON))

@@ -13,8 +13,8 @@ weight ``w`` (N|1, 1, H, W) (already at the features' resolution, the features' 
   ``feat_pred`` only: the target's features are a constant (the seed detaches them), so a
   ``feat_target`` that requires grad is an error (detach it, or use the reference backend).
   The gradient is computed by the forward op itself (``compute_grad``) into one buffer, which the
-  backward only scales by the incoming gradient (``_grad.scale_saved_grad``; retain_graph works,
-  double backward is an error). For float16 features that buffer is float32 (the gradient before
+  backward only scales by the incoming gradient (``scale_grad.saved_grad``: in place; a second
+  backward of the graph recomputes; double backward is an error). For float16 features that buffer is float32 (the gradient before
   the multiplication by grad_output, e.g. a GradScaler's 2^16, is typically ~1e-10, below
   float16's range), cast to float16 after the multiplication.
 
@@ -30,14 +30,14 @@ and float64 features, any strides and channels_last.
 """
 from __future__ import annotations
 
-import os
+import functools
 from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from .. import _extension
-from .scale_grad import check_first_order, scale_saved_grad
+from .scale_grad import check_first_order, keep_inputs, saved_grad
 
 GRAM_OP = "inpaint_fast::gram"
 GRAM_BACKWARD_OP = "inpaint_fast::gram_backward"
@@ -159,7 +159,7 @@ def _gram_double_backward(ctx, grad: Tensor):
     raise RuntimeError(_DOUBLE_BACKWARD.format(op="gram"))
 
 
-def _style_setup_context(ctx, inputs, output) -> None:
+def _style_setup_context(ctx, inputs, output, op: str) -> None:
     feat_pred, feat_target, weight, eps, compute_grad = inputs
     _reject_weight_grad("style_distance", weight)
     if feat_target.requires_grad:
@@ -174,6 +174,7 @@ def _style_setup_context(ctx, inputs, output) -> None:
     ctx.save_for_backward(grad_pred)
     ctx.compute_grad = compute_grad
     ctx.feat_dtype = feat_pred.dtype
+    keep_inputs(ctx, op, inputs)
 
 
 def _style_backward(ctx, grad_loss: Optional[Tensor], _grad_of_grad: Optional[Tensor]):
@@ -184,8 +185,7 @@ def _style_backward(ctx, grad_loss: Optional[Tensor], _grad_of_grad: Optional[Te
         raise RuntimeError("inpaint_fast::style_distance was called with compute_grad=False, so "
                            "it has no gradient; call it with compute_grad=True when feat_pred "
                            "requires grad (inpaint_fast.ops.style_distance.style_distance does)")
-    (grad_pred,) = ctx.saved_tensors
-    grad_pred = scale_saved_grad(grad_pred, grad_loss)
+    (grad_pred,) = saved_grad(ctx, ctx.saved_tensors, grad_loss, lambda outputs: outputs[1:])
     if grad_pred.dtype != ctx.feat_dtype:  # float16 features: float32 buffer
         grad_pred = grad_pred.to(ctx.feat_dtype)
     return grad_pred, None, None, None, None
@@ -198,25 +198,23 @@ if _extension.load_error() is None:
     torch.library.register_autograd(GRAM_OP, _gram_backward_with(GRAM_BACKWARD_OP),
                                     setup_context=_gram_setup_context)
     torch.library.register_autograd(GRAM_BACKWARD_OP, _gram_double_backward, setup_context=_no_setup)
-    torch.library.register_autograd(STYLE_OP, _style_backward, setup_context=_style_setup_context)
+    torch.library.register_autograd(STYLE_OP, _style_backward,
+                                    setup_context=functools.partial(_style_setup_context, op=STYLE_OP))
 
 if "triton" in _extension.kernels("style_distance"):
+    # triton_op on a GPU, custom_op in the interpreter (see triton/_common.define_op).
     from ..triton import style_distance as _triton_kernels
+    from ..triton._common import define_op
 
-    # triton_op lets torch.compile see (and inductor schedule) the kernels. In Triton's interpreter
-    # (TRITON_INTERPRET=1, CPU tensors) wrap_triton returns the bare kernel, which cannot be traced:
-    # AOT tracing of a triton_op then launches it on fake tensors and fails. There the launchers are
-    # registered as opaque custom ops instead (same schema, fake kernel and autograd), which
-    # torch.compile and opcheck trace through their fake kernels.
-    _register = torch.library.custom_op if os.environ.get("TRITON_INTERPRET") == "1" else torch.library.triton_op
     for _name, _fn, _schema, _fake in (
             (GRAM_TRITON_OP, _triton_kernels.gram, GRAM_SCHEMA, _fake_gram),
             (GRAM_BACKWARD_TRITON_OP, _triton_kernels.gram_backward, GRAM_BACKWARD_SCHEMA, _fake_gram_backward),
             (STYLE_TRITON_OP, _triton_kernels.style_distance, STYLE_SCHEMA, _fake_style)):
-        _register(_name, _fn, mutates_args=(), schema=_schema)
+        define_op(_name, _fn, schema=_schema)
         # The fake kernels of the C++ ops (triton_op's default, tracing the launcher, would do too).
         torch.library.register_fake(_name)(_fake)
     torch.library.register_autograd(GRAM_TRITON_OP, _gram_backward_with(GRAM_BACKWARD_TRITON_OP),
                                     setup_context=_gram_setup_context)
     torch.library.register_autograd(GRAM_BACKWARD_TRITON_OP, _gram_double_backward, setup_context=_no_setup)
-    torch.library.register_autograd(STYLE_TRITON_OP, _style_backward, setup_context=_style_setup_context)
+    torch.library.register_autograd(STYLE_TRITON_OP, _style_backward,
+                                    setup_context=functools.partial(_style_setup_context, op=STYLE_TRITON_OP))

@@ -22,7 +22,6 @@ Loads are converted to float32 (float64 stays float64) and accumulated there.
 """
 from __future__ import annotations
 
-import os
 from typing import Optional, Tuple
 
 import torch
@@ -30,9 +29,10 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ._common import INTERPRETED
+
 INT32_MAX = 2**31 - 1  # offsets above it use int64 arithmetic
 # Kernels run in Triton's interpreter (on CPU tensors): fewer, bigger programs; see ops/masked_error.py.
-INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 _INTERPRETED = INTERPRETED or not torch.cuda.is_available()
 # Launch geometry (module attributes so that tests can force several programs, tiles and int64 offsets).
 MAIN_BLOCK = 8192 if _INTERPRETED else 4096      # elements per tile of the main kernel (BLOCK_C x BLOCK in NCHW)

@@ -25,7 +25,6 @@ bool masks are read as uint8 (a view). Accumulation in fp32 (fp64 for fp64 image
 """
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import torch
@@ -33,14 +32,15 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ._common import INTERPRETED
+
 # Tile of the stencil and area kernels: BLOCK_W columns (a power of two) and as many rows as fit in
 # the tile's elements. On a GPU: 4 x 128 pixels, 4 warps (4 pixels per thread: the dilated region's
 # 21 mask loads stay in ~120 registers, the other regions in 64, so 16 to 32 warps per SM keep
 # enough loads in flight; row halos come from L1/L2). The interpreter (CPU tensors) pays per
 # program: larger tiles there, still small enough that test images span several tiles.
-_INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
-_MAX_BLOCK_W = 64 if _INTERPRETED else 128
-_TILE_ELEMENTS = 1024 if _INTERPRETED else 512
+_MAX_BLOCK_W = 64 if INTERPRETED else 128
+_TILE_ELEMENTS = 1024 if INTERPRETED else 512
 _NUM_WARPS = 4
 
 
@@ -288,14 +288,6 @@ def _check(img: Tensor, mask: Optional[Tensor], region: int, p: int, normalize: 
                  lambda: f"{op}: mask shape {tuple(mask.shape)} must be (N|1, C|1, H, W) for img shape {tuple(img.shape)}")
 
 
-# On a GPU a triton_op: torch.compile / export trace into it and see the kernels. Interpreted
-# (TRITON_INTERPRET=1, CPU tensors) wrap_triton hands back the plain interpreted kernel, which cannot
-# be traced (functionalisation would launch it on fake tensors): there the same function is an
-# opaque custom_op, traced through its fake kernel (registered in inpaint_fast/ops/masked_tv.py).
-_define_op = torch.library.custom_op if _INTERPRETED else torch.library.triton_op
-
-
-@_define_op("inpaint_fast::masked_tv_triton", mutates_args=())
 def masked_tv_triton(img: Tensor, mask: Optional[Tensor], mask_is_hole: bool, region: int, p: int, normalize: int,
                      eps: float, compute_grad: bool) -> tuple[Tensor, Tensor]:
     """The Triton twin of ``inpaint_fast::masked_tv`` (same schema, semantics and output layouts)."""

@@ -37,6 +37,8 @@ import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
+from ._common import INTERPRETED
+
 BLOCK = 1024       # complex elements per program of the main kernel
 NUM_WARPS = 8      # 4 complex elements per thread: 64 registers (complex64, sm_90 ptxas), 4 blocks per SM
 FINISH_BLOCK = 1024  # partials per step of the single-program stage 2
@@ -199,8 +201,6 @@ def _finish_kernel(partial_ptr, scale_ptr, loss_ptr, num_partials, BLOCK: tl.con
     tl.store(loss_ptr, tl.sum(acc, axis=0) * tl.load(scale_ptr))
 
 
-# TRITON_INTERPRET=1 when the kernels were decorated: they run on CPU tensors in Triton's interpreter.
-INTERPRETED = type(_spectral_l1_kernel).__name__ == "InterpretedFunction"
 
 
 def _check_inputs(z_pred: torch.Tensor, z_target: torch.Tensor) -> None:

@@ -34,7 +34,6 @@ the tiles depend on the shape and the device only, partials are summed in a fixe
 from __future__ import annotations
 
 import functools
-import os
 from typing import Optional, Tuple
 
 import torch
@@ -42,6 +41,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 from torch.library import wrap_triton
+
+from ._common import INTERPRETED
 
 # ------------------------------------------------------------------------------------------ kernels
 
@@ -218,7 +219,7 @@ _HALF = (torch.float16, torch.bfloat16)
 
 
 def _interpreted(device: torch.device) -> bool:
-    return device.type == "cpu" or os.environ.get("TRITON_INTERPRET") == "1"
+    return device.type == "cpu" or INTERPRETED
 
 
 @functools.lru_cache(maxsize=None)
