@@ -49,8 +49,8 @@ def test_opcheck_and_bad_scale():
 
 def _losses(mask):
     """Each fused op through its public function, on (1, 3, 12, 10) images."""
-    target = torch.rand(1, 3, 12, 10, dtype=torch.float64)
-    feat_target = torch.randn(1, 4, 6, 5, dtype=torch.float64)
+    target = torch.rand(1, 3, 12, 10, dtype=torch.float64).to(mask.device)
+    feat_target = torch.randn(1, 4, 6, 5, dtype=torch.float64).to(mask.device)
     return {
         "masked_error": lambda p: IF.reconstruction_loss(p, target, mask=mask),
         "masked_tv": lambda p: IF.total_variation(p, mask=mask, region="hole_dilated"),
@@ -109,3 +109,36 @@ def test_second_backward_after_an_input_changed_is_an_error(images):
         q.add_(1.0)
     with pytest.raises(RuntimeError, match="modified in place"):
         loss.backward()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or "cuda" not in _extension.kernels("scale_grad_"),
+                    reason="needs a GPU and the CUDA build of the extension")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_cuda_kernel_tests_the_scale_on_the_device(dtype):
+    g = torch.randn(7, 3, 33, 17, device="cuda").to(dtype).to(memory_format=torch.channels_last)
+    before = g.clone()
+    OP(g, torch.ones((), device="cuda"))
+    assert torch.equal(g, before)
+    OP(g, torch.full((1,), -2.0, device="cuda", dtype=dtype))
+    torch.testing.assert_close(g.double(), before.double() * -2.0, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("op", ["masked_error", "masked_tv", "spectral_l1", "style_distance"])
+def test_repeated_backward_on_gpu_backends(gpu_backend, op):
+    """The same contract on the GPU backends (on a GPU only: interpreted it repeats the CPU test)."""
+    name, device = gpu_backend
+    if device.type != "cuda":
+        pytest.skip("covered by test_repeated_backward_of_one_graph on CPU")
+    gen = torch.Generator().manual_seed(3)
+    mask = (torch.rand(1, 1, 12, 10, generator=gen) > 0.5).double().to(device)
+    pred0 = torch.rand(1, 3, 12, 10, generator=gen, dtype=torch.float64).to(device)
+    loss_fn = _losses(mask)[op]
+    with IF.use_backend("reference"):
+        p = pred0.clone().requires_grad_()
+        (expected,) = torch.autograd.grad(loss_fn(p), p)
+    p = pred0.clone().requires_grad_()
+    loss = loss_fn(p)
+    (g1,) = torch.autograd.grad(loss, p, retain_graph=True)
+    (g2,) = torch.autograd.grad(loss * 3.0, p)
+    torch.testing.assert_close(g1, expected, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(g2, 3.0 * expected, rtol=1e-9, atol=1e-12)
