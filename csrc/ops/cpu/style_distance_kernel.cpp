@@ -54,6 +54,7 @@
 
 #include "common/alloc.h"
 #include "common/reduce.h"
+#include "ops/style_distance.h"
 
 #if defined(__GNUC__) && defined(__ELF__)
 // MKL's service function mkl_set_num_threads_local (mkl_service.h maps that C name to
@@ -66,6 +67,10 @@ extern "C" int MKL_Set_Num_Threads_Local(int nthreads) __attribute__((weak));
 
 namespace inpaint_fast {
 namespace {
+
+using style_distance_host::check_eps;
+using style_distance_host::check_feat;
+using style_distance_host::check_weight;
 
 // ------------------------------------------------------------------------------------ settings
 
@@ -444,32 +449,6 @@ void apply_gradient(const scalar_t* feat, const Layout& L, int64_t N, int64_t C,
 
 // ------------------------------------------------------------------------------------ checks
 
-void check_feat(const at::Tensor& feat, const char* op, const char* name) {
-  TORCH_CHECK(feat.dim() == 4, op, ": ", name, " must be 4-D (N, C, H, W); got shape ", feat.sizes());
-  const auto dtype = feat.scalar_type();
-  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf ||
-                  dtype == at::kBFloat16,
-              op, ": ", name, " must be float16, bfloat16, float32 or float64; got ", dtype);
-  TORCH_CHECK(feat.device().is_cpu(), op, ": ", name, " must be a CPU tensor; got ", feat.device());
-}
-
-void check_weight(const std::optional<at::Tensor>& weight, const at::Tensor& feat, const char* op) {
-  if (!weight.has_value()) return;
-  const at::Tensor& w = *weight;
-  TORCH_CHECK(w.dim() == 4 && (w.size(0) == 1 || w.size(0) == feat.size(0)) && w.size(1) == 1 &&
-                  w.size(2) == feat.size(2) && w.size(3) == feat.size(3),
-              op, ": weight shape ", w.sizes(), " must be (N|1, 1, H, W) for features of shape ",
-              feat.sizes());
-  TORCH_CHECK(w.scalar_type() == feat.scalar_type(), op, ": weight dtype ", w.scalar_type(),
-              " must equal the features' dtype ", feat.scalar_type());
-  TORCH_CHECK(w.device() == feat.device(), op, ": weight must be on the features' device ",
-              feat.device(), "; got ", w.device());
-}
-
-void check_eps(double eps, const char* op) {
-  TORCH_CHECK(eps > 0, op, ": eps must be positive; got ", eps);
-}
-
 // Gram entries when HW == 0: 0 * 1/0 without a weight (NaN, as F F^T / (C*H*W) gives), 0 with one.
 template <typename acc_t>
 acc_t empty_gram_value(bool weighted) {
@@ -480,7 +459,7 @@ acc_t empty_gram_value(bool weighted) {
 
 at::Tensor gram_cpu(const at::Tensor& feat_in, const std::optional<at::Tensor>& weight, double eps) {
   const char* op = "inpaint_fast::gram";
-  check_feat(feat_in, op, "feat");
+  check_feat(feat_in, op, "feat", at::kCPU);
   check_weight(weight, feat_in, op);
   check_eps(eps, op);
   const int64_t N = feat_in.size(0), C = feat_in.size(1), HW = feat_in.size(2) * feat_in.size(3);
@@ -522,7 +501,7 @@ at::Tensor gram_cpu(const at::Tensor& feat_in, const std::optional<at::Tensor>& 
 at::Tensor gram_backward_cpu(const at::Tensor& grad_in, const at::Tensor& feat_in,
                              const std::optional<at::Tensor>& weight, double eps) {
   const char* op = "inpaint_fast::gram_backward";
-  check_feat(feat_in, op, "feat");
+  check_feat(feat_in, op, "feat", at::kCPU);
   check_weight(weight, feat_in, op);
   check_eps(eps, op);
   const int64_t N = feat_in.size(0), C = feat_in.size(1), HW = feat_in.size(2) * feat_in.size(3);
@@ -564,8 +543,8 @@ std::tuple<at::Tensor, at::Tensor> style_distance_cpu(const at::Tensor& pred_in,
                                                       const std::optional<at::Tensor>& weight,
                                                       double eps, bool compute_grad) {
   const char* op = "inpaint_fast::style_distance";
-  check_feat(pred_in, op, "feat_pred");
-  check_feat(target_in, op, "feat_target");
+  check_feat(pred_in, op, "feat_pred", at::kCPU);
+  check_feat(target_in, op, "feat_target", at::kCPU);
   TORCH_CHECK(target_in.sizes() == pred_in.sizes(), op, ": feat_target shape ", target_in.sizes(),
               " must equal feat_pred shape ", pred_in.sizes());
   TORCH_CHECK(target_in.scalar_type() == pred_in.scalar_type(), op, ": feat_target dtype ",

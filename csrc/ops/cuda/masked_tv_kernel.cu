@@ -42,8 +42,14 @@
 #include <cmath>
 #include <cstdint>
 
+#include "ops/masked_tv.h"
+
 namespace inpaint_fast {
 namespace {
+
+using masked_tv_host::check_inputs;
+using masked_tv_host::native_channels_last;
+using masked_tv_host::planes_contiguous;
 
 constexpr int kThreads = 256;  // threads (= columns) of a tile
 constexpr int kTileH = 16;     // rows of a tile
@@ -269,48 +275,6 @@ __global__ void __launch_bounds__(kFinishThreads) finish_kernel(const double* __
 }
 
 // ------------------------------------------------------------------------------- host side
-
-constexpr int64_t kMaxNativeChannelsLast = 7;  // as the CPU kernel (and the fake kernel)
-
-bool planes_contiguous(const at::Tensor& t) {
-  return (t.size(3) == 1 || t.stride(3) == 1) && (t.size(2) == 1 || t.stride(2) == t.size(3));
-}
-
-// The gradient is channels_last exactly when the CPU kernel's is (its native_channels_last).
-bool native_channels_last(const at::Tensor& img, const std::optional<at::Tensor>& mask) {
-  const int64_t C = img.size(1), H = img.size(2), W = img.size(3);
-  if (C < 2 || C > kMaxNativeChannelsLast || planes_contiguous(img)) return false;
-  if (img.stride(1) != 1 || (W > 1 && img.stride(3) != C) || (H > 1 && img.stride(2) != W * C)) return false;
-  return !mask.has_value() || mask->size(1) == 1 || mask->stride(1) == 0;
-}
-
-void check_inputs(const at::Tensor& img, const std::optional<at::Tensor>& mask, int64_t region, int64_t p,
-                  int64_t normalize, double eps) {
-  const char* op = "inpaint_fast::masked_tv";
-  TORCH_CHECK(img.dim() == 4, op, ": img must be 4-D (N, C, H, W); got shape ", img.sizes());
-  const auto dtype = img.scalar_type();
-  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16, op,
-              ": img must be float16, bfloat16, float32 or float64; got ", dtype);
-  TORCH_CHECK(region >= 0 && region <= 3, op,
-              ": region must be 0 (all), 1 (known), 2 (hole) or 3 (hole_dilated); got ", region);
-  TORCH_CHECK(p == 1 || p == 2, op, ": p must be 1 or 2; got ", p);
-  TORCH_CHECK(normalize >= 0 && normalize <= 2, op,
-              ": normalize must be 0 (sum), 1 (mask) or 2 (all); got ", normalize);
-  TORCH_CHECK(eps >= 0 && std::isfinite(eps), op, ": eps must be finite and >= 0; got ", eps);
-  if (!mask.has_value()) {
-    TORCH_CHECK(region == kRegionAll, op, ": region ", region, " needs a mask; got None");
-    return;
-  }
-  const at::Tensor& m = *mask;
-  TORCH_CHECK(m.device() == img.device(), op, ": mask must be on img's device ", img.device(), "; got ",
-              m.device());
-  TORCH_CHECK(m.scalar_type() == at::kBool || m.scalar_type() == at::kByte || m.scalar_type() == dtype, op,
-              ": mask must be bool, uint8 or img's dtype ", dtype, "; got ", m.scalar_type());
-  TORCH_CHECK(m.dim() == 4 && (m.size(0) == 1 || m.size(0) == img.size(0)) &&
-                  (m.size(1) == 1 || m.size(1) == img.size(1)) && m.size(2) == img.size(2) &&
-                  m.size(3) == img.size(3),
-              op, ": mask shape ", m.sizes(), " must be (N|1, C|1, H, W) for img shape ", img.sizes());
-}
 
 Tiles make_tiles(int64_t planes, int64_t H, int64_t W) {
   Tiles t{};

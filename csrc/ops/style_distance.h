@@ -1,0 +1,36 @@
+// Host-side input checks of inpaint_fast::gram, gram_backward and style_distance, shared by their
+// CPU and CUDA kernels (schemas and semantics: style_distance.cpp).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+
+namespace inpaint_fast {
+namespace style_distance_host {
+
+inline void check_feat(const at::Tensor& feat, const char* op, const char* name, at::DeviceType device) {
+  TORCH_CHECK(feat.dim() == 4, op, ": ", name, " must be 4-D (N, C, H, W); got shape ", feat.sizes());
+  const auto dtype = feat.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16,
+              op, ": ", name, " must be float16, bfloat16, float32 or float64; got ", dtype);
+  TORCH_CHECK(feat.device().type() == device, op, ": ", name, " must be a ", c10::DeviceTypeName(device),
+              " tensor; got ", feat.device());
+}
+
+inline void check_weight(const std::optional<at::Tensor>& weight, const at::Tensor& feat, const char* op) {
+  if (!weight.has_value()) return;
+  const at::Tensor& w = *weight;
+  TORCH_CHECK(w.dim() == 4 && (w.size(0) == 1 || w.size(0) == feat.size(0)) && w.size(1) == 1 &&
+                  w.size(2) == feat.size(2) && w.size(3) == feat.size(3),
+              op, ": weight shape ", w.sizes(), " must be (N|1, 1, H, W) for features of shape ", feat.sizes());
+  TORCH_CHECK(w.scalar_type() == feat.scalar_type(), op, ": weight dtype ", w.scalar_type(),
+              " must equal the features' dtype ", feat.scalar_type());
+  TORCH_CHECK(w.device() == feat.device(), op, ": weight must be on the features' device ", feat.device(),
+              "; got ", w.device());
+}
+
+inline void check_eps(double eps, const char* op) { TORCH_CHECK(eps > 0, op, ": eps must be positive; got ", eps); }
+
+}  // namespace style_distance_host
+}  // namespace inpaint_fast
