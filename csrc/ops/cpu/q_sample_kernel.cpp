@@ -27,12 +27,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <tuple>
 #include <type_traits>
 #include <vector>
 
 #include "common/alloc.h"
 #include "common/cpu_dispatch.h"
+
+#if INPAINT_FAST_X86_V3
+#include <immintrin.h>
+#endif
 
 namespace inpaint_fast {
 namespace {
@@ -60,6 +65,23 @@ INPAINT_FAST_INLINE void back_run(const scalar_t* __restrict__ g, scalar_t* __re
   }
 }
 
+// known ? q : p as a bitwise select: a branch-free form that gcc vectorises (it does not if-convert the
+// conditional expression on floats), and exact: the chosen value's bits, whatever the other holds.
+template <typename scalar_t>
+INPAINT_FAST_INLINE scalar_t pick(bool known, scalar_t q, scalar_t p) {
+  using bits_t = std::conditional_t<sizeof(scalar_t) == 8, uint64_t,
+                                    std::conditional_t<sizeof(scalar_t) == 4, uint32_t, uint16_t>>;
+  static_assert(sizeof(bits_t) == sizeof(scalar_t), "pick: unexpected element size");
+  bits_t qb, pb;
+  std::memcpy(&qb, &q, sizeof(scalar_t));
+  std::memcpy(&pb, &p, sizeof(scalar_t));
+  const bits_t sel = static_cast<bits_t>(bits_t(0) - static_cast<bits_t>(known));
+  const bits_t r = static_cast<bits_t>((qb & sel) | (pb & static_cast<bits_t>(~sel)));
+  scalar_t out;
+  std::memcpy(&out, &r, sizeof(scalar_t));
+  return out;
+}
+
 // Binary mask (uint8_t, bool read as uint8): the known pixels (m != 0, or m == 0 for a hole mask)
 // take q, the others x_pred bitwise. Soft mask (scalar_t): v = lo + slope * m, x = v q + (1 - v) p.
 template <typename scalar_t, typename mask_t, typename acc_t>
@@ -70,8 +92,8 @@ INPAINT_FAST_INLINE void blend_run(const scalar_t* __restrict__ x, const scalar_
     const uint8_t flip = hole ? 1 : 0;
     for (int64_t j = 0; j < len; ++j) {
       const scalar_t q = static_cast<scalar_t>(a * static_cast<acc_t>(x[j]) + b * static_cast<acc_t>(z[j]));
-      const uint8_t known = static_cast<uint8_t>(m[j] != 0) ^ flip;
-      out[j] = known ? q : p[j];
+      const bool known = (static_cast<uint8_t>(m[j] != 0) ^ flip) != 0;
+      out[j] = pick(known, q, p[j]);
     }
   } else {
     const acc_t lo = hole ? acc_t(1) : acc_t(0);
@@ -84,10 +106,47 @@ INPAINT_FAST_INLINE void blend_run(const scalar_t* __restrict__ x, const scalar_
   }
 }
 
-// The two compiled variants of each loop.
+// The two compiled variants of each loop. float16 in the x86-64-v3 variant: without F16C in the
+// whole translation unit, c10::Half's conversions stay scalar (~10x slower than float32), so runs of
+// float16 are staged through float32 buffers of kChunk elements, converted with the F16C
+// instructions (round to nearest even, as c10::Half), and computed by the float32 loop.
+#if INPAINT_FAST_X86_V3
+constexpr int64_t kChunk = 512;
+
+INPAINT_FAST_V3_TARGET INPAINT_FAST_INLINE void half_to_float_v3(const c10::Half* src, float* dst, int64_t n) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    _mm256_storeu_ps(dst + j, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + j))));
+  }
+  for (; j < n; ++j) dst[j] = static_cast<float>(src[j]);
+}
+
+INPAINT_FAST_V3_TARGET INPAINT_FAST_INLINE void float_to_half_v3(const float* src, c10::Half* dst, int64_t n) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + j),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(src + j), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  for (; j < n; ++j) dst[j] = static_cast<c10::Half>(src[j]);
+}
+#endif
+
 template <typename scalar_t, typename acc_t>
 INPAINT_FAST_V3_TARGET void q_run_v3(const scalar_t* x, const scalar_t* z, scalar_t* out, int64_t len, acc_t a,
                                      acc_t b) {
+#if INPAINT_FAST_X86_V3
+  if constexpr (std::is_same_v<scalar_t, c10::Half>) {
+    alignas(32) float xb[kChunk], zb[kChunk], ob[kChunk];
+    for (int64_t s = 0; s < len; s += kChunk) {
+      const int64_t n = std::min(kChunk, len - s);
+      half_to_float_v3(x + s, xb, n);
+      half_to_float_v3(z + s, zb, n);
+      q_run<float, float>(xb, zb, ob, n, a, b);
+      float_to_half_v3(ob, out + s, n);
+    }
+    return;
+  }
+#endif
   q_run<scalar_t, acc_t>(x, z, out, len, a, b);
 }
 template <typename scalar_t, typename acc_t>
@@ -98,6 +157,19 @@ void q_run_base(const scalar_t* x, const scalar_t* z, scalar_t* out, int64_t len
 template <typename scalar_t, typename acc_t, bool GX, bool GZ>
 INPAINT_FAST_V3_TARGET void back_run_v3(const scalar_t* g, scalar_t* gx, scalar_t* gz, int64_t len, acc_t a,
                                         acc_t b) {
+#if INPAINT_FAST_X86_V3
+  if constexpr (std::is_same_v<scalar_t, c10::Half>) {
+    alignas(32) float gb[kChunk], xb[kChunk], zb[kChunk];
+    for (int64_t s = 0; s < len; s += kChunk) {
+      const int64_t n = std::min(kChunk, len - s);
+      half_to_float_v3(g + s, gb, n);
+      back_run<float, float, GX, GZ>(gb, xb, zb, n, a, b);
+      if constexpr (GX) float_to_half_v3(xb, gx + s, n);
+      if constexpr (GZ) float_to_half_v3(zb, gz + s, n);
+    }
+    return;
+  }
+#endif
   back_run<scalar_t, acc_t, GX, GZ>(g, gx, gz, len, a, b);
 }
 template <typename scalar_t, typename acc_t, bool GX, bool GZ>
@@ -108,6 +180,25 @@ void back_run_base(const scalar_t* g, scalar_t* gx, scalar_t* gz, int64_t len, a
 template <typename scalar_t, typename mask_t, typename acc_t>
 INPAINT_FAST_V3_TARGET void blend_run_v3(const scalar_t* x, const scalar_t* z, const scalar_t* p, const mask_t* m,
                                          scalar_t* out, int64_t len, acc_t a, acc_t b, bool hole) {
+#if INPAINT_FAST_X86_V3
+  if constexpr (std::is_same_v<scalar_t, c10::Half>) {
+    alignas(32) float xb[kChunk], zb[kChunk], pb[kChunk], ob[kChunk], mb[kChunk];
+    for (int64_t s = 0; s < len; s += kChunk) {
+      const int64_t n = std::min(kChunk, len - s);
+      half_to_float_v3(x + s, xb, n);
+      half_to_float_v3(z + s, zb, n);
+      half_to_float_v3(p + s, pb, n);
+      if constexpr (std::is_same_v<mask_t, uint8_t>) {
+        blend_run<float, uint8_t, float>(xb, zb, pb, m + s, ob, n, a, b, hole);
+      } else {
+        half_to_float_v3(m + s, mb, n);
+        blend_run<float, float, float>(xb, zb, pb, mb, ob, n, a, b, hole);
+      }
+      float_to_half_v3(ob, out + s, n);
+    }
+    return;
+  }
+#endif
   blend_run<scalar_t, mask_t, acc_t>(x, z, p, m, out, len, a, b, hole);
 }
 template <typename scalar_t, typename mask_t, typename acc_t>
