@@ -67,7 +67,8 @@ def eager_blend(x_known, noise, x_pred, mask, t, abar):
     return mask * ref_diffusion.q_sample(x_known, t, noise, abar) + (1 - mask) * x_pred
 
 
-def providers_for(op: str, eager: Callable, warm: Callable[[Callable], None], args) -> Tuple[Dict[str, Callable], Dict[str, str]]:
+def providers_for(op: str, eager: Callable, warm: Callable[[Callable], None],
+                  args) -> Tuple[Dict[str, Callable], Dict[str, str]]:
     """eager, compile (warmed by ``warm``) and, when the extension has the kernel, cpu; cut to --providers."""
     from inpaint_fast.ops import q_sample as ours
     providers: Dict[str, Callable] = {"eager": eager}

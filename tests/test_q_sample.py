@@ -89,6 +89,25 @@ def test_layouts_and_sizes(shape):
     assert mixed.is_contiguous()
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_long_runs(dtype):
+    """Runs of several thousand elements with odd lengths: float16 is staged through float32 in chunks
+    of 512 (x86-64-v3), so this crosses chunk boundaries and ends on a partial vector."""
+    x0, noise, xp, g = images((2, 3, 33, 37), dtype, count=4)
+    t, abar = timesteps(2), schedule()
+    soft = make_mask((2, 1, 33, 37), "soft", dtype)
+    a = abar[t].view(-1, 1, 1, 1)
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        xf, zf, pf, gf = (v.to(memory_format=fmt) for v in (x0, noise, xp, g))
+        torch.testing.assert_close(Q.q_sample(xf, t, zf, abar).double(), oracle_q(x0, t, noise, abar), **TOL[dtype])
+        gx, gz = BACK_OP(gf, t, abar, True, True)
+        torch.testing.assert_close(gx.double(), a.sqrt() * g.double(), **TOL[dtype])
+        torch.testing.assert_close(gz.double(), (1 - a).sqrt() * g.double(), **TOL[dtype])
+        for m in (soft, soft > 0.5):
+            torch.testing.assert_close(Q.repaint_blend_fused(xf, zf, pf, m, t, abar).double(),
+                                       oracle_blend(x0, noise, xp, m, t, abar), **TOL[dtype])
+
+
 def test_strided_inputs():
     x0, noise = images((4, 6, 10, 12), torch.float64)
     t, abar = timesteps(4), schedule()
@@ -196,7 +215,8 @@ def test_bitwise_deterministic_across_threads(channels_last):
         for n in (1, 2, 2):
             torch.set_num_threads(n)
             runs.append([OP(x0, t, noise, abar), *BACK_OP(x0, t, abar, True, True),
-                         BLEND_OP(x0, noise, xp, soft, False, t, abar), BLEND_OP(x0, noise, xp, soft > 0.5, True, t, abar)])
+                         BLEND_OP(x0, noise, xp, soft, False, t, abar),
+                         BLEND_OP(x0, noise, xp, soft > 0.5, True, t, abar)])
     finally:
         torch.set_num_threads(threads)
     for run in runs[1:]:
@@ -245,7 +265,8 @@ def test_blend_mask_shapes_and_layouts():
     expected = oracle_blend(xk, noise, xp, mask.float()[:, None], t, abar)
     cl = [v.to(memory_format=torch.channels_last) for v in (xk, noise, xp)]
     for args, m in (((xk, noise, xp), mask), (cl, mask), (cl, mask[:, None].expand(2, 3, 40, 60).contiguous()),
-                    ((xk[:, :, :, :], noise, cl[2]), mask), ((xk, noise, xp), mask.transpose(1, 2).contiguous().transpose(1, 2))):
+                    ((xk, noise, cl[2]), mask),  # mixed layouts: x_pred copied
+                    ((xk, noise, xp), mask.transpose(1, 2).contiguous().transpose(1, 2))):  # mask copied
         out = Q.repaint_blend_fused(*args, m, t, abar)
         torch.testing.assert_close(out.double(), expected, rtol=1e-6, atol=1e-6)
     assert Q.repaint_blend_fused(*cl, mask, t, abar).is_contiguous(memory_format=torch.channels_last)
@@ -311,7 +332,8 @@ def test_python_entry_validates():
         (TypeError, "alphas_cumprod must be floating", lambda: Q.q_sample(x0, t, noise, t)),
         (ValueError, "alphas_cumprod must have shape", lambda: Q.q_sample(x0, t, noise, abar[None])),
         (ValueError, "alphas_cumprod must have shape", lambda: Q.q_sample(x0, t, noise, abar[:0])),
-        (ValueError, r"t\[1\] = 50 is out of range \[0, 50\)", lambda: Q.q_sample(x0, torch.tensor([0, 50]), noise, abar)),
+        (ValueError, r"t\[1\] = 50 is out of range \[0, 50\)",
+         lambda: Q.q_sample(x0, torch.tensor([0, 50]), noise, abar)),
         (ValueError, r"t\[0\] = -1 is out of range", lambda: Q.q_sample(x0, torch.tensor([-1, 0]), noise, abar)),
         (ValueError, "x_known and x_pred must have the same shape",
          lambda: Q.repaint_blend_fused(x0, noise, noise[:, :2], mask, t, abar)),
@@ -322,7 +344,8 @@ def test_python_entry_validates():
          lambda: Q.repaint_blend_fused(x0, noise, noise, mask.long(), t, abar)),
         (ValueError, r"t\[1\] = 99 is out of range",
          lambda: Q.repaint_blend_fused(x0, noise, noise, mask, torch.tensor([3, 99]), abar)),
-        (ValueError, "x_known_noised and x_pred must have the same shape", lambda: Q.repaint_blend(x0, noise[:1], mask)),
+        (ValueError, "x_known_noised and x_pred must have the same shape",
+         lambda: Q.repaint_blend(x0, noise[:1], mask)),
     ]
     for exc, match, call in cases:
         with pytest.raises(exc, match=match):
@@ -363,7 +386,8 @@ def test_baseline_isa_build():
             "[t.test_values_per_dtype(d) for d in (torch.float32, torch.float16)]; "
             "t.test_gradients(torch.bfloat16); t.test_layouts_and_sizes((2, 3, 100, 100)); "
             "[t.test_blend_mask_kinds_and_dtypes(torch.float32, k) for k in ('bool', 'soft')]; "
-            "t.test_blend_mask_shapes_and_layouts(); print('baseline ok')")
+            "t.test_blend_mask_shapes_and_layouts(); t.test_half_precision_long_runs(torch.float16); "
+            "print('baseline ok')")
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
     done = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True)
     assert done.returncode == 0 and "baseline ok" in done.stdout, done.stderr[-3000:]

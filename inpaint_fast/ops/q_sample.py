@@ -58,7 +58,8 @@ def check_timesteps(t, like: Tensor, like_name: str = "x0") -> Tensor:
 def check_alphas_cumprod(alphas_cumprod, like: Tensor) -> Tensor:
     """``alphas_cumprod``: a 1-D floating tensor, non-empty when there are images; moved to ``like``'s device."""
     if not isinstance(alphas_cumprod, Tensor):
-        raise TypeError(f"alphas_cumprod must be a torch.Tensor (the schedule's ᾱ); got {type(alphas_cumprod).__name__}")
+        raise TypeError("alphas_cumprod must be a torch.Tensor (the schedule's ᾱ); "
+                        f"got {type(alphas_cumprod).__name__}")
     if not alphas_cumprod.is_floating_point():
         raise TypeError(f"alphas_cumprod must be floating (the schedule's ᾱ); got {alphas_cumprod.dtype}")
     if alphas_cumprod.dim() != 1 or (alphas_cumprod.shape[0] == 0 and like.shape[0] > 0):
