@@ -1,0 +1,245 @@
+"""The DDPM forward process and RePaint's blend as fused CPU ops: torch.library glue of
+``inpaint_fast::q_sample``, ``q_sample_backward`` and ``repaint_blend`` (C++ schemas and semantics:
+csrc/ops/q_sample.cpp), and their Python entry functions.
+
+- :func:`q_sample`: ``x_t = sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) ε`` (Ho et al. 2020, "Denoising Diffusion
+  Probabilistic Models", eq. 4) in one pass, differentiable w.r.t. ``x0`` and ``noise``: the backward is
+  the op ``q_sample_backward`` (both gradients from one read of ``grad``), whose own backward is
+  ``q_sample`` again (the two are adjoint), so higher-order gradients work too. No gradient flows to
+  ``t`` (integer) or ``alphas_cumprod`` (a fixed schedule).
+- :func:`repaint_blend_fused`: ``m ⊙ q_sample(x_known, t, ε) + (1 - m) ⊙ x_pred`` (Lugmayr et al. 2022,
+  "RePaint", eq. 8: the known region re-noised from the input, the hole from the model) in one pass.
+  Sampling runs under ``torch.no_grad()``, so the op has no backward; a call where an input requires
+  grad (with grad mode on) is routed to a differentiable composite (the ``q_sample`` op, then the blend
+  in PyTorch: two passes, same values). Calling ``torch.ops.inpaint_fast.repaint_blend`` directly on such
+  inputs records a graph whose backward raises.
+- :func:`repaint_blend`: the unfused blend's signature, ``m ⊙ x_known_noised + (1 - m) ⊙ x_pred``, on the
+  same kernel (coefficients 1 and 0).
+
+Conventions: images (N, C, H, W) of one floating dtype (float16/bfloat16 are computed in float32,
+float64 in float64, the result in the images' dtype); ``t`` (N,) int64 (int32 accepted) in [0, T);
+``alphas_cumprod`` (T,) floating, the schedule's ᾱ (moved to the images' device when it is elsewhere,
+as the reference does). ``mask`` is 1 for a KNOWN pixel, ``hole=`` its complement (DESIGN.md §1), of
+shape (N|1, 1|C, H, W), (N, H, W) or (H, W): bool/uint8 are binary (nonzero = set) and select (the
+known pixels are ``q``, the others ``x_pred`` bitwise, whatever the other value is: no NaN leaks across);
+a floating mask is a soft weight ``v q + (1 - v) x_pred``.
+A timestep out of range is a ValueError raised by the kernel (it reads ``t`` on the CPU: no sync).
+Outputs are channels_last when every image input is channels_last, else contiguous.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .. import _extension
+from .. import _validation as V
+
+__all__ = ["q_sample", "repaint_blend_fused", "repaint_blend"]
+
+
+# --------------------------------------------------------------------------------------------- checks
+# (TODO(lead): check_timesteps / check_alphas_cumprod / check_noise belong in inpaint_fast/_validation.py.)
+
+def check_timesteps(t, like: Tensor, like_name: str = "x0") -> Tensor:
+    """``t``: an (N,) int64/int32 tensor on ``like``'s device. Values are checked by the kernel."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"t must be a torch.Tensor of timesteps; got {type(t).__name__}")
+    if t.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"t must be an int64 (or int32) tensor of timesteps; got {t.dtype}")
+    if t.dim() != 1 or t.shape[0] != like.shape[0]:
+        raise ValueError(f"t must have shape (N,) = ({like.shape[0]},), one timestep per image of {like_name}; "
+                         f"got {tuple(t.shape)}")
+    V.check_same_device(t, "t", like, like_name)
+    return t
+
+
+def check_alphas_cumprod(alphas_cumprod, like: Tensor) -> Tensor:
+    """``alphas_cumprod``: a 1-D floating tensor, non-empty when there are images; moved to ``like``'s device."""
+    if not isinstance(alphas_cumprod, Tensor):
+        raise TypeError("alphas_cumprod must be a torch.Tensor (the schedule's ᾱ); "
+                        f"got {type(alphas_cumprod).__name__}")
+    if not alphas_cumprod.is_floating_point():
+        raise TypeError(f"alphas_cumprod must be floating (the schedule's ᾱ); got {alphas_cumprod.dtype}")
+    if alphas_cumprod.dim() != 1 or (alphas_cumprod.shape[0] == 0 and like.shape[0] > 0):
+        raise ValueError(f"alphas_cumprod must have shape (T,) with T >= 1; got {tuple(alphas_cumprod.shape)}")
+    return alphas_cumprod.to(like.device)
+
+
+def check_noise(noise, like: Tensor, like_name: str = "x0") -> Tensor:
+    """``noise``: a tensor of ``like``'s shape, dtype and device."""
+    if not isinstance(noise, Tensor):
+        raise TypeError(f"noise must be a torch.Tensor; got {type(noise).__name__}")
+    if noise.shape != like.shape:
+        raise ValueError(f"noise must have the shape of {like_name} {tuple(like.shape)}; got {tuple(noise.shape)}")
+    if noise.dtype != like.dtype:
+        raise TypeError(f"noise must have the dtype of {like_name} ({like.dtype}); got {noise.dtype}")
+    V.check_same_device(noise, "noise", like, like_name)
+    return noise
+
+
+# --------------------------------------------------------------------------------------------- entry points
+
+def q_sample(x0: Tensor, t: Tensor, noise: Tensor, alphas_cumprod: Tensor) -> Tensor:
+    """The DDPM forward process ``x_t = sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) noise``, fused (Ho et al. 2020, eq. 4).
+
+    x0, noise: (N, C, H, W), one floating dtype; t: (N,) int64 in [0, T); alphas_cumprod: (T,) ᾱ.
+    Returns x_t of x0's shape and dtype. Differentiable w.r.t. ``x0`` and ``noise``.
+    """
+    V.check_image(x0, "x0")
+    noise = check_noise(noise, x0)
+    t = check_timesteps(t, x0)
+    alphas_cumprod = check_alphas_cumprod(alphas_cumprod, x0)
+    return torch.ops.inpaint_fast.q_sample.default(x0, t, noise, alphas_cumprod)
+
+
+def _requires_grad(*tensors: Optional[Tensor]) -> bool:
+    return torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in tensors)
+
+
+def _blend_composite(x_known, noise, x_pred, mask: V.Mask, t, alphas_cumprod) -> Tensor:
+    """The differentiable route: the q_sample op, then the blend in PyTorch (two passes)."""
+    q = torch.ops.inpaint_fast.q_sample.default(x_known, t, noise, alphas_cumprod)
+    if mask.tensor.is_floating_point():
+        v = mask.known(x_pred.dtype)
+        return v * q + (1 - v) * x_pred
+    known = mask.tensor != 0
+    return torch.where(~known if mask.is_hole else known, q, x_pred)
+
+
+def repaint_blend_fused(x_known: Tensor, noise: Tensor, x_pred: Tensor, mask: Optional[Tensor], t: Tensor,
+                        alphas_cumprod: Tensor, *, hole: Optional[Tensor] = None) -> Tensor:
+    """One RePaint step's blend, fused: ``m ⊙ q_sample(x_known, t, noise) + (1 - m) ⊙ x_pred``
+    (Lugmayr et al. 2022, eq. 8).
+
+    x_known, noise, x_pred: (N, C, H, W), one floating dtype; mask: 1 = known (or ``hole=``: 1 = missing),
+    (N|1, 1|C, H, W) / (N, H, W) / (H, W), bool/uint8 (a select) or floating (a soft weight);
+    t: (N,) int64; alphas_cumprod: (T,). Returns x of x_pred's shape and dtype. Inputs that require grad
+    go through a differentiable composite (see the module doc).
+    """
+    V.check_pair(x_known, x_pred, "x_known", "x_pred")
+    noise = check_noise(noise, x_known, "x_known")
+    t = check_timesteps(t, x_known, "x_known")
+    alphas_cumprod = check_alphas_cumprod(alphas_cumprod, x_known)
+    m = V.mask_arg(mask, hole, x_known, required=True, like_name="x_known")
+    if _requires_grad(x_known, noise, x_pred, m.tensor):
+        return _blend_composite(x_known, noise, x_pred, m, t, alphas_cumprod)
+    return torch.ops.inpaint_fast.repaint_blend.default(x_known, noise, x_pred, m.tensor, m.is_hole, t,
+                                                        alphas_cumprod)
+
+
+def repaint_blend(x_known_noised: Tensor, x_pred: Tensor, mask: Optional[Tensor], *,
+                  hole: Optional[Tensor] = None) -> Tensor:
+    """``m ⊙ x_known_noised + (1 - m) ⊙ x_pred`` on the fused kernel (q_sample's coefficients 1 and 0:
+    the known pixels are copied exactly when finite). Shapes, dtypes and the mask as in :func:`repaint_blend_fused`."""
+    V.check_pair(x_known_noised, x_pred, "x_known_noised", "x_pred")
+    n = x_known_noised.shape[0]
+    t = torch.zeros(n, dtype=torch.int64, device=x_known_noised.device)
+    unit = torch.ones(1, dtype=torch.float64, device=x_known_noised.device)
+    m = V.mask_arg(mask, hole, x_known_noised, required=True, like_name="x_known_noised")
+    if _requires_grad(x_known_noised, x_pred, m.tensor):
+        if m.tensor.is_floating_point():
+            v = m.known(x_pred.dtype)
+            return v * x_known_noised + (1 - v) * x_pred
+        known = m.tensor != 0
+        return torch.where(~known if m.is_hole else known, x_known_noised, x_pred)
+    return torch.ops.inpaint_fast.repaint_blend.default(x_known_noised, x_known_noised, x_pred, m.tensor, m.is_hole,
+                                                        t, unit)
+
+
+# --------------------------------------------------------------------------------------------- fake kernels
+
+def _channels_last_dense(x: Tensor) -> bool:
+    _, c, h, w = x.shape
+    s = x.stride()
+    return (c == 1 or s[1] == 1) and (w == 1 or s[3] == c) and (h == 1 or s[2] == w * c)
+
+
+def output_format(*images: Tensor) -> torch.memory_format:
+    """The kernels' output layout: channels_last when every image is channels_last-dense (C > 1,
+    H * W > 1), else contiguous (mirrors csrc/ops/cpu/q_sample_kernel.cpp's ``prepare``)."""
+    x = images[0]
+    if x.shape[1] > 1 and x.shape[2] * x.shape[3] > 1 and all(_channels_last_dense(i) for i in images):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _empty(like: Tensor, fmt: torch.memory_format) -> Tensor:
+    return torch.empty(like.shape, dtype=like.dtype, device=like.device, memory_format=fmt)
+
+
+def _fake_q_sample(x0, t, noise, alphas_cumprod):
+    return _empty(x0, output_format(x0, noise))
+
+
+def _fake_q_sample_backward(grad, t, alphas_cumprod, x0_grad, noise_grad):
+    fmt = output_format(grad)
+    return (_empty(grad, fmt) if x0_grad else grad.new_empty((0,)),
+            _empty(grad, fmt) if noise_grad else grad.new_empty((0,)))
+
+
+def _fake_repaint_blend(x_known, noise, x_pred, mask, mask_is_hole, t, alphas_cumprod):
+    return _empty(x_known, output_format(x_known, noise, x_pred))
+
+
+# --------------------------------------------------------------------------------------------- autograd
+
+def _setup_q_sample(ctx, inputs, output) -> None:
+    _, t, _, alphas_cumprod = inputs
+    ctx.save_for_backward(t, alphas_cumprod)
+
+
+def _backward_q_sample(ctx, grad: Tensor):
+    t, alphas_cumprod = ctx.saved_tensors
+    need_x0, need_noise = ctx.needs_input_grad[0], ctx.needs_input_grad[2]
+    if not (need_x0 or need_noise):
+        return None, None, None, None
+    grad_x0, grad_noise = torch.ops.inpaint_fast.q_sample_backward.default(grad, t, alphas_cumprod, need_x0,
+                                                                            need_noise)
+    return (grad_x0 if need_x0 else None), None, (grad_noise if need_noise else None), None
+
+
+def _setup_q_sample_backward(ctx, inputs, output) -> None:
+    grad, t, alphas_cumprod, _, _ = inputs
+    ctx.set_materialize_grads(False)
+    ctx.save_for_backward(t, alphas_cumprod)
+
+
+def _backward_q_sample_backward(ctx, gg_x0: Optional[Tensor], gg_noise: Optional[Tensor]):
+    """q_sample_backward is the adjoint of q_sample: its backward w.r.t. ``grad`` is q_sample."""
+    if gg_x0 is not None and gg_x0.numel() == 0:  # the gradient of an output that was not asked for
+        gg_x0 = None
+    if gg_noise is not None and gg_noise.numel() == 0:
+        gg_noise = None
+    if not ctx.needs_input_grad[0] or (gg_x0 is None and gg_noise is None):
+        return None, None, None, None, None
+    t, alphas_cumprod = ctx.saved_tensors
+    gg_x0 = torch.zeros_like(gg_noise) if gg_x0 is None else gg_x0
+    gg_noise = torch.zeros_like(gg_x0) if gg_noise is None else gg_noise
+    return torch.ops.inpaint_fast.q_sample.default(gg_x0, t, gg_noise, alphas_cumprod), None, None, None, None
+
+
+def _setup_repaint_blend(ctx, inputs, output) -> None:
+    pass
+
+
+def _backward_repaint_blend(ctx, grad):
+    raise RuntimeError("inpaint_fast::repaint_blend has no backward (it is a sampling step); call "
+                       "inpaint_fast.ops.q_sample.repaint_blend_fused, which routes inputs that require grad "
+                       "through a differentiable composite")
+
+
+def _register() -> None:
+    torch.library.register_fake("inpaint_fast::q_sample")(_fake_q_sample)
+    torch.library.register_fake("inpaint_fast::q_sample_backward")(_fake_q_sample_backward)
+    torch.library.register_fake("inpaint_fast::repaint_blend")(_fake_repaint_blend)
+    torch.library.register_autograd("inpaint_fast::q_sample", _backward_q_sample, setup_context=_setup_q_sample)
+    torch.library.register_autograd("inpaint_fast::q_sample_backward", _backward_q_sample_backward,
+                                    setup_context=_setup_q_sample_backward)
+    torch.library.register_autograd("inpaint_fast::repaint_blend", _backward_repaint_blend,
+                                    setup_context=_setup_repaint_blend)
+
+
+if _extension.load_error() is None and "cpu" in _extension.kernels("q_sample"):
+    _register()
