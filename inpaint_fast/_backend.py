@@ -17,7 +17,7 @@ import torch
 from . import _extension
 
 BACKENDS = ("reference", "cpu", "cuda", "triton")
-FUSED_OPS = ("masked_error", "masked_tv", "spectral_l1", "style_distance")  # the ops that dispatch through choose()
+FUSED_OPS = ("masked_error", "masked_tv", "q_sample", "spectral_l1", "style_distance")  # the ops that dispatch through choose()
 ENV_VAR = "INPAINT_FAST_BACKEND"
 
 _forced: list = []  # stack of names set by use_backend()

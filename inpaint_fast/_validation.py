@@ -202,3 +202,51 @@ def check_term_weights(weights, name: str, terms: Sequence[str]) -> Dict[str, fl
     if unknown:
         raise ValueError(f"{name} has unknown terms {unknown}; known terms: {list(terms)}")
     return {k: check_nonnegative(v, f"{name}[{k!r}]") for k, v in weights.items()}
+
+
+# ---- diffusion ---------------------------------------------------------------------------------
+
+def check_int(value, name: str, minimum: int = 1) -> int:
+    """An int (not a bool) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int; got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {value}")
+    return int(value)
+
+
+def check_timesteps(t, like: Tensor, like_name: str = "x0") -> Tensor:
+    """``t``: an (N,) int64/int32 tensor on ``like``'s device. Values are checked by the kernel."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"t must be a torch.Tensor of timesteps; got {type(t).__name__}")
+    if t.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"t must be an int64 (or int32) tensor of timesteps; got {t.dtype}")
+    if t.dim() != 1 or t.shape[0] != like.shape[0]:
+        raise ValueError(f"t must have shape (N,) = ({like.shape[0]},), one timestep per image of {like_name}; "
+                         f"got {tuple(t.shape)}")
+    check_same_device(t, "t", like, like_name)
+    return t
+
+
+def check_alphas_cumprod(alphas_cumprod, like: Tensor) -> Tensor:
+    """``alphas_cumprod``: a 1-D floating tensor, non-empty when there are images; moved to ``like``'s device."""
+    if not isinstance(alphas_cumprod, Tensor):
+        raise TypeError("alphas_cumprod must be a torch.Tensor (the schedule's ᾱ); "
+                        f"got {type(alphas_cumprod).__name__}")
+    if not alphas_cumprod.is_floating_point():
+        raise TypeError(f"alphas_cumprod must be floating (the schedule's ᾱ); got {alphas_cumprod.dtype}")
+    if alphas_cumprod.dim() != 1 or (alphas_cumprod.shape[0] == 0 and like.shape[0] > 0):
+        raise ValueError(f"alphas_cumprod must have shape (T,) with T >= 1; got {tuple(alphas_cumprod.shape)}")
+    return alphas_cumprod.to(like.device)
+
+
+def check_noise(noise, like: Tensor, like_name: str = "x0") -> Tensor:
+    """``noise``: a tensor of ``like``'s shape, dtype and device."""
+    if not isinstance(noise, Tensor):
+        raise TypeError(f"noise must be a torch.Tensor; got {type(noise).__name__}")
+    if noise.shape != like.shape:
+        raise ValueError(f"noise must have the shape of {like_name} {tuple(like.shape)}; got {tuple(noise.shape)}")
+    if noise.dtype != like.dtype:
+        raise TypeError(f"noise must have the dtype of {like_name} ({like.dtype}); got {noise.dtype}")
+    check_same_device(noise, "noise", like, like_name)
+    return noise

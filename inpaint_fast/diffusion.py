@@ -10,14 +10,15 @@ Salimans & Ho 2022).
 """
 from __future__ import annotations
 
-import numbers
 import sys
 from typing import Callable, Iterable, List, Optional
 
 import torch
 from torch import Tensor, nn
 
+from . import _backend
 from . import _validation as V
+from .ops import q_sample as _q_sample_op
 from .reference import diffusion as _ref
 from .reference.pixel import masked_mean
 
@@ -25,40 +26,7 @@ PREDICTION_TYPES = _ref.PREDICTION_TYPES
 SCHEDULES = ("linear", "cosine")
 
 
-# ---- checks that belong in _validation.py -------------------------------------------------------
-
-def _check_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int; got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value}")
-    return int(value)
-
-
-def _check_timesteps(t, x0: Tensor) -> Tensor:
-    if not isinstance(t, Tensor) or t.dtype not in (torch.int32, torch.int64):
-        raise TypeError(f"t must be an int64 tensor of timesteps; got {getattr(t, 'dtype', type(t).__name__)}")
-    if t.shape != (x0.shape[0],):
-        raise ValueError(f"t must have shape (N,) = ({x0.shape[0]},), one timestep per image; got {tuple(t.shape)}")
-    V.check_same_device(t, "t", x0, "x0")
-    return t.long()
-
-
-def _check_noise(noise, x0: Tensor) -> Tensor:
-    if not isinstance(noise, Tensor) or noise.shape != x0.shape or noise.dtype != x0.dtype:
-        raise ValueError(f"noise must be a tensor of x0's shape {tuple(x0.shape)} and dtype {x0.dtype}; "
-                         f"got {getattr(noise, 'shape', type(noise).__name__)}")
-    V.check_same_device(noise, "noise", x0, "x0")
-    return noise
-
-
-def _check_alphas_cumprod(alpha_bar) -> Tensor:
-    if not isinstance(alpha_bar, Tensor) or alpha_bar.dim() != 1 or not alpha_bar.is_floating_point() \
-            or alpha_bar.numel() == 0:
-        raise TypeError("alphas_cumprod must be a non-empty 1-D floating tensor (the schedule's ᾱ); "
-                        f"got {getattr(alpha_bar, 'shape', type(alpha_bar).__name__)}")
-    return alpha_bar
-
+# ---- checks of what the caller passes (the rest is in _validation.py) ---------------------------
 
 def _check_prediction(out, like: Tensor, what: str = "a prediction") -> Tensor:
     if not isinstance(out, Tensor) or out.shape != like.shape:
@@ -115,8 +83,8 @@ def alphas_cumprod(betas: Tensor) -> Tensor:
 
 def sample_timesteps(batch: int, num_steps: int, *, device=None, generator: Optional[torch.Generator] = None) -> Tensor:
     """Uniform timesteps in [0, num_steps), (batch,) int64, drawn with ``generator``."""
-    _check_int(batch, "batch", 0)
-    _check_int(num_steps, "num_steps", 1)
+    V.check_int(batch, "batch", 0)
+    V.check_int(num_steps, "num_steps", 1)
     return torch.randint(0, num_steps, (batch,), device=device, generator=generator)
 
 
@@ -125,13 +93,17 @@ def sample_timesteps(batch: int, num_steps: int, *, device=None, generator: Opti
 def q_sample(x0: Tensor, t: Tensor, noise: Tensor, alphas_cumprod: Tensor) -> Tensor:
     """The forward process ``x_t = sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) noise`` (Ho et al. 2020, eq. 4)."""
     V.check_image(x0, "x0")
-    return _ref.q_sample(x0, _check_timesteps(t, x0), _check_noise(noise, x0), _check_alphas_cumprod(alphas_cumprod))
+    if _backend.choose("q_sample", x0.device) == "cpu":
+        return _q_sample_op.q_sample(x0, t, noise, alphas_cumprod)
+    return _ref.q_sample(x0, V.check_timesteps(t, x0, "x0"), V.check_noise(noise, x0, "x0"),
+                         V.check_alphas_cumprod(alphas_cumprod, x0))
 
 
 def get_velocity(x0: Tensor, noise: Tensor, t: Tensor, alphas_cumprod: Tensor) -> Tensor:
     """The v-prediction target ``v = sqrt(ᾱ_t) ε - sqrt(1 - ᾱ_t) x0`` (Salimans & Ho 2022; diffusers' name)."""
     V.check_image(x0, "x0")
-    return _ref.get_velocity(x0, _check_noise(noise, x0), _check_timesteps(t, x0), _check_alphas_cumprod(alphas_cumprod))
+    return _ref.get_velocity(x0, V.check_noise(noise, x0, "x0"), V.check_timesteps(t, x0, "x0"),
+                             V.check_alphas_cumprod(alphas_cumprod, x0))
 
 
 def convert_prediction(model_output: Tensor, x_t: Tensor, t: Tensor, alphas_cumprod: Tensor, *,
@@ -145,7 +117,8 @@ def convert_prediction(model_output: Tensor, x_t: Tensor, t: Tensor, alphas_cump
     V.check_choice(from_type, "from_type", PREDICTION_TYPES)
     V.check_choice(to_type, "to_type", PREDICTION_TYPES)
     V.check_pair(model_output, x_t, "model_output", "x_t")
-    return _ref.convert_prediction(model_output, x_t, _check_timesteps(t, x_t), _check_alphas_cumprod(alphas_cumprod),
+    return _ref.convert_prediction(model_output, x_t, V.check_timesteps(t, x_t, "x_t"),
+                                   V.check_alphas_cumprod(alphas_cumprod, x_t),
                                    from_type, to_type)
 
 
@@ -186,16 +159,16 @@ def diffusion_loss(model: Callable[..., Tensor], x0: Tensor, *, alphas_cumprod: 
     weight_hole = V.check_nonnegative(weight_hole, "weight_hole")
     weight_known = V.check_nonnegative(weight_known, "weight_known")
     _check_model(model)
-    alpha_bar = _check_alphas_cumprod(alphas_cumprod)
+    alpha_bar = V.check_alphas_cumprod(alphas_cumprod, x0)
     weighted = (weight_hole, weight_known) != (1.0, 1.0)
     if weighted and mask is None and hole is None:
         raise ValueError("weight_hole / weight_known need a mask: pass mask= (1 = known pixel) or hole= (1 = missing pixel)")
     known = V.known_from_mask(mask, hole, x0, required=conditional, like_name="x0")
     t = sample_timesteps(x0.shape[0], alpha_bar.shape[0], device=x0.device, generator=generator) if t is None \
-        else _check_timesteps(t, x0)
+        else V.check_timesteps(t, x0, "x0")
     noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype) if noise is None \
-        else _check_noise(noise, x0)
-    x_t = _ref.q_sample(x0, t, noise, alpha_bar)
+        else V.check_noise(noise, x0, "x0")
+    x_t = q_sample(x0, t, noise, alpha_bar)
     if conditional:
         known_b = known.expand(x0.shape[0], -1, -1, -1)
         out = model(x_t, t, x0 * known_b, known_b)
@@ -254,8 +227,8 @@ class DiffusionInpaintingLoss(nn.Module):
 def spaced_timesteps(num_train_steps: int, num_inference_steps: int) -> List[int]:
     """The training timesteps a sampler of ``num_inference_steps`` visits (ascending, from 0 to T-1):
     ``round(i (T-1)/(S-1))`` (improved-diffusion's ``space_timesteps``, used by RePaint)."""
-    num_train_steps = _check_int(num_train_steps, "num_train_steps")
-    num_inference_steps = _check_int(num_inference_steps, "num_inference_steps")
+    num_train_steps = V.check_int(num_train_steps, "num_train_steps")
+    num_inference_steps = V.check_int(num_inference_steps, "num_inference_steps")
     if num_inference_steps > num_train_steps:
         raise ValueError(f"num_inference_steps must be <= num_train_steps ({num_train_steps}); got {num_inference_steps}")
     return _ref.spaced_timesteps(num_train_steps, num_inference_steps)
@@ -269,8 +242,8 @@ def get_schedule_jump(num_inference_steps: int, jump_length: int = 10, jump_n_sa
     ``jump_n_sample - 1`` times (Lugmayr et al. 2022, ``get_schedule_jump``; diffusers' RePaintScheduler).
     Its length is ``S + 1 + 2 · jump_length · (jump_n_sample - 1) · len(range(0, S - jump_length, jump_length))``.
     """
-    return _ref.get_schedule_jump(_check_int(num_inference_steps, "num_inference_steps"),
-                                  _check_int(jump_length, "jump_length"), _check_int(jump_n_sample, "jump_n_sample"))
+    return _ref.get_schedule_jump(V.check_int(num_inference_steps, "num_inference_steps"),
+                                  V.check_int(jump_length, "jump_length"), V.check_int(jump_n_sample, "jump_n_sample"))
 
 
 def _progress(items: List, enabled: bool) -> Iterable:
@@ -314,7 +287,7 @@ def repaint(model: Callable[..., Tensor], image: Tensor, *, alphas_cumprod: Tens
     _check_model(model)
     V.check_image(image, "image")
     V.check_choice(prediction_type, "prediction_type", PREDICTION_TYPES)
-    alpha_bar = _check_alphas_cumprod(alphas_cumprod)
+    alpha_bar = V.check_alphas_cumprod(alphas_cumprod, image)
     known = V.known_from_mask(mask, hole, image, required=True, like_name="image")
     T = alpha_bar.shape[0]
     steps = spaced_timesteps(T, T if num_inference_steps is None else num_inference_steps)
@@ -333,6 +306,7 @@ def repaint(model: Callable[..., Tensor], image: Tensor, *, alphas_cumprod: Tens
     def randn() -> Tensor:
         return torch.randn(image.shape, generator=generator, device=device, dtype=dtype)
 
+    fused = _backend.choose("q_sample", device) == "cpu"
     with torch.no_grad():
         x = randn()
         for k, k_next in _progress(list(zip(schedule[:-1], schedule[1:])), bool(progress)):
@@ -347,6 +321,8 @@ def repaint(model: Callable[..., Tensor], image: Tensor, *, alphas_cumprod: Tens
                 x0_pred = x0_pred.clamp(-1, 1)
             unknown = _ref.posterior_step(x, x0_pred, a_k, a_next, randn())
             t_next = torch.full((n,), k_next + 1, dtype=torch.long, device=device)
-            known_noised = _ref.q_sample(image, t_next, randn(), levels)
-            x = _ref.repaint_blend(known_noised, unknown, known)
+            if fused:  # one pass: m * q(image, t_next) + (1 - m) * unknown
+                x = _q_sample_op.repaint_blend_fused(image, randn(), unknown, known, t_next, levels)
+            else:
+                x = _ref.repaint_blend(_ref.q_sample(image, t_next, randn(), levels), unknown, known)
     return x

@@ -36,6 +36,7 @@ SCRIPTS = {
     "masked_tv": ("bench_masked_tv.py", "masked_tv", "1x3x16x16"),
     "style_distance": ("bench_style_distance.py", "style_distance", "1x16x8x8"),
     "spectral_l1": ("bench_spectral_l1.py", "spectral_l1", "1x3x16x16"),
+    "q_sample": ("bench_q_sample.py", "q_sample", "1x3x16x16"),
 }
 
 

@@ -39,46 +39,6 @@ from .. import _validation as V
 __all__ = ["q_sample", "repaint_blend_fused", "repaint_blend"]
 
 
-# --------------------------------------------------------------------------------------------- checks
-# (TODO(lead): check_timesteps / check_alphas_cumprod / check_noise belong in inpaint_fast/_validation.py.)
-
-def check_timesteps(t, like: Tensor, like_name: str = "x0") -> Tensor:
-    """``t``: an (N,) int64/int32 tensor on ``like``'s device. Values are checked by the kernel."""
-    if not isinstance(t, Tensor):
-        raise TypeError(f"t must be a torch.Tensor of timesteps; got {type(t).__name__}")
-    if t.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"t must be an int64 (or int32) tensor of timesteps; got {t.dtype}")
-    if t.dim() != 1 or t.shape[0] != like.shape[0]:
-        raise ValueError(f"t must have shape (N,) = ({like.shape[0]},), one timestep per image of {like_name}; "
-                         f"got {tuple(t.shape)}")
-    V.check_same_device(t, "t", like, like_name)
-    return t
-
-
-def check_alphas_cumprod(alphas_cumprod, like: Tensor) -> Tensor:
-    """``alphas_cumprod``: a 1-D floating tensor, non-empty when there are images; moved to ``like``'s device."""
-    if not isinstance(alphas_cumprod, Tensor):
-        raise TypeError("alphas_cumprod must be a torch.Tensor (the schedule's ᾱ); "
-                        f"got {type(alphas_cumprod).__name__}")
-    if not alphas_cumprod.is_floating_point():
-        raise TypeError(f"alphas_cumprod must be floating (the schedule's ᾱ); got {alphas_cumprod.dtype}")
-    if alphas_cumprod.dim() != 1 or (alphas_cumprod.shape[0] == 0 and like.shape[0] > 0):
-        raise ValueError(f"alphas_cumprod must have shape (T,) with T >= 1; got {tuple(alphas_cumprod.shape)}")
-    return alphas_cumprod.to(like.device)
-
-
-def check_noise(noise, like: Tensor, like_name: str = "x0") -> Tensor:
-    """``noise``: a tensor of ``like``'s shape, dtype and device."""
-    if not isinstance(noise, Tensor):
-        raise TypeError(f"noise must be a torch.Tensor; got {type(noise).__name__}")
-    if noise.shape != like.shape:
-        raise ValueError(f"noise must have the shape of {like_name} {tuple(like.shape)}; got {tuple(noise.shape)}")
-    if noise.dtype != like.dtype:
-        raise TypeError(f"noise must have the dtype of {like_name} ({like.dtype}); got {noise.dtype}")
-    V.check_same_device(noise, "noise", like, like_name)
-    return noise
-
-
 # --------------------------------------------------------------------------------------------- entry points
 
 def q_sample(x0: Tensor, t: Tensor, noise: Tensor, alphas_cumprod: Tensor) -> Tensor:
@@ -88,9 +48,9 @@ def q_sample(x0: Tensor, t: Tensor, noise: Tensor, alphas_cumprod: Tensor) -> Te
     Returns x_t of x0's shape and dtype. Differentiable w.r.t. ``x0`` and ``noise``.
     """
     V.check_image(x0, "x0")
-    noise = check_noise(noise, x0)
-    t = check_timesteps(t, x0)
-    alphas_cumprod = check_alphas_cumprod(alphas_cumprod, x0)
+    noise = V.check_noise(noise, x0)
+    t = V.check_timesteps(t, x0)
+    alphas_cumprod = V.check_alphas_cumprod(alphas_cumprod, x0)
     return torch.ops.inpaint_fast.q_sample.default(x0, t, noise, alphas_cumprod)
 
 
@@ -119,9 +79,9 @@ def repaint_blend_fused(x_known: Tensor, noise: Tensor, x_pred: Tensor, mask: Op
     go through a differentiable composite (see the module doc).
     """
     V.check_pair(x_known, x_pred, "x_known", "x_pred")
-    noise = check_noise(noise, x_known, "x_known")
-    t = check_timesteps(t, x_known, "x_known")
-    alphas_cumprod = check_alphas_cumprod(alphas_cumprod, x_known)
+    noise = V.check_noise(noise, x_known, "x_known")
+    t = V.check_timesteps(t, x_known, "x_known")
+    alphas_cumprod = V.check_alphas_cumprod(alphas_cumprod, x_known)
     m = V.mask_arg(mask, hole, x_known, required=True, like_name="x_known")
     if _requires_grad(x_known, noise, x_pred, m.tensor):
         return _blend_composite(x_known, noise, x_pred, m, t, alphas_cumprod)
