@@ -13,7 +13,8 @@ loss     D real term (mean over logits)         D fake term                     
 ======== ====================================== ====================================== =====================
 
 'bce' is the seed's ``bce_logits_loss`` (Goodfellow et al. 2014, non-saturating G). 'hinge' is
-DeepFill v2's ``gan_hinge_loss`` (Yu et al. 2019, JiahuiYu/generative_inpainting ``neuralgym`` ops):
+DeepFill v2's ``gan_sn_patch_gan_loss`` (Yu et al. 2019; JiahuiYu/generative_inpainting ``inpaint_ops.py``,
+neuralgym's ``gan_hinge_loss``):
 ``d_loss = .5 * mean(relu(1 - pos)) + .5 * mean(relu(1 + neg))``, ``g_loss = -mean(neg)``; the ½ is
 kept in each named term, so ``total`` is DeepFill's ``d_loss``. 'lsgan' is Mao et al. 2017 with
 a = 0, b = c = 1 and the paper's ½ factors (pix2pix/pix2pixHD's ``MSELoss`` is twice these terms).
@@ -172,7 +173,8 @@ def r1_penalty(real_logits: Tensor, real_images: Tensor, *, gamma: float = 10.0,
 
     AMP: pass the ``torch.amp.GradScaler`` used for D (``scaler=``); the gradient is then taken of the
     scaled logits and unscaled (PyTorch AMP notes, "Gradient penalty"), so fp16 gradients do not
-    underflow. Under ``torch.autocast`` call it inside the autocast region. Not traceable by
+    underflow. Under ``torch.autocast`` call it inside the autocast region. LaMa's ``gp_coef`` is
+    ``gamma / 2`` here (its default 5 is gamma = 10). Not traceable by
     ``torch.compile`` (double backward through ``autograd.grad``): compile D, not this call.
     """
     gamma = V.check_nonnegative(gamma, "gamma")

@@ -242,7 +242,7 @@ def test_r1_with_grad_scaler_recovers_underflowing_fp16_gradients():
     x = torch.rand(2, 1, 2, 2).half().requires_grad_()
     expected = 10.0 / 2 * 4 * (1e-4 * 1e-4) ** 2  # gamma / 2 * (4 pixels * 1e-16) per image
     assert gan.r1_penalty((x * w) * w, x, gamma=10.0).item() == 0.0  # underflow without scaling
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)
+    scaler = torch.amp.GradScaler("cpu")  # the default scale, 2**16, is itself above fp16's max (65504)
     got = gan.r1_penalty((x * w) * w, x, gamma=10.0, scaler=scaler)
     assert got.dtype == torch.float32
     assert got.item() == pytest.approx(expected, rel=2e-2)  # fp16 rounding of w and of the products
@@ -405,3 +405,15 @@ def test_new_errors():
         gan.feature_matching_loss([x], [x, x])
     with pytest.raises(ValueError, match="norm must be one of"):
         gan.NLayerDiscriminator(norm="layer")
+
+
+def test_adversarial_loss_module_options():
+    adv = gan.AdversarialLoss("hinge", resize="maxpool")
+    fake, real = patch([0.3, -0.7, 1.1, 0.2]), patch([0.0] * 4)
+    hole = torch.zeros(1, 1, 4, 4)
+    hole[0, 0, 1, 2] = 1  # maxpool: only the top-right logit (-0.7) is hole
+    assert adv(fake, hole=hole).item() == pytest.approx(0.7)  # G term over the hole logits: -(-0.7)
+    # D fake term: 0.5 relu(1 + z) in the hole, 0.5 relu(1 - z) elsewhere, mean of 4
+    expected = (0.5 * 0.7 + 0.5 * 0.3 + 0.5 * 0.0 + 0.5 * 0.8) / 4
+    assert adv.discriminator_loss(real, fake, hole=hole).fake.item() == pytest.approx(expected)
+    assert "hinge" in repr(adv) and "maxpool" in repr(adv)

@@ -102,15 +102,18 @@ def r1_penalty(real_logits: Tensor, real_images: Tensor, gamma: float, scale: Op
     """``gamma / 2 * mean_i ||d sum(D(x)) / d x_i||^2`` (Mescheder et al. 2018; StyleGAN2, LaMa ``make_r1_gp``).
 
     ``create_graph=True`` so the penalty trains D. With ``scale`` (the GradScaler's scale as a tensor)
-    the gradient is taken of the scaled logits and divided by it (PyTorch AMP gradient-penalty recipe).
+    the gradient is taken of the scaled logits and divided by it (PyTorch AMP gradient-penalty recipe);
+    the scaled output is ``scale * mean(logits)`` (then times the logit count), so that each logit's
+    incoming gradient is ``scale / count``, not ``scale``, which overflows fp16 at the default 2**16.
     """
-    out = real_logits.sum()
+    if scale is None:
+        (grad,) = torch.autograd.grad(real_logits.sum(), real_images, create_graph=True)
+    else:
+        (grad,) = torch.autograd.grad(real_logits.float().mean() * scale, real_images, create_graph=True)
+    if grad.dtype in (torch.float16, torch.bfloat16):
+        grad = grad.float()
     if scale is not None:
-        out = out * scale
-    (grad,) = torch.autograd.grad(out, real_images, create_graph=True)
-    grad = grad.float() if grad.dtype in (torch.float16, torch.bfloat16) else grad
-    if scale is not None:
-        grad = grad / scale
+        grad = grad * (real_logits.numel() / scale)
     return 0.5 * gamma * grad.pow(2).flatten(1).sum(1).mean()
 
 
