@@ -417,3 +417,17 @@ def test_adversarial_loss_module_options():
     expected = (0.5 * 0.7 + 0.5 * 0.3 + 0.5 * 0.0 + 0.5 * 0.8) / 4
     assert adv.discriminator_loss(real, fake, hole=hole).fake.item() == pytest.approx(expected)
     assert "hinge" in repr(adv) and "maxpool" in repr(adv)
+
+
+def test_feature_matching_mask_resize_modes():
+    fake, real = [torch.tensor([[[[1.0, 2.0], [4.0, 8.0]]]])], [torch.zeros(1, 1, 2, 2)]
+    hole = torch.zeros(1, 1, 4, 4)
+    hole[0, 0, 1, 2] = 1  # one pixel of the top-right 2x2 cell
+    known = {
+        "nearest": (1 + 2 + 4 + 8) / 4,            # samples pixels (0,0), (0,2), (2,0), (2,2): no hole seen
+        "maxpool": (1 + 4 + 8) / 3,                # the top-right cell touches the hole: weight 0
+        "bilinear": (1 + 0.75 * 2 + 4 + 8) / 3.75,  # the cell centre averages 2x2 pixels: hole weight 1/4
+    }
+    for mode, expected in known.items():
+        got = gan.feature_matching_loss(fake, real, hole=hole, region="known", resize=mode).item()
+        assert got == pytest.approx(expected), mode
