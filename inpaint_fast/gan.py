@@ -1,28 +1,61 @@
-"""Adversarial objectives on discriminator logits (any shape: per image or per patch).
+"""Adversarial objectives on discriminator logits (any shape: per image or per patch), the R1 penalty,
+feature matching and two patch discriminators.
 
-The discriminator is trained with :func:`discriminator_loss` (real -> "real", fake -> "fake");
-the generator with :func:`generator_loss` (fake -> "real", the non-saturating loss). Logits are
-raw scores: positive means "real".
+The discriminator is trained with :func:`discriminator_loss` (real -> "real", fake -> "fake"); the
+generator with :func:`generator_loss`. Logits are raw scores: positive means "real". Kinds (``loss=``):
+
+======== ====================================== ====================================== =====================
+loss     D real term (mean over logits)         D fake term                            G term
+======== ====================================== ====================================== =====================
+'bce'    BCE(z, 1) = softplus(-z)               BCE(z, 0) = softplus(z)                softplus(-z) (non-saturating)
+'hinge'  ½ relu(1 - z)                          ½ relu(1 + z)                          -z
+'lsgan'  ½ (z - 1)²                             ½ z²                                   ½ (z - 1)²
+======== ====================================== ====================================== =====================
+
+'bce' is the seed's ``bce_logits_loss`` (Goodfellow et al. 2014, non-saturating G). 'hinge' is
+DeepFill v2's ``gan_sn_patch_gan_loss`` (Yu et al. 2019; JiahuiYu/generative_inpainting ``inpaint_ops.py``,
+neuralgym's ``gan_hinge_loss``):
+``d_loss = .5 * mean(relu(1 - pos)) + .5 * mean(relu(1 + neg))``, ``g_loss = -mean(neg)``; the ½ is
+kept in each named term, so ``total`` is DeepFill's ``d_loss``. 'lsgan' is Mao et al. 2017 with
+a = 0, b = c = 1 and the paper's ½ factors (pix2pix/pix2pixHD's ``MSELoss`` is twice these terms).
+
+Masks (patch discriminators): every masked argument takes ``mask=`` (1 = known) or ``hole=``
+(1 = missing), shapes (N|1, 1, H, W), (N, H, W) or (H, W) at image or logit resolution, resized to the
+logits by ``resize`` = 'nearest' (default) or 'maxpool' (a logit is hole when any pixel of its cell is;
+LaMa's ``mask_scale_mode``).
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import List, NamedTuple, Optional, Sequence
 
+import torch
 from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 from . import _validation as V
 from .reference import gan as _ref
 
-GAN_LOSSES = ("bce",)
+GAN_LOSSES = ("bce", "hinge", "lsgan")
+MASK_RESIZES = ("nearest", "maxpool")
+FEATURE_RESIZES = ("nearest", "maxpool", "bilinear")
+FEATURE_LOSSES = ("l1", "l2")
+GENERATOR_REGIONS = ("hole", "known", "all")
+EPS = 1e-8
 
 
 class DiscriminatorLoss(NamedTuple):
-    """The discriminator objective ``total = real + fake`` and its two named terms."""
+    """The discriminator objective ``total = real + fake`` and its two named terms.
+
+    ``real``: the term of the real logits (target "real"); ``fake``: the term of the fake logits
+    (target "fake", or LaMa's mixed target when a mask was given). The generator's term is
+    :func:`generator_loss`.
+    """
     total: Tensor
     real: Tensor
     fake: Tensor
 
 
+# ---------------------------------------------------------------- checks (candidates for _validation.py)
 def _check_logits(t, name: str) -> Tensor:
     if not isinstance(t, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor; got {type(t).__name__}")
@@ -33,45 +66,340 @@ def _check_logits(t, name: str) -> Tensor:
     return t
 
 
-def discriminator_loss(real_logits: Tensor, fake_logits: Tensor, *, loss: str = "bce") -> DiscriminatorLoss:
-    """D's loss: 'bce' gives ``BCE(real, 1)`` and ``BCE(fake, 0)`` (means over all logits).
+def _hole_arg(mask, hole, like: Tensor, name: str) -> Optional[Tensor]:
+    """``mask=`` / ``hole=`` as a hole map (1 = missing), (N|1, 1, H, W) of ``like``'s dtype, at its own
+    resolution (it is resized later to the logits or features ``like`` (N, C, h, w)).
 
-    Detach the fake images before the discriminator so that this loss trains D only.
+    Metadata checks only. (Belongs in _validation.py: ``mask_arg`` needs the mask at image resolution.)
     """
-    V.check_choice(loss, "loss", GAN_LOSSES)
+    if mask is not None and hole is not None:
+        raise ValueError("pass either mask= (1 = known pixel) or hole= (1 = missing pixel), not both")
+    if mask is None and hole is None:
+        return None
+    mname, m = ("mask", mask) if mask is not None else ("hole", hole)
+    if not isinstance(m, Tensor):
+        raise TypeError(f"{mname} must be a torch.Tensor; got {type(m).__name__}")
+    if not (m.dtype in (torch.bool, torch.uint8) or m.is_floating_point()):
+        raise TypeError(f"{mname} must be bool, uint8 or floating; got {m.dtype}")
+    if like.dim() != 4:
+        raise ValueError(f"a mask needs per-patch maps: {name} must have shape (N, C, h, w); "
+                         f"got {tuple(like.shape)}")
+    V.check_same_device(m, mname, like, name)
+    shape = tuple(m.shape)
+    if m.dim() == 2:
+        m = m[None, None]
+    elif m.dim() == 3:
+        m = m[:, None]
+    if m.dim() != 4 or m.shape[1] != 1 or m.shape[0] not in (1, like.shape[0]):
+        raise ValueError(f"{mname} must have shape (N|1, 1, H, W), (N, H, W) or (H, W) with N = {like.shape[0]} "
+                         f"(the batch of {name}); got {shape}")
+    m = m.to(like.dtype)
+    return 1 - m if mask is not None else m
+
+
+def _hole_for_logits(mask, hole, logits: Tensor, name: str, resize: str) -> Optional[Tensor]:
+    """:func:`_hole_arg` resized to the logit grid (h, w) of ``logits`` (N, C, h, w) by ``resize``."""
+    V.check_choice(resize, "resize", MASK_RESIZES)
+    h = _hole_arg(mask, hole, logits, name)
+    return None if h is None else _ref.resize_hole(h, logits.shape[-2:], resize)
+
+
+def _check_loss(loss: str) -> str:
+    return V.check_choice(loss, "loss", GAN_LOSSES)
+
+
+# ---------------------------------------------------------------- losses
+def discriminator_loss(real_logits: Tensor, fake_logits: Tensor, *, loss: str = "bce",
+                       mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
+                       resize: str = "nearest") -> DiscriminatorLoss:
+    """D's loss as ``DiscriminatorLoss(total, real, fake)`` (see the module table for each ``loss``).
+
+    real_logits, fake_logits: D's raw scores, any shape (means over all elements); detach the fake
+    images before D so that this loss trains D only.
+
+    With ``mask=`` (1 = known) or ``hole=`` (1 = missing), LaMa's ``mask_as_fake_target``
+    (Suvorov et al. 2022, ``NonSaturatingWithR1``): the fake logits must be (N, C, h, w); the hole,
+    resized to (h, w) by ``resize``, makes each fake logit's target "fake" in the hole and "real" in
+    the known region: ``fake = mean(hole * fake_term(z) + (1 - hole) * real_term(z))``.
+    The real logits are always "real".
+    """
+    _check_loss(loss)
     _check_logits(real_logits, "real_logits")
     _check_logits(fake_logits, "fake_logits")
     V.check_same_device(fake_logits, "fake_logits", real_logits, "real_logits")
-    real, fake = _ref.discriminator_terms(real_logits, fake_logits)
+    fake_hole = _hole_for_logits(mask, hole, fake_logits, "fake_logits", resize)
+    real, fake = _ref.discriminator_terms(real_logits, fake_logits, loss, fake_hole)
     return DiscriminatorLoss(real + fake, real, fake)
 
 
-def generator_loss(fake_logits: Tensor, *, loss: str = "bce") -> Tensor:
-    """G's adversarial loss: 'bce' gives the non-saturating ``BCE(fake, 1)``."""
-    V.check_choice(loss, "loss", GAN_LOSSES)
-    return _ref.generator_term(_check_logits(fake_logits, "fake_logits"))
+def generator_loss(fake_logits: Tensor, *, loss: str = "bce", mask: Optional[Tensor] = None,
+                   hole: Optional[Tensor] = None, region: Optional[str] = None, resize: str = "nearest",
+                   normalize: str = "mask", eps: float = EPS) -> Tensor:
+    """G's adversarial loss: the mean of the G term over the fake logits (module table).
+
+    'bce' is the non-saturating ``BCE(fake, 1)``; 'hinge' is ``-mean(fake)``; 'lsgan' ``½ mean (fake - 1)²``.
+    With a mask (fake_logits (N, C, h, w)), ``region`` ('hole' by default, 'known' or 'all') restricts
+    the term to the logits of that region (hole resized by ``resize``); ``normalize='mask'`` divides by
+    the region's logit count (0 for an empty region), 'all' by every logit (LaMa's
+    ``use_unmasked_for_gen=False``: ``mean(loss * mask)``).
+    """
+    _check_loss(loss)
+    _check_logits(fake_logits, "fake_logits")
+    V.check_choice(normalize, "normalize", V.NORMALIZES)
+    V.check_positive(eps, "eps")
+    h = _hole_for_logits(mask, hole, fake_logits, "fake_logits", resize)
+    region = V.resolve_region(region, h, choices=GENERATOR_REGIONS)
+    weight = None if region == "all" else (h if region == "hole" else 1 - h)
+    return _ref.generator_term(fake_logits, loss, weight, normalize, eps)
+
+
+def _scale_tensor(scaler, like: Tensor) -> Optional[Tensor]:
+    """The GradScaler's current scale as a tensor (no host sync): ``scaler.scale(1)``."""
+    if scaler is None:
+        return None
+    if not hasattr(scaler, "scale") or not hasattr(scaler, "is_enabled"):
+        raise TypeError(f"scaler must be a torch.amp.GradScaler; got {type(scaler).__name__}")
+    if not scaler.is_enabled():
+        return None
+    return scaler.scale(torch.ones((), dtype=torch.float32, device=like.device))
+
+
+def r1_penalty(real_logits: Tensor, real_images: Tensor, *, gamma: float = 10.0, scaler=None) -> Tensor:
+    """R1 gradient penalty ``gamma / 2 * E_i ||∇_x sum D(x_i)||²`` on real images (Mescheder et al. 2018).
+
+    real_images: the (N, ...) tensor D was called on, with ``requires_grad=True``; real_logits: D's
+    output on it (any shape; summed per image, as StyleGAN2 and LaMa's ``make_r1_gp``). The gradient is
+    taken with ``create_graph=True`` so the penalty trains D. Returns a 0-d fp32 (or fp64) tensor.
+
+    AMP: pass the ``torch.amp.GradScaler`` used for D (``scaler=``); the gradient is then taken of the
+    scaled logits and unscaled (PyTorch AMP notes, "Gradient penalty"), so fp16 gradients do not
+    underflow. Under ``torch.autocast`` call it inside the autocast region. LaMa's ``gp_coef`` is
+    ``gamma / 2`` here (its default 5 is gamma = 10). Not traceable by
+    ``torch.compile`` (double backward through ``autograd.grad``): compile D, not this call.
+    """
+    gamma = V.check_nonnegative(gamma, "gamma")
+    _check_logits(real_logits, "real_logits")
+    if not isinstance(real_images, Tensor):
+        raise TypeError(f"real_images must be a torch.Tensor; got {type(real_images).__name__}")
+    if not real_images.requires_grad:
+        raise ValueError("real_images must require grad: call real_images.requires_grad_() before D(real_images)")
+    if not real_logits.requires_grad:
+        raise ValueError("real_logits does not require grad: compute it as D(real_images) with autograd enabled")
+    if real_logits.shape[0] != real_images.shape[0]:
+        raise ValueError(f"real_logits and real_images must have the same batch size; got "
+                         f"{tuple(real_logits.shape)} and {tuple(real_images.shape)}")
+    return _ref.r1_penalty(real_logits, real_images, gamma, _scale_tensor(scaler, real_logits))
+
+
+class R1Penalty(nn.Module):
+    """R1 penalty with StyleGAN2's lazy regularisation: computed every ``interval``-th call, times ``interval``.
+
+    Each call counts one D step; on due steps it returns ``interval * r1_penalty(...)``, on the others a
+    zero (no gradient taken). ``due`` says whether the next call computes it (only then does D need
+    ``real.requires_grad_()``). The step count is saved in ``state_dict``.
+
+    >>> r1 = R1Penalty(gamma=10.0, interval=16)
+    >>> real.requires_grad_(r1.due)
+    >>> real_logits = D(real)
+    >>> d = discriminator_loss(real_logits, D(fake.detach()), loss="hinge")
+    >>> (d.total + r1(real_logits, real)).backward()
+    """
+
+    def __init__(self, gamma: float = 10.0, interval: int = 1):
+        super().__init__()
+        self.gamma = V.check_nonnegative(gamma, "gamma")
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+            raise ValueError(f"interval must be an integer >= 1; got {interval!r}")
+        self.interval = interval
+        self.steps = 0
+
+    @property
+    def due(self) -> bool:
+        return self.steps % self.interval == 0
+
+    def forward(self, real_logits: Tensor, real_images: Tensor, *, scaler=None) -> Tensor:
+        due, self.steps = self.due, self.steps + 1
+        if not due:
+            dtype = torch.float64 if real_logits.dtype == torch.float64 else torch.float32
+            return torch.zeros((), dtype=dtype, device=real_logits.device)
+        return self.interval * r1_penalty(real_logits, real_images, gamma=self.gamma, scaler=scaler)
+
+    def get_extra_state(self):
+        return {"steps": self.steps}
+
+    def set_extra_state(self, state) -> None:
+        self.steps = int(state["steps"])
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, interval={self.interval}"
+
+
+def feature_matching_loss(fake_features: Sequence[Tensor], real_features: Sequence[Tensor], *,
+                          loss: str = "l1", mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
+                          region: Optional[str] = None, resize: str = "nearest", normalize: str = "mask",
+                          layer_weights: Optional[Sequence[float]] = None, eps: float = EPS) -> Tensor:
+    """Feature matching between D's intermediate features of fake and real images (pix2pixHD, LaMa).
+
+    fake_features, real_features: equal-length lists of (N, C_l, H_l, W_l) maps (e.g.
+    ``NLayerDiscriminator(x, return_features=True)[1]``); real features are detached. Per layer the
+    mean L1 ('l1', pix2pixHD) or squared ('l2', LaMa) difference; the result is the mean over layers,
+    or ``sum_l layer_weights[l] * value_l`` (pix2pixHD uses 4 / (n_layers + 1) each).
+    With ``mask=`` / ``hole=`` (single channel, image resolution), the hole is resized to each layer by
+    ``resize`` ('nearest', 'maxpool', or 'bilinear' as LaMa) and ``region`` ('hole' by default,
+    'known', 'all') weights the per-layer mean (``normalize`` as in :func:`generator_loss`).
+    """
+    if not isinstance(fake_features, (list, tuple)) or not isinstance(real_features, (list, tuple)):
+        raise TypeError("fake_features and real_features must be lists of feature maps; got "
+                        f"{type(fake_features).__name__} and {type(real_features).__name__}")
+    if len(fake_features) != len(real_features) or not fake_features:
+        raise ValueError(f"fake_features and real_features must be non-empty lists of one length; got "
+                         f"{len(fake_features)} and {len(real_features)}")
+    V.check_choice(loss, "loss", FEATURE_LOSSES)
+    V.check_choice(resize, "resize", FEATURE_RESIZES)
+    V.check_choice(normalize, "normalize", V.NORMALIZES)
+    V.check_positive(eps, "eps")
+    for i, (f, r) in enumerate(zip(fake_features, real_features)):
+        V.check_pair(f, r, f"fake_features[{i}]", f"real_features[{i}]")
+    layer_weights = V.check_layer_weights(layer_weights, len(fake_features))
+    h = _hole_arg(mask, hole, fake_features[0], "fake_features[0]")
+    region = V.resolve_region(region, h)
+    return _ref.feature_matching(fake_features, real_features, loss, h, region, resize, normalize,
+                                 layer_weights, eps)
 
 
 class AdversarialLoss(nn.Module):
-    """Holds the GAN loss kind; ``forward(fake_logits)`` is the generator term.
+    """Holds the GAN loss kind and mask options; ``forward(fake_logits)`` is the generator term.
 
-    >>> adv = AdversarialLoss()
-    >>> g = adv(D(fake))                                  # generator step
-    >>> d = adv.discriminator_loss(D(real), D(fake.detach())).total   # discriminator step
+    >>> adv = AdversarialLoss("hinge")
+    >>> g = adv(D(fake), hole=hole)                                          # generator step
+    >>> d = adv.discriminator_loss(D(real), D(fake.detach()), hole=hole).total   # discriminator step
     """
 
-    def __init__(self, loss: str = "bce"):
+    def __init__(self, loss: str = "bce", *, resize: str = "nearest", region: Optional[str] = None):
         super().__init__()
-        self.loss = V.check_choice(loss, "loss", GAN_LOSSES)
+        self.loss = _check_loss(loss)
+        self.resize = V.check_choice(resize, "resize", MASK_RESIZES)
+        self.region = None if region is None else V.check_choice(region, "region", GENERATOR_REGIONS)
 
-    def generator_loss(self, fake_logits: Tensor) -> Tensor:
-        return generator_loss(fake_logits, loss=self.loss)
+    def generator_loss(self, fake_logits: Tensor, *, mask: Optional[Tensor] = None,
+                       hole: Optional[Tensor] = None) -> Tensor:
+        return generator_loss(fake_logits, loss=self.loss, mask=mask, hole=hole, region=self.region,
+                              resize=self.resize)
 
-    def discriminator_loss(self, real_logits: Tensor, fake_logits: Tensor) -> DiscriminatorLoss:
-        return discriminator_loss(real_logits, fake_logits, loss=self.loss)
+    def discriminator_loss(self, real_logits: Tensor, fake_logits: Tensor, *, mask: Optional[Tensor] = None,
+                           hole: Optional[Tensor] = None) -> DiscriminatorLoss:
+        return discriminator_loss(real_logits, fake_logits, loss=self.loss, mask=mask, hole=hole,
+                                  resize=self.resize)
 
-    def forward(self, fake_logits: Tensor) -> Tensor:
-        return self.generator_loss(fake_logits)
+    def forward(self, fake_logits: Tensor, *, mask: Optional[Tensor] = None,
+                hole: Optional[Tensor] = None) -> Tensor:
+        return self.generator_loss(fake_logits, mask=mask, hole=hole)
 
     def extra_repr(self) -> str:
-        return f"loss={self.loss!r}"
+        return f"loss={self.loss!r}, resize={self.resize!r}, region={self.region!r}"
+
+
+# ---------------------------------------------------------------- discriminators
+def _check_int(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    return value
+
+
+class SNPatchDiscriminator(nn.Module):
+    """SN-PatchGAN, DeepFill v2's discriminator (Yu et al. 2019, "Free-Form Image Inpainting with Gated
+    Convolution", ``build_sn_patch_gan_discriminator``).
+
+    ``num_layers`` (6) convolutions 5×5, stride 2, padding 2, spectral norm (``torch.nn.utils.
+    parametrizations.spectral_norm``), leaky ReLU 0.2 after every one, the last included, as DeepFill;
+    widths ``base_channels`` × (1, 2, 4, 4, 4, 4) = 64/128/256/256/256/256. Input: the image and, with
+    ``mask_channel=True`` (DeepFill's ``gan_with_mask``), the hole map as one more channel (4 channels
+    for RGB; DeepFill's "ones" channel is the generator's input, not D's). Output: (N, 256, ⌈H/64⌉,
+    ⌈W/64⌉) patch scores, or (N, 256·h·w) with ``flatten=True`` (DeepFill's ``flatten``); every element
+    is one logit for the losses above (DeepFill uses 'hinge'). PyTorch's symmetric padding 2 gives TF
+    'SAME' output sizes; for even sizes TF pads (1, 2) instead of (2, 2).
+    """
+
+    WIDTHS = (1, 2, 4, 4, 4, 4)
+
+    def __init__(self, in_channels: int = 3, base_channels: int = 64, *, num_layers: int = 6,
+                 mask_channel: bool = True, flatten: bool = False):
+        super().__init__()
+        _check_int(in_channels, "in_channels", 1)
+        _check_int(base_channels, "base_channels", 1)
+        _check_int(num_layers, "num_layers", 1)
+        self.mask_channel, self.flatten = bool(mask_channel), bool(flatten)
+        ch, layers = in_channels + int(self.mask_channel), []
+        for i in range(num_layers):
+            out = base_channels * self.WIDTHS[min(i, len(self.WIDTHS) - 1)]
+            layers += [spectral_norm(nn.Conv2d(ch, out, 5, stride=2, padding=2)), nn.LeakyReLU(0.2)]
+            ch = out
+        self.body = nn.Sequential(*layers)
+        self.out_channels = ch
+
+    def forward(self, image: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None) -> Tensor:
+        V.check_image(image, "image")
+        if self.mask_channel:
+            known = V.known_from_mask(mask, hole, image, required=True, like_name="image")
+            V.check_spatial_weight(known, "mask" if mask is not None else "hole")
+            image = torch.cat([image, (1 - known).expand(image.shape[0], 1, -1, -1)], dim=1)
+        elif mask is not None or hole is not None:
+            raise ValueError("this discriminator was built with mask_channel=False: pass no mask")
+        out = self.body(image)
+        return out.flatten(1) if self.flatten else out
+
+
+_NORMS = ("batch", "instance", "none", "spectral")
+
+
+class NLayerDiscriminator(nn.Module):
+    """PatchGAN with ``n_layers`` stride-2 layers: pix2pix (Isola et al. 2017) / pix2pixHD (Wang et al.
+    2018) ``NLayerDiscriminator``, as LaMa's.
+
+    Blocks: conv 4×4 s2 + leaky ReLU 0.2; ``n_layers - 1`` × [conv 4×4 s2, norm, leaky ReLU] with widths
+    ``base_channels`` × 2, 4, … (capped at 512); conv 4×4 s1, norm, leaky ReLU; conv 4×4 s1 to 1 channel
+    (the logits). ``padding`` 2 as pix2pixHD and LaMa (⌈(4-1)/2⌉), 1 as pix2pix. ``norm``: 'batch'
+    (LaMa, pix2pix), 'instance' (pix2pixHD), 'spectral' (spectral norm on every conv, no norm layer) or
+    'none'. ``forward(x, return_features=True)`` returns ``(logits, [output of each block but the last])``
+    for :func:`feature_matching_loss` (pix2pixHD's ``getIntermFeat``).
+    """
+
+    def __init__(self, in_channels: int = 3, base_channels: int = 64, n_layers: int = 3, *,
+                 norm: str = "batch", padding: int = 2):
+        super().__init__()
+        _check_int(in_channels, "in_channels", 1)
+        _check_int(base_channels, "base_channels", 1)
+        _check_int(n_layers, "n_layers", 1)
+        V.check_choice(norm, "norm", _NORMS)
+        if padding not in (1, 2) or isinstance(padding, bool):
+            raise ValueError(f"padding must be 2 (pix2pixHD, LaMa) or 1 (pix2pix); got {padding!r}")
+
+        def conv(cin, cout, stride):
+            c = nn.Conv2d(cin, cout, 4, stride=stride, padding=padding)
+            return spectral_norm(c) if norm == "spectral" else c
+
+        def norm_layer(c):
+            if norm == "batch":
+                return [nn.BatchNorm2d(c)]
+            if norm == "instance":
+                return [nn.InstanceNorm2d(c)]
+            return []
+
+        blocks = [nn.Sequential(conv(in_channels, base_channels, 2), nn.LeakyReLU(0.2))]
+        nf = base_channels
+        for _ in range(1, n_layers):
+            prev, nf = nf, min(nf * 2, 512)
+            blocks.append(nn.Sequential(conv(prev, nf, 2), *norm_layer(nf), nn.LeakyReLU(0.2)))
+        prev, nf = nf, min(nf * 2, 512)
+        blocks.append(nn.Sequential(conv(prev, nf, 1), *norm_layer(nf), nn.LeakyReLU(0.2)))
+        blocks.append(nn.Sequential(conv(nf, 1, 1)))
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: Tensor, return_features: bool = False):
+        V.check_image(x, "x")
+        features: List[Tensor] = []
+        for block in self.blocks:
+            x = block(x)
+            features.append(x)
+        return (x, features[:-1]) if return_features else x
+
