@@ -7,16 +7,19 @@ __version__ = "0.1.0"
 
 from . import diffusion, functional, gan, reference
 from ._backend import use_backend
+from .diffusion import repaint
 from .features import VGGFeatures
 from .functional import (composite_loss, frequency_loss, gram_matrix, masked_charbonnier, masked_error_stats,
                          masked_l1, masked_l2, perceptual_loss, reconstruction_loss, style_loss, total_variation)
-from .losses import (AdversarialLoss, CompositeLoss, DiffusionInpaintingLoss, FrequencyLoss, PerceptualLoss,
+from .gan import NLayerDiscriminator, SNPatchDiscriminator
+from .losses import (AdversarialLoss, CompositeLoss, DiffusionInpaintingLoss, FrequencyLoss, PerceptualLoss, R1Penalty,
                      ReconstructionLoss, StyleLoss, TVLoss)
 
 __all__ = [
     "masked_l1", "masked_l2", "masked_charbonnier", "masked_error_stats", "reconstruction_loss", "perceptual_loss", "gram_matrix", "style_loss",
     "total_variation", "frequency_loss", "composite_loss",
     "ReconstructionLoss", "PerceptualLoss", "StyleLoss", "TVLoss", "FrequencyLoss", "AdversarialLoss",
-    "DiffusionInpaintingLoss", "CompositeLoss", "VGGFeatures", "use_backend",
+    "R1Penalty", "DiffusionInpaintingLoss", "CompositeLoss", "VGGFeatures", "SNPatchDiscriminator",
+    "NLayerDiscriminator", "repaint", "use_backend",
     "functional", "gan", "diffusion", "reference",
 ]

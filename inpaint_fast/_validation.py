@@ -204,6 +204,38 @@ def check_term_weights(weights, name: str, terms: Sequence[str]) -> Dict[str, fl
     return {k: check_nonnegative(v, f"{name}[{k!r}]") for k, v in weights.items()}
 
 
+def hole_map(mask, hole, like: Tensor, name: str) -> Optional[Tensor]:
+    """``mask=`` / ``hole=`` as a hole map (1 = missing), (N|1, 1, H, W) of ``like``'s dtype, at its own
+    resolution (it is resized later to the logits or features ``like`` (N, C, h, w)).
+
+    Metadata checks only (unlike :func:`mask_arg`, the mask need not have ``like``'s resolution: the
+    patch discriminators' logits and features are coarser than the image).
+    """
+    if mask is not None and hole is not None:
+        raise ValueError("pass either mask= (1 = known pixel) or hole= (1 = missing pixel), not both")
+    if mask is None and hole is None:
+        return None
+    mname, m = ("mask", mask) if mask is not None else ("hole", hole)
+    if not isinstance(m, Tensor):
+        raise TypeError(f"{mname} must be a torch.Tensor; got {type(m).__name__}")
+    if not (m.dtype in (torch.bool, torch.uint8) or m.is_floating_point()):
+        raise TypeError(f"{mname} must be bool, uint8 or floating; got {m.dtype}")
+    if like.dim() != 4:
+        raise ValueError(f"a mask needs per-patch maps: {name} must have shape (N, C, h, w); "
+                         f"got {tuple(like.shape)}")
+    check_same_device(m, mname, like, name)
+    shape = tuple(m.shape)
+    if m.dim() == 2:
+        m = m[None, None]
+    elif m.dim() == 3:
+        m = m[:, None]
+    if m.dim() != 4 or m.shape[1] != 1 or m.shape[0] not in (1, like.shape[0]):
+        raise ValueError(f"{mname} must have shape (N|1, 1, H, W), (N, H, W) or (H, W) with N = {like.shape[0]} "
+                         f"(the batch of {name}); got {shape}")
+    m = m.to(like.dtype)
+    return 1 - m if mask is not None else m
+
+
 # ---- diffusion ---------------------------------------------------------------------------------
 
 def check_int(value, name: str, minimum: int = 1) -> int:

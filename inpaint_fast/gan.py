@@ -66,41 +66,10 @@ def _check_logits(t, name: str) -> Tensor:
     return t
 
 
-def _hole_arg(mask, hole, like: Tensor, name: str) -> Optional[Tensor]:
-    """``mask=`` / ``hole=`` as a hole map (1 = missing), (N|1, 1, H, W) of ``like``'s dtype, at its own
-    resolution (it is resized later to the logits or features ``like`` (N, C, h, w)).
-
-    Metadata checks only. (Belongs in _validation.py: ``mask_arg`` needs the mask at image resolution.)
-    """
-    if mask is not None and hole is not None:
-        raise ValueError("pass either mask= (1 = known pixel) or hole= (1 = missing pixel), not both")
-    if mask is None and hole is None:
-        return None
-    mname, m = ("mask", mask) if mask is not None else ("hole", hole)
-    if not isinstance(m, Tensor):
-        raise TypeError(f"{mname} must be a torch.Tensor; got {type(m).__name__}")
-    if not (m.dtype in (torch.bool, torch.uint8) or m.is_floating_point()):
-        raise TypeError(f"{mname} must be bool, uint8 or floating; got {m.dtype}")
-    if like.dim() != 4:
-        raise ValueError(f"a mask needs per-patch maps: {name} must have shape (N, C, h, w); "
-                         f"got {tuple(like.shape)}")
-    V.check_same_device(m, mname, like, name)
-    shape = tuple(m.shape)
-    if m.dim() == 2:
-        m = m[None, None]
-    elif m.dim() == 3:
-        m = m[:, None]
-    if m.dim() != 4 or m.shape[1] != 1 or m.shape[0] not in (1, like.shape[0]):
-        raise ValueError(f"{mname} must have shape (N|1, 1, H, W), (N, H, W) or (H, W) with N = {like.shape[0]} "
-                         f"(the batch of {name}); got {shape}")
-    m = m.to(like.dtype)
-    return 1 - m if mask is not None else m
-
-
 def _hole_for_logits(mask, hole, logits: Tensor, name: str, resize: str) -> Optional[Tensor]:
-    """:func:`_hole_arg` resized to the logit grid (h, w) of ``logits`` (N, C, h, w) by ``resize``."""
+    """:func:`inpaint_fast._validation.hole_map` resized to the logit grid (h, w) of ``logits`` (N, C, h, w) by ``resize``."""
     V.check_choice(resize, "resize", MASK_RESIZES)
-    h = _hole_arg(mask, hole, logits, name)
+    h = V.hole_map(mask, hole, logits, name)
     return None if h is None else _ref.resize_hole(h, logits.shape[-2:], resize)
 
 
@@ -261,7 +230,7 @@ def feature_matching_loss(fake_features: Sequence[Tensor], real_features: Sequen
     for i, (f, r) in enumerate(zip(fake_features, real_features)):
         V.check_pair(f, r, f"fake_features[{i}]", f"real_features[{i}]")
     layer_weights = V.check_layer_weights(layer_weights, len(fake_features))
-    h = _hole_arg(mask, hole, fake_features[0], "fake_features[0]")
+    h = V.hole_map(mask, hole, fake_features[0], "fake_features[0]")
     region = V.resolve_region(region, h)
     return _ref.feature_matching(fake_features, real_features, loss, h, region, resize, normalize,
                                  layer_weights, eps)
@@ -300,12 +269,6 @@ class AdversarialLoss(nn.Module):
 
 
 # ---------------------------------------------------------------- discriminators
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    return value
-
-
 class SNPatchDiscriminator(nn.Module):
     """SN-PatchGAN, DeepFill v2's discriminator (Yu et al. 2019, "Free-Form Image Inpainting with Gated
     Convolution", ``build_sn_patch_gan_discriminator``).
@@ -325,9 +288,9 @@ class SNPatchDiscriminator(nn.Module):
     def __init__(self, in_channels: int = 3, base_channels: int = 64, *, num_layers: int = 6,
                  mask_channel: bool = True, flatten: bool = False):
         super().__init__()
-        _check_int(in_channels, "in_channels", 1)
-        _check_int(base_channels, "base_channels", 1)
-        _check_int(num_layers, "num_layers", 1)
+        V.check_int(in_channels, "in_channels", 1)
+        V.check_int(base_channels, "base_channels", 1)
+        V.check_int(num_layers, "num_layers", 1)
         self.mask_channel, self.flatten = bool(mask_channel), bool(flatten)
         ch, layers = in_channels + int(self.mask_channel), []
         for i in range(num_layers):
@@ -367,9 +330,9 @@ class NLayerDiscriminator(nn.Module):
     def __init__(self, in_channels: int = 3, base_channels: int = 64, n_layers: int = 3, *,
                  norm: str = "batch", padding: int = 2):
         super().__init__()
-        _check_int(in_channels, "in_channels", 1)
-        _check_int(base_channels, "base_channels", 1)
-        _check_int(n_layers, "n_layers", 1)
+        V.check_int(in_channels, "in_channels", 1)
+        V.check_int(base_channels, "base_channels", 1)
+        V.check_int(n_layers, "n_layers", 1)
         V.check_choice(norm, "norm", _NORMS)
         if padding not in (1, 2) or isinstance(padding, bool):
             raise ValueError(f"padding must be 2 (pix2pixHD, LaMa) or 1 (pix2pix); got {padding!r}")
