@@ -5,7 +5,7 @@
 
 For every CSV in benchmarks/results/ (one per device) it takes, per (op, shape, dtype, mode), the
 rows of the newest run (the latest ``date``) and shows our compiled backend(s) in forward+backward
-('full'; the Gram alone: forward) against eager and torch.compile of the seed's code: median time,
+('full'; the Gram and RePaint's blend: forward) against eager and torch.compile of the seed's code: median time,
 speedups measured in that same run, the share of the measured copy roofline (of a measured
 ``torch.mm``'s GFLOP/s for the FLOP-bound style ops, marked "(mm)") and peak memory. Every mode is
 in the CSV. Rows without a time (a backend skipped for want of a kernel) and failed rows are left out.
@@ -34,6 +34,9 @@ BASELINES = ("eager", "compile", "reference")
 GPU_NAME = re.compile(r"NVIDIA|Tesla|Quadro|GeForce|Radeon|Instinct|\bGPU\b|\b[AHBL]\d{2,3}\b")
 MIN_PCT_COPY, MIN_X_COMPILE, MIN_X_EAGER_STYLE = 85.0, 1.3, 1.5  # issue 4's GPU targets
 
+
+# Ops without a gradient path of their own: their table rows are the forward ones.
+FORWARD_ONLY = ("gram", "repaint_blend")
 
 def latest_rows(path: str) -> List[Dict[str, str]]:
     """The rows of the newest run of each (op, shape, dtype, mode) in one CSV."""
@@ -105,7 +108,7 @@ def table(paths: List[str]) -> str:
     lines = []
     for path in sorted(paths):
         rows = [r for r in latest_rows(path) if r["provider"] not in BASELINES and not failed(r) and timed(r)
-                and (r["mode"] == "full" or r["op"] == "gram")]
+                and (r["mode"] == "full" or r["op"] in FORWARD_ONLY)]
         if not rows:
             continue
         first = rows[0]
