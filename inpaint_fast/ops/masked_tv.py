@@ -52,7 +52,7 @@ def masked_tv(img: Tensor, mask: Optional[Tensor], *, mask_is_hole: bool, region
     return loss.to(img.dtype)
 
 
-MAX_NATIVE_CHANNELS_LAST = 7  # kMaxNativeChannelsLast of csrc/ops/cpu/masked_tv_kernel.cpp
+MAX_NATIVE_CHANNELS_LAST = 7  # kMaxNativeChannelsLast of csrc/ops/masked_tv.h
 
 
 def native_channels_last(img: Tensor, mask: Optional[Tensor], region: int) -> bool:
