@@ -12,6 +12,7 @@ from .features import VGGFeatures
 from .functional import (composite_loss, frequency_loss, gram_matrix, masked_charbonnier, masked_error_stats,
                          masked_l1, masked_l2, perceptual_loss, reconstruction_loss, style_loss, total_variation)
 from .gan import NLayerDiscriminator, SNPatchDiscriminator
+from .hrf import HRFPerceptualLoss, ResNetFeatures, hrf_perceptual_loss
 from .losses import (AdversarialLoss, CompositeLoss, DiffusionInpaintingLoss, FrequencyLoss, PerceptualLoss, R1Penalty,
                      ReconstructionLoss, StyleLoss, TVLoss)
 
@@ -20,6 +21,6 @@ __all__ = [
     "total_variation", "frequency_loss", "composite_loss",
     "ReconstructionLoss", "PerceptualLoss", "StyleLoss", "TVLoss", "FrequencyLoss", "AdversarialLoss",
     "R1Penalty", "DiffusionInpaintingLoss", "CompositeLoss", "VGGFeatures", "SNPatchDiscriminator",
-    "NLayerDiscriminator", "repaint", "use_backend",
+    "NLayerDiscriminator", "HRFPerceptualLoss", "ResNetFeatures", "hrf_perceptual_loss", "repaint", "use_backend",
     "functional", "gan", "diffusion", "reference",
 ]

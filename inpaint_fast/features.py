@@ -86,13 +86,13 @@ def _hub_file(weights: WeightsEnum) -> str:
     return os.path.join(torch.hub.get_dir(), "checkpoints", filename)
 
 
-def _resolve_weights(arch: str, weights: WeightsArg):
-    """-> (enum member | file path | None). A str names an enum member if it is one, else a file."""
-    enum_cls = _BUILDERS[arch][1]
+def resolve_weights(weights: WeightsArg, enum_cls):
+    """-> (enum member | file path | None) for a torchvision weights enum ``enum_cls`` (e.g.
+    ``VGG16_Weights``). A str names an enum member if it is one, else a state-dict file."""
     if weights is None or isinstance(weights, enum_cls):
         return weights
     if isinstance(weights, WeightsEnum):
-        raise ValueError(f"weights={weights} are for another architecture; arch={arch!r} takes {enum_cls.__name__}")
+        raise ValueError(f"weights={weights} are for another architecture; pass a {enum_cls.__name__} member")
     if isinstance(weights, str):
         name = weights.replace(enum_cls.__name__ + ".", "")
         if name in enum_cls.__members__:
@@ -106,6 +106,10 @@ def _resolve_weights(arch: str, weights: WeightsArg):
         return path
     raise TypeError(f"weights must be None, a weights name, a {enum_cls.__name__} or a path to a state-dict file; "
                     f"got {type(weights).__name__}")
+
+
+def _resolve_weights(arch: str, weights: WeightsArg):
+    return resolve_weights(weights, _BUILDERS[arch][1])
 
 
 def pretrained_available(arch: str = "vgg16", weights: Union[str, WeightsEnum] = "DEFAULT") -> bool:

@@ -27,7 +27,7 @@ from torchvision.models import ResNet50_Weights, WeightsEnum, resnet50
 
 from . import _validation as V
 from . import functional as LF
-from .features import IMAGENET_MEAN, IMAGENET_STD, _download, _hub_file
+from .features import IMAGENET_MEAN, IMAGENET_STD, WeightsArg, _download, _hub_file, resolve_weights
 from .reference.features import feature_distance
 
 __all__ = ["ResNetFeatures", "HRFPerceptualLoss", "hrf_perceptual_loss", "RESNET_LAYERS", "pretrained_available"]
@@ -35,30 +35,10 @@ __all__ = ["ResNetFeatures", "HRFPerceptualLoss", "hrf_perceptual_loss", "RESNET
 RESNET_LAYERS = ("layer1", "layer2", "layer3", "layer4")
 _STEM = ("conv1", "bn1", "relu", "maxpool")
 
-WeightsArg = Union[None, str, os.PathLike, WeightsEnum]
 
 
-def _resolve_weights(weights: WeightsArg, enum_cls=ResNet50_Weights):
-    """-> (enum member | file path | None). A str names an enum member if it is one, else a file.
-
-    Same rules as :func:`inpaint_fast.features._resolve_weights`, for any weights enum."""
-    if weights is None or isinstance(weights, enum_cls):
-        return weights
-    if isinstance(weights, WeightsEnum):
-        raise ValueError(f"weights={weights} are not ResNet-50 weights; pass a {enum_cls.__name__} member")
-    if isinstance(weights, str):
-        name = weights.replace(enum_cls.__name__ + ".", "")
-        if name in enum_cls.__members__:
-            return enum_cls[name]
-    if isinstance(weights, (str, os.PathLike)):
-        path = os.fspath(weights)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"weights: no state-dict file at {path!r} (and it is not a weights name: "
-                f"{', '.join(repr(n) for n in enum_cls.__members__)}); pass None for untrained features")
-        return path
-    raise TypeError(f"weights must be None, a weights name, a {enum_cls.__name__} or a path to a state-dict file; "
-                    f"got {type(weights).__name__}")
+def _resolve_weights(weights: WeightsArg):
+    return resolve_weights(weights, ResNet50_Weights)
 
 
 def _resolve_layers(layers) -> tuple:

@@ -156,7 +156,7 @@ def test_grad_matches_plain_pytorch(extractor, state_dict):
 
 
 def test_bad_arguments(tmp_path):
-    with pytest.raises(ValueError, match="not ResNet-50 weights"):
+    with pytest.raises(ValueError, match="are for another architecture; pass a ResNet50_Weights member"):
         ResNetFeatures(weights=VGG16_Weights.DEFAULT)
     with pytest.raises(FileNotFoundError, match="no state-dict file"):
         ResNetFeatures(weights=str(tmp_path / "missing.pth"))
