@@ -112,6 +112,17 @@ def _resolve_weights(arch: str, weights: WeightsArg):
     return resolve_weights(weights, _BUILDERS[arch][1])
 
 
+def register_input_normalization(module: nn.Module, resolved) -> None:
+    """Non-persistent buffers ``mean`` and ``std`` (1, 3, 1, 1) on ``module``: the normalisation of the
+    weights' own transforms for a weights-API member, else ImageNet's."""
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    if isinstance(resolved, WeightsEnum):
+        mean = resolved.transforms.keywords.get("mean", mean)
+        std = resolved.transforms.keywords.get("std", std)
+    module.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+    module.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+
 def pretrained_available(arch: str = "vgg16", weights: Union[str, WeightsEnum] = "DEFAULT") -> bool:
     """Whether the pretrained ``weights`` of ``arch`` are already in the torch hub cache (no network access)."""
     check_choice(arch, "arch", ARCHS)
@@ -223,12 +234,7 @@ class VGGFeatures(nn.Module):
             except RuntimeError as e:
                 raise ValueError(f"weights {self.weights_source} do not fit {arch}.features[:{n_kept}]: {e}") from e
 
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
-        if isinstance(resolved, WeightsEnum):
-            mean = resolved.transforms.keywords.get("mean", mean)
-            std = resolved.transforms.keywords.get("std", std)
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        register_input_normalization(self, resolved)
         self.requires_grad_(False)
         super().train(False)
         # forward's bookkeeping: which position of the output each kept layer fills

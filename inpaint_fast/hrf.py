@@ -27,7 +27,7 @@ from torchvision.models import ResNet50_Weights, WeightsEnum, resnet50
 
 from . import _validation as V
 from . import functional as LF
-from .features import IMAGENET_MEAN, IMAGENET_STD, WeightsArg, _download, _hub_file, resolve_weights
+from .features import WeightsArg, _download, _hub_file, register_input_normalization, resolve_weights
 from .reference.features import feature_distance
 
 __all__ = ["ResNetFeatures", "HRFPerceptualLoss", "hrf_perceptual_loss", "RESNET_LAYERS", "pretrained_available"]
@@ -115,12 +115,7 @@ class ResNetFeatures(nn.Module):
                 raise ValueError(f"weights {self.weights_source} do not fit torchvision's resnet50 "
                                  f"({', '.join(kept_names)}): {e}") from e
 
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
-        if isinstance(resolved, WeightsEnum):
-            mean = resolved.transforms.keywords.get("mean", mean)
-            std = resolved.transforms.keywords.get("std", std)
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        register_input_normalization(self, resolved)
         self.requires_grad_(False)
         super().train(False)
 
