@@ -32,5 +32,43 @@ inline void check_weight(const std::optional<at::Tensor>& weight, const at::Tens
 
 inline void check_eps(double eps, const char* op) { TORCH_CHECK(eps > 0, op, ": eps must be positive; got ", eps); }
 
+// The checks of each op's inputs; ``device`` is the kernel's (CPU or CUDA).
+inline void check_gram_inputs(const at::Tensor& feat, const std::optional<at::Tensor>& weight, double eps,
+                              at::DeviceType device) {
+  const char* op = "inpaint_fast::gram";
+  check_feat(feat, op, "feat", device);
+  check_weight(weight, feat, op);
+  check_eps(eps, op);
+}
+
+inline void check_gram_backward_inputs(const at::Tensor& grad, const at::Tensor& feat,
+                                       const std::optional<at::Tensor>& weight, double eps, at::DeviceType device) {
+  const char* op = "inpaint_fast::gram_backward";
+  check_feat(feat, op, "feat", device);
+  check_weight(weight, feat, op);
+  check_eps(eps, op);
+  const int64_t N = feat.size(0), C = feat.size(1);
+  TORCH_CHECK(grad.dim() == 3 && grad.size(0) == N && grad.size(1) == C && grad.size(2) == C,
+              op, ": grad must have shape (N, C, C) = (", N, ", ", C, ", ", C, "); got ", grad.sizes());
+  TORCH_CHECK(at::isFloatingType(grad.scalar_type()), op, ": grad must be floating; got ", grad.scalar_type());
+  TORCH_CHECK(grad.device() == feat.device(), op, ": grad must be on feat's device ", feat.device(), "; got ",
+              grad.device());
+}
+
+inline void check_style_inputs(const at::Tensor& pred, const at::Tensor& target,
+                               const std::optional<at::Tensor>& weight, double eps, at::DeviceType device) {
+  const char* op = "inpaint_fast::style_distance";
+  check_feat(pred, op, "feat_pred", device);
+  check_feat(target, op, "feat_target", device);
+  TORCH_CHECK(target.sizes() == pred.sizes(), op, ": feat_target shape ", target.sizes(),
+              " must equal feat_pred shape ", pred.sizes());
+  TORCH_CHECK(target.scalar_type() == pred.scalar_type(), op, ": feat_target dtype ", target.scalar_type(),
+              " must equal feat_pred dtype ", pred.scalar_type());
+  TORCH_CHECK(target.device() == pred.device(), op, ": feat_target must be on feat_pred's device ",
+              pred.device(), "; got ", target.device());
+  check_weight(weight, pred, op);
+  check_eps(eps, op);
+}
+
 }  // namespace style_distance_host
 }  // namespace inpaint_fast

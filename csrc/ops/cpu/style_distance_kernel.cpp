@@ -68,9 +68,9 @@ extern "C" int MKL_Set_Num_Threads_Local(int nthreads) __attribute__((weak));
 namespace inpaint_fast {
 namespace {
 
-using style_distance_host::check_eps;
-using style_distance_host::check_feat;
-using style_distance_host::check_weight;
+using style_distance_host::check_gram_backward_inputs;
+using style_distance_host::check_gram_inputs;
+using style_distance_host::check_style_inputs;
 
 // ------------------------------------------------------------------------------------ settings
 
@@ -458,10 +458,7 @@ acc_t empty_gram_value(bool weighted) {
 // ------------------------------------------------------------------------------------ gram
 
 at::Tensor gram_cpu(const at::Tensor& feat_in, const std::optional<at::Tensor>& weight, double eps) {
-  const char* op = "inpaint_fast::gram";
-  check_feat(feat_in, op, "feat", at::kCPU);
-  check_weight(weight, feat_in, op);
-  check_eps(eps, op);
+  check_gram_inputs(feat_in, weight, eps, at::kCPU);
   const int64_t N = feat_in.size(0), C = feat_in.size(1), HW = feat_in.size(2) * feat_in.size(3);
   at::Tensor out = at::empty({N, C, C}, feat_in.options().memory_format(at::MemoryFormat::Contiguous));
   if (N * C == 0) return out;
@@ -500,17 +497,8 @@ at::Tensor gram_cpu(const at::Tensor& feat_in, const std::optional<at::Tensor>& 
 
 at::Tensor gram_backward_cpu(const at::Tensor& grad_in, const at::Tensor& feat_in,
                              const std::optional<at::Tensor>& weight, double eps) {
-  const char* op = "inpaint_fast::gram_backward";
-  check_feat(feat_in, op, "feat", at::kCPU);
-  check_weight(weight, feat_in, op);
-  check_eps(eps, op);
+  check_gram_backward_inputs(grad_in, feat_in, weight, eps, at::kCPU);
   const int64_t N = feat_in.size(0), C = feat_in.size(1), HW = feat_in.size(2) * feat_in.size(3);
-  TORCH_CHECK(grad_in.dim() == 3 && grad_in.size(0) == N && grad_in.size(1) == C && grad_in.size(2) == C,
-              op, ": grad must have shape (N, C, C) = (", N, ", ", C, ", ", C, "); got ", grad_in.sizes());
-  TORCH_CHECK(at::isFloatingType(grad_in.scalar_type()), op, ": grad must be floating; got ",
-              grad_in.scalar_type());
-  TORCH_CHECK(grad_in.device() == feat_in.device(), op, ": grad must be on feat's device ",
-              feat_in.device(), "; got ", grad_in.device());
   Layout L;
   const at::Tensor feat = matrices_of(feat_in, &L);
   at::Tensor grad_feat = empty_like_layout(feat, L);
@@ -542,15 +530,7 @@ std::tuple<at::Tensor, at::Tensor> style_distance_cpu(const at::Tensor& pred_in,
                                                       const at::Tensor& target_in,
                                                       const std::optional<at::Tensor>& weight,
                                                       double eps, bool compute_grad) {
-  const char* op = "inpaint_fast::style_distance";
-  check_feat(pred_in, op, "feat_pred", at::kCPU);
-  check_feat(target_in, op, "feat_target", at::kCPU);
-  TORCH_CHECK(target_in.sizes() == pred_in.sizes(), op, ": feat_target shape ", target_in.sizes(),
-              " must equal feat_pred shape ", pred_in.sizes());
-  TORCH_CHECK(target_in.scalar_type() == pred_in.scalar_type(), op, ": feat_target dtype ",
-              target_in.scalar_type(), " must equal feat_pred dtype ", pred_in.scalar_type());
-  check_weight(weight, pred_in, op);
-  check_eps(eps, op);
+  check_style_inputs(pred_in, target_in, weight, eps, at::kCPU);
   const int64_t N = pred_in.size(0), C = pred_in.size(1), HW = pred_in.size(2) * pred_in.size(3);
   const auto loss_type = pred_in.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
 

@@ -52,9 +52,9 @@
 namespace inpaint_fast {
 namespace {
 
-using style_distance_host::check_eps;
-using style_distance_host::check_feat;
-using style_distance_host::check_weight;
+using style_distance_host::check_gram_backward_inputs;
+using style_distance_host::check_gram_inputs;
+using style_distance_host::check_style_inputs;
 
 constexpr int kThreads = 256;
 constexpr int64_t kPanelRows = 128;
@@ -335,10 +335,7 @@ void apply_gradient(const at::Tensor& A, const at::Tensor& feat, bool channels_l
 // ------------------------------------------------------------------------------------ ops
 
 at::Tensor gram_cuda(const at::Tensor& feat_in, const std::optional<at::Tensor>& weight, double eps) {
-  const char* op = "inpaint_fast::gram";
-  check_feat(feat_in, op, "feat", at::kCUDA);
-  check_weight(weight, feat_in, op);
-  check_eps(eps, op);
+  check_gram_inputs(feat_in, weight, eps, at::kCUDA);
   const c10::cuda::CUDAGuard guard(feat_in.device());
   const int64_t N = feat_in.size(0), C = feat_in.size(1), HW = feat_in.size(2) * feat_in.size(3);
   at::Tensor out = at::empty({N, C, C}, feat_in.options().memory_format(at::MemoryFormat::Contiguous));
@@ -365,16 +362,8 @@ at::Tensor gram_cuda(const at::Tensor& feat_in, const std::optional<at::Tensor>&
 
 at::Tensor gram_backward_cuda(const at::Tensor& grad_in, const at::Tensor& feat_in,
                               const std::optional<at::Tensor>& weight, double eps) {
-  const char* op = "inpaint_fast::gram_backward";
-  check_feat(feat_in, op, "feat", at::kCUDA);
-  check_weight(weight, feat_in, op);
-  check_eps(eps, op);
+  check_gram_backward_inputs(grad_in, feat_in, weight, eps, at::kCUDA);
   const int64_t N = feat_in.size(0), C = feat_in.size(1), HW = feat_in.size(2) * feat_in.size(3);
-  TORCH_CHECK(grad_in.dim() == 3 && grad_in.size(0) == N && grad_in.size(1) == C && grad_in.size(2) == C,
-              op, ": grad must have shape (N, C, C) = (", N, ", ", C, ", ", C, "); got ", grad_in.sizes());
-  TORCH_CHECK(at::isFloatingType(grad_in.scalar_type()), op, ": grad must be floating; got ", grad_in.scalar_type());
-  TORCH_CHECK(grad_in.device() == feat_in.device(), op, ": grad must be on feat's device ", feat_in.device(),
-              "; got ", grad_in.device());
   const c10::cuda::CUDAGuard guard(feat_in.device());
   bool cl = false;
   const at::Tensor feat = matrices_of(feat_in, &cl);
@@ -391,17 +380,7 @@ at::Tensor gram_backward_cuda(const at::Tensor& grad_in, const at::Tensor& feat_
 std::tuple<at::Tensor, at::Tensor> style_distance_cuda(const at::Tensor& pred_in, const at::Tensor& target_in,
                                                        const std::optional<at::Tensor>& weight, double eps,
                                                        bool compute_grad) {
-  const char* op = "inpaint_fast::style_distance";
-  check_feat(pred_in, op, "feat_pred", at::kCUDA);
-  check_feat(target_in, op, "feat_target", at::kCUDA);
-  TORCH_CHECK(target_in.sizes() == pred_in.sizes(), op, ": feat_target shape ", target_in.sizes(),
-              " must equal feat_pred shape ", pred_in.sizes());
-  TORCH_CHECK(target_in.scalar_type() == pred_in.scalar_type(), op, ": feat_target dtype ",
-              target_in.scalar_type(), " must equal feat_pred dtype ", pred_in.scalar_type());
-  TORCH_CHECK(target_in.device() == pred_in.device(), op, ": feat_target must be on feat_pred's device ",
-              pred_in.device(), "; got ", target_in.device());
-  check_weight(weight, pred_in, op);
-  check_eps(eps, op);
+  check_style_inputs(pred_in, target_in, weight, eps, at::kCUDA);
   const c10::cuda::CUDAGuard guard(pred_in.device());
   const int64_t N = pred_in.size(0), C = pred_in.size(1), HW = pred_in.size(2) * pred_in.size(3);
   const auto dtype = pred_in.scalar_type();
