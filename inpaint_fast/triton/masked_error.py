@@ -158,6 +158,23 @@ def _error_terms(p, t, v, valid, k_hole, k_valid, ceps2, LOSS: tl.constexpr, STA
 
 
 @triton.jit
+def _accumulate(s0, s1, s2, s3, e, de, v, valid, STATS: tl.constexpr, HAS_MASK: tl.constexpr):
+    """Adds one tile to the per-lane sums: hole / valid error (s0, s1) and, for the stats, hole / valid
+    squared difference (s2, s3). v is the tile's known weight."""
+    if STATS:
+        q = tl.where(valid, de * de, 0.0)
+        s0 += (1.0 - v) * e
+        s1 += v * e
+        s2 += (1.0 - v) * q
+        s3 += v * q
+    else:
+        if HAS_MASK:
+            s0 += (1.0 - v) * e
+        s1 += v * e
+    return s0, s1, s2, s3
+
+
+@triton.jit
 def _main_kernel(p_ptr, t_ptr, m_ptr, g_ptr, part_ptr, coef_ptr,
                  C, HW, PER_N, p_sn, p_sc, p_shw, t_sn, t_sc, t_shw, m_sn, m_sc, m_shw,
                  m_a: tl.float64, m_b: tl.float64, k_hole_in: tl.float64, k_valid_in: tl.float64,
@@ -211,18 +228,9 @@ def _main_kernel(p_ptr, t_ptr, m_ptr, g_ptr, part_ptr, coef_ptr,
             else:
                 v = tl.full([BLOCK], 1.0, acc_t)
             e, de, g = _error_terms(p, t, v, valid, k_hole, k_valid, ceps2, LOSS, STATS, HAS_MASK, F64)
-            if STATS:
-                q = tl.where(valid, de * de, 0.0)
-                s0 += (1.0 - v) * e
-                s1 += v * e
-                s2 += (1.0 - v) * q
-                s3 += v * q
-            else:
-                if HAS_MASK:
-                    s0 += (1.0 - v) * e
-                s1 += v * e
-                if GRAD:
-                    tl.store(g_base + i, g.to(g_ptr.dtype.element_ty), mask=valid)
+            s0, s1, s2, s3 = _accumulate(s0, s1, s2, s3, e, de, v, valid, STATS, HAS_MASK)
+            if not STATS and GRAD:
+                tl.store(g_base + i, g.to(g_ptr.dtype.element_ty), mask=valid)
         tl.store(part_ptr + slot, tl.sum(s0, axis=0))
         tl.store(part_ptr + P + slot, tl.sum(s1, axis=0))
         if STATS:
@@ -265,19 +273,10 @@ def _main_kernel(p_ptr, t_ptr, m_ptr, g_ptr, part_ptr, coef_ptr,
                 else:
                     v = tl.full([BLOCK_C, BLOCK], 1.0, acc_t)
                 e, de, g = _error_terms(p, t, v, valid, k_hole, k_valid, ceps2, LOSS, STATS, HAS_MASK, F64)
-                if STATS:
-                    q = tl.where(valid, de * de, 0.0)
-                    s0 += (1.0 - v) * e
-                    s1 += v * e
-                    s2 += (1.0 - v) * q
-                    s3 += v * q
-                else:
-                    if HAS_MASK:
-                        s0 += (1.0 - v) * e
-                    s1 += v * e
-                    if GRAD:
-                        go = (c064 + cl) * HW + hw064 + j
-                        tl.store(g_base + go, g.to(g_ptr.dtype.element_ty), mask=valid)
+                s0, s1, s2, s3 = _accumulate(s0, s1, s2, s3, e, de, v, valid, STATS, HAS_MASK)
+                if not STATS and GRAD:
+                    go = (c064 + cl) * HW + hw064 + j
+                    tl.store(g_base + go, g.to(g_ptr.dtype.element_ty), mask=valid)
         tl.store(part_ptr + slot, tl.sum(tl.sum(s0, axis=1), axis=0))
         tl.store(part_ptr + P + slot, tl.sum(tl.sum(s1, axis=1), axis=0))
         if STATS:
