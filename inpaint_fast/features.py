@@ -112,6 +112,14 @@ def _resolve_weights(arch: str, weights: WeightsArg):
     return resolve_weights(weights, _BUILDERS[arch][1])
 
 
+def load_weights(resolved) -> Tuple[str, object]:
+    """(a description of the source, the loaded object) for resolved weights: a weights-API member
+    (downloaded to, or read from, the hub cache) or a state-dict file path."""
+    if isinstance(resolved, WeightsEnum):
+        return f"{type(resolved).__name__}.{resolved.name}", _download(resolved)
+    return resolved, torch.load(resolved, map_location="cpu", weights_only=True)
+
+
 def register_input_normalization(module: nn.Module, resolved) -> None:
     """Non-persistent buffers ``mean`` and ``std`` (1, 3, 1, 1) on ``module``: the normalisation of the
     weights' own transforms for a weights-API member, else ImageNet's."""
@@ -222,12 +230,7 @@ class VGGFeatures(nn.Module):
                     nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                     nn.init.zeros_(m.bias)
         else:
-            if isinstance(resolved, WeightsEnum):
-                self.weights_source = f"{type(resolved).__name__}.{resolved.name}"
-                state = _download(resolved)
-            else:
-                self.weights_source = resolved
-                state = torch.load(resolved, map_location="cpu", weights_only=True)
+            self.weights_source, state = load_weights(resolved)
             state = _features_state_dict(state, n_kept, self.weights_source)
             try:
                 self.features.load_state_dict(state, strict=True)

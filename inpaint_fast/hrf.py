@@ -27,7 +27,7 @@ from torchvision.models import ResNet50_Weights, WeightsEnum, resnet50
 
 from . import _validation as V
 from . import functional as LF
-from .features import WeightsArg, _download, _hub_file, register_input_normalization, resolve_weights
+from .features import WeightsArg, _hub_file, load_weights, register_input_normalization, resolve_weights
 from .reference.features import feature_distance
 
 __all__ = ["ResNetFeatures", "HRFPerceptualLoss", "hrf_perceptual_loss", "RESNET_LAYERS", "pretrained_available"]
@@ -99,12 +99,7 @@ class ResNetFeatures(nn.Module):
         if resolved is None:
             self.weights_source = "random init (untrained)"
         else:
-            if isinstance(resolved, WeightsEnum):
-                self.weights_source = f"{type(resolved).__name__}.{resolved.name}"
-                state = _download(resolved)
-            else:
-                self.weights_source = resolved
-                state = torch.load(resolved, map_location="cpu", weights_only=True)
+            self.weights_source, state = load_weights(resolved)
             if not isinstance(state, dict):
                 raise ValueError(f"weights file {self.weights_source} does not hold a state dict; "
                                  f"got {type(state).__name__}")
