@@ -213,6 +213,8 @@ class CompositeLoss(nn.Module):
 
     def _pixel_terms(self, image: Tensor, target: Tensor, mask: V.Mask) -> Dict[str, Tensor]:
         rec, out = self.reconstruction, {}
+        if rec is None:
+            return out
         options = dict(loss=rec.loss, normalize=rec.normalize, reduction=rec.reduction, eps=rec.eps,
                        charbonnier_eps=rec.charbonnier_eps)
         if "rec" in self.weights:
