@@ -298,6 +298,18 @@ def test_pconv_weights_are_overridable(weights, naoto_extractor, if_extractor):
             torch.testing.assert_close(got[ours[k]], expected[naming[k]], rtol=1e-5, atol=0)
 
 
+def test_weights_are_checked():
+    """A weight of 0 leaves its term out (tested above); all weights 0, or a negative one, is an error."""
+    with pytest.raises(ValueError, match="every weight is 0"):
+        IF.pconv_loss(valid=0.0, hole=0.0, perceptual=0.0, style=0.0, tv=0.0)
+    with pytest.raises(ValueError, match="every weight is 0"):
+        IF.deepfill_v2_loss(l1_hole=0, l1_valid=0, adversarial=0)
+    with pytest.raises(ValueError, match=">= 0"):
+        IF.lama_loss(hrf_extractor=TinyEncoder(), adversarial=-1.0)
+    with pytest.raises(ValueError, match=">= 0"):
+        IF.lama_loss(hrf_extractor=TinyEncoder(), gp_coef=-0.001)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # masks of every kind through the presets
 # ----------------------------------------------------------------------------------------------------------
