@@ -66,6 +66,11 @@ def test_shapes_and_strides_of_dilated_stages():
     assert dilated.body.layer3[1].conv2.dilation == (2, 2) and dilated.body.layer4[1].conv2.dilation == (4, 4)
     plain = ResNetFeatures(weights=None, layers=("layer4", "layer3"), dilated=False)
     assert [tuple(f.shape) for f in plain(x)] == [(2, 2048, 2, 2), (2, 1024, 4, 4)]
+    layer4_only = ResNetFeatures(weights=None, layers=("layer3", "layer4"), dilated=(False, False, True))
+    assert [tuple(f.shape) for f in layer4_only(x)] == [(2, 1024, 4, 4), (2, 2048, 4, 4)]
+    assert layer4_only.body.layer4[1].conv2.dilation == (2, 2)
+    with pytest.raises(TypeError, match="dilated must be a bool or three bools"):
+        ResNetFeatures(weights=None, dilated=(True, True))
     # truncated after the deepest requested stage
     assert not hasattr(ResNetFeatures(weights=None, layers=("layer2",)).body, "layer3")
 
