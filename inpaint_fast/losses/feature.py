@@ -243,7 +243,7 @@ class CompositeLoss(nn.Module):
             needs.add(self.tv_image)
         images = {"output": pred}
         if "composite" in needs:
-            images["composite"] = known * target + (1 - known) * pred
+            images["composite"] = known * target.detach() + (1 - known) * pred  # the target stays a constant
 
         terms = self._pixel_terms(pred, target, m)
         if coarse is not None:
