@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torchvision.models import resnet50, vgg16
 
 import inpaint_fast as IF
+from tests.test_hrf import resnet_stages
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -570,12 +571,7 @@ def test_lama_hrf_on_resnet_features():
     assert not unexpected and all(k.startswith("fc.") for k in missing)
 
     def impl(x):
-        x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
-        out = []
-        for stage in (net.layer1, net.layer2, net.layer3, net.layer4):
-            x = stage(x)
-            out.append(x)
-        return out
+        return resnet_stages(net, x)
 
     gt, pred, hole = lama_batch(seed=22, size=16)
     pred = pred.requires_grad_()
