@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import List, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urlparse
 
 import torch
@@ -24,9 +24,9 @@ from torch import Tensor, nn
 from torchvision import models
 from torchvision.models import WeightsEnum
 
-from ._validation import check_choice, check_image
+from ._validation import check_choice, check_extractor, check_image
 
-__all__ = ["VGGFeatures", "layer_names", "pretrained_available"]
+__all__ = ["VGGFeatures", "FeatureCache", "layer_names", "pretrained_available"]
 
 # Convs per block; each block ends with a 2x2 max-pool. Checked against torchvision when a model is built.
 _BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
@@ -265,3 +265,76 @@ class VGGFeatures(nn.Module):
         layers = ", ".join(f"{n}={i}" for n, i in zip(self.layers, self.indices))
         return (f"arch={self.arch!r}, layers=({layers}), weights={self.weights_source!r}, "
                 f"normalize_input={self.normalize_input}, pooling={self.pooling!r}")
+
+
+class FeatureCache:
+    """The features of one loss step, each image through the extractor once.
+
+    >>> cache = FeatureCache(vgg, target, {"output": pred, "composite": comp})
+    >>> cache.target          # [(N, C_l, H_l, W_l)]: target features, taken under no_grad (detached)
+    >>> cache["composite"]    # [(N, C_l, H_l, W_l)]: features of comp
+    >>> cache.batched         # [(I*N, C_l, H_l, W_l)]: all named images' features, in ``images`` order
+
+    The named images (each (N, 3, H, W), like ``target``) go through the extractor in ONE batched
+    forward (concatenated along the batch) the first time any of them is asked for; the target in one
+    forward under ``torch.no_grad`` the first time it is asked for. ``target_gram(layer, weight)``
+    caches the target's Gram matrices, so terms that compare several images against the target
+    compute each once. ``passes`` counts the extractor calls. Make one cache per step: it holds the
+    step's features (and their autograd graph) until it is dropped.
+    """
+
+    def __init__(self, extractor, target: Tensor, images: Mapping[str, Tensor]):
+        check_extractor(extractor)
+        check_image(target, "target")
+        if not isinstance(images, Mapping) or not images:
+            raise ValueError(f"images must be a non-empty mapping of name to image; got {images!r}")
+        for name, image in images.items():
+            check_image(image, f"images[{name!r}]")
+            if image.shape != target.shape:
+                raise ValueError(f"images[{name!r}] has shape {tuple(image.shape)}; every image must have the "
+                                 f"target's shape {tuple(target.shape)}")
+        self.extractor, self.names = extractor, tuple(images)
+        self._target, self._images = target, [images[name] for name in self.names]
+        self._target_feats: Optional[List[Tensor]] = None
+        self._batched: Optional[List[Tensor]] = None
+        self._grams: Dict[tuple, Tensor] = {}
+        self.passes = 0
+
+    def _extract(self, x: Tensor) -> List[Tensor]:
+        self.passes += 1
+        feats = self.extractor(x)
+        if not isinstance(feats, (list, tuple)) or not feats:
+            raise TypeError(f"extractor must return a non-empty list of feature maps; got {type(feats).__name__}")
+        return list(feats)
+
+    @property
+    def target(self) -> List[Tensor]:
+        if self._target_feats is None:
+            with torch.no_grad():
+                self._target_feats = [f.detach() for f in self._extract(self._target)]
+        return self._target_feats
+
+    @property
+    def batched(self) -> List[Tensor]:
+        if self._batched is None:
+            x = self._images[0] if len(self._images) == 1 else torch.cat(self._images)
+            self._batched = self._extract(x)
+        return self._batched
+
+    def __getitem__(self, name: str) -> List[Tensor]:
+        if name not in self.names:
+            raise KeyError(f"no image named {name!r} in this cache; it holds {list(self.names)}")
+        i, n = self.names.index(name), self._target.shape[0]
+        return [f[i * n:(i + 1) * n] for f in self.batched]
+
+    def target_gram(self, layer: int, weight: Optional[Tensor] = None, key=None) -> Tensor:
+        """The Gram matrix (N, C, C) of target layer ``layer`` (``inpaint_fast.gram_matrix`` over the
+        spatial ``weight`` at the layer's resolution, or unweighted), computed once per (layer, key);
+        pass a ``key`` naming the weight (e.g. the region) when one is given."""
+        from .functional import fused_gram  # functional imports this module
+        if weight is not None and key is None:
+            raise ValueError("target_gram: pass a key naming the weight (e.g. its region) with weight=")
+        if (layer, key) not in self._grams:
+            with torch.no_grad():
+                self._grams[(layer, key)] = fused_gram(self.target[layer], weight)
+        return self._grams[(layer, key)]

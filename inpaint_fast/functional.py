@@ -19,6 +19,7 @@ from torch import Tensor
 
 from . import _backend
 from . import _validation as V
+from .features import FeatureCache
 from .ops import masked_error as _masked_error_op
 from .ops import masked_tv as _masked_tv_op
 from .ops import spectral_l1 as _spectral_l1_op
@@ -31,7 +32,9 @@ from .reference import tv as _ref_tv
 EPS = _ref_pixel.EPS
 CHARBONNIER_EPS = _ref_pixel.CHARBONNIER_EPS
 PIXEL_LOSSES = ("l1", "l2", "charbonnier")
-FEATURE_LOSSES = ("l1", "l2")
+FEATURE_LOSSES = ("l1", "l2", "mse")
+MASK_RESIZES = _ref_features.MASK_RESIZES
+FEATURE_NORMS = _ref_features.FEATURE_NORMS
 SEED_COMPOSITE_WEIGHTS = {"rec": 1.0, "perc": 0.1, "style": 10.0, "tv": 0.01, "freq": 0.1}
 
 
@@ -183,10 +186,8 @@ def frequency_loss(pred: Tensor, target: Tensor, *, reduction: str = "mean") -> 
 
 def extract_features(extractor: Callable[[Tensor], List[Tensor]], pred: Tensor, target: Tensor):
     """(pred features, target features); the target's are taken without grad, as the seed detaches them."""
-    V.check_extractor(extractor)
-    with torch.no_grad():
-        target_feats = list(extractor(target))
-    return list(extractor(pred)), target_feats
+    cache = FeatureCache(extractor, target, {"output": pred})
+    return cache["output"], cache.target
 
 
 def _feature_weight(pred, mask, hole, region) -> Optional[Tensor]:
@@ -195,25 +196,87 @@ def _feature_weight(pred, mask, hole, region) -> Optional[Tensor]:
     return V.region_weight(known, V.resolve_region(region, known))
 
 
+def check_feature_options(loss="l1", mask_resize: str = "nearest", feature_norm: Optional[str] = None) -> None:
+    """``loss``: 'l1', 'l2' or 'mse' (the same squared error), or a sequence of them, one per layer."""
+    losses = [loss] if isinstance(loss, str) else loss
+    if not isinstance(losses, Sequence) or not losses:
+        raise ValueError(f"loss must be one of {FEATURE_LOSSES} or a non-empty sequence of them (one per layer); "
+                         f"got {loss!r}")
+    for kind in losses:
+        V.check_choice(kind, "loss", FEATURE_LOSSES)
+    V.check_choice(mask_resize, "mask_resize", MASK_RESIZES)
+    if feature_norm is not None:
+        V.check_choice(feature_norm, "feature_norm", FEATURE_NORMS)
+
+
+def _layer_losses(loss, num_layers: int) -> List[str]:
+    """One of 'l1' / 'l2' per layer ('mse' is 'l2')."""
+    losses = [loss] * num_layers if isinstance(loss, str) else list(loss)
+    if len(losses) != num_layers:
+        raise ValueError(f"loss has {len(losses)} entries but the extractor returns {num_layers} layers; "
+                         f"got {list(loss)}")
+    return ["l2" if kind == "mse" else kind for kind in losses]
+
+
+def perceptual_distance(pred_feats: Sequence[Tensor], target_feats: Sequence[Tensor], known: Optional[Tensor], *,
+                        region: str, loss="l1", layer_weights: Optional[Sequence[float]] = None,
+                        normalize: str = "mask", reduction: str = "mean", eps: float = EPS,
+                        mask_resize: str = "nearest", feature_norm: Optional[str] = None):
+    """The perceptual loss of extracted features (options validated): per layer the masked mean of the
+    L1 / squared feature error over ``region`` of ``known`` (N|1, 1, H, W) resized to the layer, one
+    fused ``masked_error`` pass per layer on a built backend; layers combined by ``layer_weights``
+    (default: their mean). The target's features are constants."""
+    if len(pred_feats) != len(target_feats):
+        raise ValueError(f"the extractor returned {len(pred_feats)} feature maps for pred and "
+                         f"{len(target_feats)} for target")
+    losses = _layer_losses(loss, len(pred_feats))
+    layer_weights = V.check_layer_weights(layer_weights, len(pred_feats))
+    weight_hole, weight_valid = (1.0, 0.0) if region == "hole" else (0.0, 1.0)
+    terms = []
+    for fp, ft, kind in zip(pred_feats, target_feats, losses):
+        fp = _ref_features.normalize_features(fp, feature_norm)
+        ft = _ref_features.normalize_features(ft.detach(), feature_norm)
+        mask = None
+        if region != "all":
+            mask = V.Mask(_ref_features.resize_weight(known, fp.shape[-2:], mask_resize).to(fp.dtype), False)
+        terms.append(_masked_error(fp, ft, mask, loss=kind, weight_hole=weight_hole, weight_valid=weight_valid,
+                                   normalize=normalize, reduction=reduction, eps=eps, charbonnier_eps=CHARBONNIER_EPS))
+    return terms if reduction == "none" else _ref_features.combine_layers(terms, layer_weights)
+
+
 def perceptual_loss(pred: Tensor, target: Tensor, *, extractor: Callable[[Tensor], List[Tensor]],
                     mask: Optional[Tensor] = None, hole: Optional[Tensor] = None, region: Optional[str] = None,
-                    loss: str = "l1", layer_weights: Optional[Sequence[float]] = None, normalize: str = "mask",
-                    reduction: str = "mean", eps: float = EPS):
-    """Feature distance ``mean_l masked_mean(|phi_l(pred) - phi_l(target)|, mask_l)``.
+                    loss="l1", layer_weights: Optional[Sequence[float]] = None, normalize: str = "mask",
+                    reduction: str = "mean", eps: float = EPS, mask_resize: str = "nearest",
+                    feature_norm: Optional[str] = None):
+    """Feature distance ``sum_l w_l masked_mean(e(phi_l(pred), phi_l(target)), mask_l)`` (w_l = 1/L by default).
 
-    ``extractor`` maps (N, 3, H, W) to a list of feature maps (e.g. :class:`VGGFeatures`). The
-    single-channel mask is resized to each layer by nearest neighbour; ``region`` defaults to 'hole'
-    when a mask is given. Layers are averaged, or weighted by ``layer_weights``. The target's
-    features are taken without grad. reduction='none' returns the list of per-layer maps.
+    ``extractor`` maps (N, 3, H, W) to a list of feature maps (e.g. :class:`VGGFeatures`). ``loss`` is
+    'l1' (the seed), 'l2' or 'mse' (both the squared error), or one of them per layer. The
+    single-channel mask is resized to each layer by ``mask_resize`` ('nearest', the seed's, or
+    'area': the fraction of each cell in the region, a soft weight); ``region`` defaults to 'hole'
+    when a mask is given. ``feature_norm`` ('unit': LPIPS's unit length over channels per position;
+    'instance': each channel standardised over space) is applied to both feature maps first. The
+    target's features are taken without grad. reduction='none' returns the list of per-layer maps.
     """
     V.check_pair(pred, target)
     V.check_loss_options(reduction, normalize, eps)
-    V.check_choice(loss, "loss", FEATURE_LOSSES)
-    weight = _feature_weight(pred, mask, hole, region)
+    check_feature_options(loss, mask_resize, feature_norm)
+    known = V.known_from_mask(mask, hole, pred, required=False)
+    V.check_spatial_weight(known, "mask" if mask is not None else "hole")
+    region = V.resolve_region(region, known)
     pred_feats, target_feats = extract_features(extractor, pred, target)
-    layer_weights = V.check_layer_weights(layer_weights, len(pred_feats))
-    return _ref_features.feature_distance(pred_feats, target_feats, weight, loss=loss, layer_weights=layer_weights,
-                                          normalize=normalize, reduction=reduction, eps=eps)
+    return perceptual_distance(pred_feats, target_feats, known, region=region, loss=loss, layer_weights=layer_weights,
+                               normalize=normalize, reduction=reduction, eps=eps, mask_resize=mask_resize,
+                               feature_norm=feature_norm)
+
+
+def fused_gram(feat: Tensor, weight: Optional[Tensor] = None, eps: float = EPS) -> Tensor:
+    """:func:`gram_matrix` of validated features and weight (at the features' resolution)."""
+    backend = _fused_backend(feat, weight)
+    if backend != "reference":
+        return _style_distance_op.gram_matrix(feat, weight, eps, backend=backend)
+    return _ref_features.gram_matrix(feat, weight, eps=eps)
 
 
 def gram_matrix(feat: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
@@ -225,11 +288,7 @@ def gram_matrix(feat: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[T
     """
     V.check_image(feat, "feat")
     V.check_positive(eps, "eps")
-    weight = _feature_weight(feat, mask, hole, region)
-    backend = _fused_backend(feat, weight)
-    if backend != "reference":
-        return _style_distance_op.gram_matrix(feat, weight, eps, backend=backend)
-    return _ref_features.gram_matrix(feat, weight, eps=eps)
+    return fused_gram(feat, _feature_weight(feat, mask, hole, region), eps)
 
 
 def _fused_backend(feat: Tensor, weight: Optional[Tensor]) -> str:
@@ -241,75 +300,88 @@ def _fused_backend(feat: Tensor, weight: Optional[Tensor]) -> str:
 
 
 def _style_distance(pred_feats: List[Tensor], target_feats: List[Tensor], weight: Optional[Tensor], *,
-                    layer_weights=None, reduction: str = "mean", eps: float = EPS):
+                    layer_weights=None, reduction: str = "mean", eps: float = EPS, mask_resize: str = "nearest"):
     """Per layer ``mean |G(f_pred) - G(f_target)|`` (target features constant), combined over layers;
     one fused op per layer on a built backend."""
     backend = _fused_backend(pred_feats[0], weight)
     if reduction == "none" or backend == "reference":
         return _ref_features.style_distance(pred_feats, target_feats, weight, layer_weights=layer_weights,
-                                            reduction=reduction, eps=eps)
+                                            reduction=reduction, eps=eps, mask_resize=mask_resize)
     terms = []
     for fp, ft in zip(pred_feats, target_feats):
-        term = _style_distance_op.style_distance(fp, ft.detach(), _ref_features.resize_weight(weight, fp.shape[-2:]),
-                                                 eps, backend=backend)
+        w = _ref_features.resize_weight(weight, fp.shape[-2:], mask_resize)
+        term = _style_distance_op.style_distance(fp, ft.detach(), None if w is None else w.to(fp.dtype), eps,
+                                                 backend=backend)
         terms.append(term * (fp.shape[0] * fp.shape[1] ** 2) if reduction == "sum" else term)
     return _ref_features.combine_layers(terms, layer_weights)
 
 
 def style_loss(pred: Tensor, target: Tensor, *, extractor: Callable[[Tensor], List[Tensor]],
                mask: Optional[Tensor] = None, hole: Optional[Tensor] = None, region: Optional[str] = None,
-               layer_weights: Optional[Sequence[float]] = None, reduction: str = "mean", eps: float = EPS):
+               layer_weights: Optional[Sequence[float]] = None, reduction: str = "mean", eps: float = EPS,
+               mask_resize: str = "nearest"):
     """Style loss ``mean_l mean |G(phi_l(pred)) - G(phi_l(target))|`` with Gram matrices G.
 
     Without a mask this is the seed's ``style_loss``. With one, each Gram is taken over the
-    region's positions (``region`` defaults to 'hole'). reduction='none' returns the list of
-    per-layer (N, C_l, C_l) maps.
+    region's positions (``region`` defaults to 'hole'; the mask resized to each layer by
+    ``mask_resize``, 'nearest' or 'area'). reduction='none' returns the list of per-layer
+    (N, C_l, C_l) maps.
     """
     V.check_pair(pred, target)
     V.check_choice(reduction, "reduction", V.REDUCTIONS)
     V.check_positive(eps, "eps")
+    V.check_choice(mask_resize, "mask_resize", MASK_RESIZES)
     weight = _feature_weight(pred, mask, hole, region)
     pred_feats, target_feats = extract_features(extractor, pred, target)
     layer_weights = V.check_layer_weights(layer_weights, len(pred_feats))
     return _style_distance(pred_feats, target_feats, weight, layer_weights=layer_weights, reduction=reduction,
-                           eps=eps)
+                           eps=eps, mask_resize=mask_resize)
 
 
-def check_composite_weights(weights: Optional[Mapping[str, float]]) -> Dict[str, float]:
-    """A dict of non-negative weights over the composite terms; None gives the seed's weights."""
+def style_from_cache(cache: FeatureCache, weight: Optional[Tensor], *, region_key=None,
+                     layer_weights: Optional[Sequence[float]] = None, eps: float = EPS,
+                     mask_resize: str = "nearest") -> Tensor:
+    """``sum_images sum_l w_l mean |G(phi_l(image)) - G(phi_l(target))|`` over the images of ``cache``
+    (w_l = 1/L by default): one fused Gram per layer for all images (their batched features), the
+    target's Grams from the cache (computed once). ``weight``: the region's spatial weight
+    (N|1, 1, H, W) or None (plain Grams); ``region_key`` names it for the cache."""
+    feats = cache.batched
+    layer_weights = V.check_layer_weights(layer_weights, len(feats))
+    num_images = len(cache.names)
+    terms = []
+    for layer, fp in enumerate(feats):
+        w = _ref_features.resize_weight(weight, fp.shape[-2:], mask_resize)
+        w = None if w is None else w.to(fp.dtype)
+        target_gram = cache.target_gram(layer, w, key=None if w is None else (region_key, mask_resize))
+        batched_w = w if w is None or w.shape[0] == 1 else w.repeat(num_images, 1, 1, 1)
+        gram = fused_gram(fp, batched_w, eps)
+        acc = _ref_pixel.accumulate_dtype(gram.dtype)
+        diff = (gram.to(acc).unflatten(0, (num_images, -1)) - target_gram.to(acc)).abs()
+        terms.append(diff.mean(dim=(1, 2, 3)).sum().to(fp.dtype))
+    return _ref_features.combine_layers(terms, layer_weights)
+
+
+def check_composite_weights(weights: Optional[Mapping[str, float]],
+                            terms: Sequence[str] = tuple(SEED_COMPOSITE_WEIGHTS)) -> Dict[str, float]:
+    """A dict of non-negative weights over ``terms``; None gives the seed's weights."""
     if weights is None:
         return dict(SEED_COMPOSITE_WEIGHTS)
-    return V.check_term_weights(weights, "weights", tuple(SEED_COMPOSITE_WEIGHTS))
+    return V.check_term_weights(weights, "weights", terms)
 
 
 def composite_loss(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
                    extractor: Optional[Callable[[Tensor], List[Tensor]]] = None,
                    weights: Optional[Mapping[str, float]] = None) -> Dict[str, Tensor]:
-    """The seed's composite objective: a dict of the weighted terms and their ``'total'``.
+    """The seed's composite objective: a dict of the (unweighted) terms and their weighted ``'total'``.
 
     Terms: 'rec' (reconstruction, hole 6 / valid 1), 'perc' (perceptual over the hole), 'style'
     (unmasked), 'tv' (TV of pred over the hole), 'freq' (frequency). Only the terms named in
     ``weights`` (default: the seed's rec 1, perc 0.1, style 10, tv 0.01, freq 0.1) are computed;
-    perceptual and style share one feature pass. A mask is required.
+    perceptual and style share one feature pass. A mask is required. For the other terms and
+    options, and the presets, see :class:`inpaint_fast.CompositeLoss`.
     """
+    from .losses import CompositeLoss  # the module holds the one implementation
     weights = check_composite_weights(weights)
-    V.check_pair(pred, target)
-    known = V.known_from_mask(mask, hole, pred, required=True)
-    terms: Dict[str, Tensor] = {}
-    if "rec" in weights:
-        terms["rec"] = reconstruction_loss(pred, target, mask=known)
-    if "perc" in weights or "style" in weights:
-        if extractor is None:
-            raise ValueError("composite terms 'perc' and 'style' need extractor=, e.g. inpaint_fast.VGGFeatures()")
-        V.check_spatial_weight(known, "mask" if mask is not None else "hole")
-        pred_feats, target_feats = extract_features(extractor, pred, target)
-        if "perc" in weights:
-            terms["perc"] = _ref_features.feature_distance(pred_feats, target_feats, 1 - known)
-        if "style" in weights:
-            terms["style"] = _style_distance(pred_feats, target_feats, None)
-    if "tv" in weights:
-        terms["tv"] = total_variation(pred, mask=known, region="hole")
-    if "freq" in weights:
-        terms["freq"] = frequency_loss(pred, target)
-    terms["total"] = sum(weights[k] * terms[k] for k in weights)
-    return terms
+    if ("perc" in weights or "style" in weights) and extractor is None:
+        raise ValueError("composite terms 'perc' and 'style' need extractor=, e.g. inpaint_fast.VGGFeatures()")
+    return CompositeLoss(weights, extractor)(pred, target, mask=mask, hole=hole)

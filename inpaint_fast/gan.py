@@ -236,6 +236,33 @@ def feature_matching_loss(fake_features: Sequence[Tensor], real_features: Sequen
                                  layer_weights, eps)
 
 
+class FeatureMatchingLoss(nn.Module):
+    """Holds the options of :func:`feature_matching_loss`; ``forward(fake_features, real_features, mask=... | hole=...)``.
+
+    LaMa's (big-lama, no mask): ``FeatureMatchingLoss("l2")``; pix2pixHD's: ``FeatureMatchingLoss("l1",
+    layer_weights=[4 / (n_layers + 1)] * n_features)``.
+    """
+
+    def __init__(self, loss: str = "l1", *, region: Optional[str] = None, resize: str = "nearest",
+                 normalize: str = "mask", layer_weights: Optional[Sequence[float]] = None, eps: float = EPS):
+        super().__init__()
+        self.loss = V.check_choice(loss, "loss", FEATURE_LOSSES)
+        self.region = V.check_region(region)
+        self.resize = V.check_choice(resize, "resize", FEATURE_RESIZES)
+        self.normalize = V.check_choice(normalize, "normalize", V.NORMALIZES)
+        self.eps = V.check_positive(eps, "eps")
+        self.layer_weights = layer_weights
+
+    def forward(self, fake_features: Sequence[Tensor], real_features: Sequence[Tensor], *,
+                mask: Optional[Tensor] = None, hole: Optional[Tensor] = None) -> Tensor:
+        return feature_matching_loss(fake_features, real_features, loss=self.loss, mask=mask, hole=hole,
+                                     region=self.region, resize=self.resize, normalize=self.normalize,
+                                     layer_weights=self.layer_weights, eps=self.eps)
+
+    def extra_repr(self) -> str:
+        return f"loss={self.loss!r}, region={self.region!r}, resize={self.resize!r}"
+
+
 class AdversarialLoss(nn.Module):
     """Holds the GAN loss kind and mask options; ``forward(fake_logits)`` is the generator term.
 

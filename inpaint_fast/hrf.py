@@ -27,8 +27,7 @@ from torchvision.models import ResNet50_Weights, WeightsEnum, resnet50
 
 from . import _validation as V
 from . import functional as LF
-from .features import WeightsArg, _hub_file, load_weights, register_input_normalization, resolve_weights
-from .reference.features import feature_distance
+from .features import FeatureCache, WeightsArg, _hub_file, load_weights, register_input_normalization, resolve_weights
 
 __all__ = ["ResNetFeatures", "HRFPerceptualLoss", "hrf_perceptual_loss", "RESNET_LAYERS", "pretrained_available"]
 
@@ -152,14 +151,20 @@ def hrf_perceptual_loss(pred: Tensor, target: Tensor, *, extractor, weight: floa
     V.check_pair(pred, target)
     V.check_loss_options(reduction, normalize, eps)
     weight = V.check_nonnegative(weight, "weight")
-    spatial = LF._feature_weight(pred, mask, hole, region)
+    known = V.known_from_mask(mask, hole, pred, required=False)
+    V.check_spatial_weight(known, "mask" if mask is not None else "hole")
     pred_feats, target_feats = LF.extract_features(extractor, pred, target)
-    layer_weights = V.check_layer_weights(layer_weights, len(pred_feats))
+    out = _distance(pred_feats, target_feats, known, V.resolve_region(region, known), layer_weights, normalize,
+                    reduction, eps)
+    return out if reduction == "none" else out * weight
+
+
+def _distance(pred_feats, target_feats, known, region, layer_weights, normalize, reduction, eps):
+    """sum_l layer_weights[l] * masked mean squared feature error (layer weights default to 1: LaMa's sum)."""
     if layer_weights is None:
         layer_weights = [1.0] * len(pred_feats)
-    out = feature_distance(pred_feats, target_feats, spatial, loss="l2", layer_weights=layer_weights,
-                           normalize=normalize, reduction=reduction, eps=eps)
-    return out if reduction == "none" else out * weight
+    return LF.perceptual_distance(pred_feats, target_feats, known, region=region, loss="l2",
+                                  layer_weights=layer_weights, normalize=normalize, reduction=reduction, eps=eps)
 
 
 class HRFPerceptualLoss(nn.Module):
@@ -204,6 +209,13 @@ class HRFPerceptualLoss(nn.Module):
         return hrf_perceptual_loss(pred, target, extractor=self.extractor, weight=self.weight, mask=mask, hole=hole,
                                    region=self.region, layer_weights=self.layer_weights, normalize=self.normalize,
                                    reduction=self.reduction, eps=self.eps)
+
+    def from_cache(self, cache: FeatureCache, known: Optional[Tensor]) -> Tensor:
+        """``weight`` times the loss summed over the images of ``cache`` (``known``: the validated known
+        weight (N|1, 1, H, W), or None)."""
+        region = V.resolve_region(self.region, known)
+        return self.weight * sum(_distance(cache[name], cache.target, known, region, self.layer_weights,
+                                           self.normalize, self.reduction, self.eps) for name in cache.names)
 
     def extra_repr(self) -> str:
         return f"weight={self.weight}, region={self.region!r}, reduction={self.reduction!r}"

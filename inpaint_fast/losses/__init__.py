@@ -1,8 +1,8 @@
 """The loss ``nn.Module``s: configuration in ``__init__``, tensors in ``forward``."""
 from ..diffusion import DiffusionInpaintingLoss
-from ..gan import AdversarialLoss, R1Penalty
+from ..gan import AdversarialLoss, FeatureMatchingLoss, R1Penalty
 from .feature import SEED_LAYERS, CompositeLoss, PerceptualLoss, StyleLoss
 from .pixel import FrequencyLoss, ReconstructionLoss, TVLoss
 
 __all__ = ["ReconstructionLoss", "PerceptualLoss", "StyleLoss", "TVLoss", "FrequencyLoss", "AdversarialLoss",
-           "R1Penalty", "DiffusionInpaintingLoss", "CompositeLoss", "SEED_LAYERS"]
+           "R1Penalty", "FeatureMatchingLoss", "DiffusionInpaintingLoss", "CompositeLoss", "SEED_LAYERS"]
