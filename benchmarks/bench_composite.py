@@ -439,7 +439,7 @@ def finish(rows: List[Dict], failures: Sequence[str], args, meta) -> int:
         print(f"\nCSV rows appended to {os.path.relpath(common.write_rows(csv_path, rows))}")
     if not args.no_plot:
         for op in dict.fromkeys(r["op"] for r in rows):
-            title = f"{op} — {meta['device']}, {meta['threads']} threads, {args.dtype}, torch {meta['torch_version']}"
+            title = f"{op}\n{meta['device']}, {meta['threads']} threads, {args.dtype}, torch {meta['torch_version']}"
             root, ext = os.path.splitext(png_path)
             out = common.plot_rows([r for r in rows if r["op"] == op], root.replace("composite_", f"{op}_", 1) + ext,
                                    title)
