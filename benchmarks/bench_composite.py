@@ -429,6 +429,15 @@ def main(argv=None) -> int:
     return finish(rows, failures, args, meta)
 
 
+def op_png(op: str, png: str) -> str:
+    """Each objective's PNG: ``plots/<op>_<device>.png`` by default, ``<png>_<op>.png`` for a ``--plot`` path."""
+    root, ext = os.path.splitext(png)
+    base = os.path.basename(root)
+    if base.startswith("composite_"):
+        return os.path.join(os.path.dirname(root), op + base[len("composite"):] + ext)
+    return f"{root}_{op}{ext}"
+
+
 def finish(rows: List[Dict], failures: Sequence[str], args, meta) -> int:
     """Table, CSV, plots, failure banner; the exit status (common.finish would recompute the speedups
     against providers named eager / compile, which this script does not have)."""
@@ -440,9 +449,7 @@ def finish(rows: List[Dict], failures: Sequence[str], args, meta) -> int:
     if not args.no_plot:
         for op in dict.fromkeys(r["op"] for r in rows):
             title = f"{op}\n{meta['device']}, {meta['threads']} threads, {args.dtype}, torch {meta['torch_version']}"
-            root, ext = os.path.splitext(png_path)
-            out = common.plot_rows([r for r in rows if r["op"] == op], root.replace("composite_", f"{op}_", 1) + ext,
-                                   title)
+            out = common.plot_rows([r for r in rows if r["op"] == op], op_png(op, png_path), title)
             if out:
                 print(f"plot written to {os.path.relpath(out)}")
     if failures:
