@@ -231,6 +231,11 @@ def perceptual_distance(pred_feats: Sequence[Tensor], target_feats: Sequence[Ten
                          f"{len(target_feats)} for target")
     losses = _layer_losses(loss, len(pred_feats))
     layer_weights = V.check_layer_weights(layer_weights, len(pred_feats))
+    if _backend.choose("masked_error", pred_feats[0].device) == "reference":
+        return _ref_features.feature_distance(pred_feats, [f.detach() for f in target_feats],
+                                              V.region_weight(known, region), loss=losses, layer_weights=layer_weights,
+                                              normalize=normalize, reduction=reduction, eps=eps,
+                                              mask_resize=mask_resize, feature_norm=feature_norm)
     weight_hole, weight_valid = (1.0, 0.0) if region == "hole" else (0.0, 1.0)
     terms = []
     for fp, ft, kind in zip(pred_feats, target_feats, losses):

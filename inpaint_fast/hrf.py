@@ -73,7 +73,9 @@ class ResNetFeatures(nn.Module):
         layers: stage names among ``layer1``..``layer4``; outputs come back in this order, the network is
             truncated after the deepest one. Default: all four, as LaMa's ResNetPL.
         dilated: ``True`` (LaMa): layer3/layer4 keep stride 8 with dilations 2/4, so the stages are at
-            1/4, 1/8, 1/8, 1/8 of the input; ``False``: the plain ResNet-50 (1/4, 1/8, 1/16, 1/32).
+            1/4, 1/8, 1/8, 1/8 of the input; ``False``: the plain ResNet-50 (1/4, 1/8, 1/16, 1/32); or
+            torchvision's ``replace_stride_with_dilation``, three bools for layer2..layer4
+            (``True`` is ``(False, True, True)``).
         normalize_input: apply ``(x - mean) / std`` (ImageNet's) first, so inputs are RGB in [0, 1].
 
     ``forward(x)``: (N, 3, H, W) floating -> list of (N, C_l, H_l, W_l) tensors (C = 256, 512, 1024, 2048).
@@ -81,19 +83,25 @@ class ResNetFeatures(nn.Module):
     uses its running statistics); gradients still flow to ``x``.
     """
 
-    def __init__(self, weights: WeightsArg = "DEFAULT", layers: Sequence[str] = RESNET_LAYERS, dilated: bool = True,
+    def __init__(self, weights: WeightsArg = "DEFAULT", layers: Sequence[str] = RESNET_LAYERS, dilated=True,
                  normalize_input: bool = True):
         super().__init__()
-        for name, flag in (("dilated", dilated), ("normalize_input", normalize_input)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} must be a bool; got {type(flag).__name__}")
+        if not isinstance(normalize_input, bool):
+            raise TypeError(f"normalize_input must be a bool; got {type(normalize_input).__name__}")
+        if isinstance(dilated, bool):
+            dilated = (False, dilated, dilated)
+        if (not isinstance(dilated, Sequence) or len(dilated) != 3
+                or not all(isinstance(flag, bool) for flag in dilated)):
+            raise TypeError(f"dilated must be a bool or three bools (replace_stride_with_dilation for "
+                            f"layer2..layer4); got {dilated!r}")
+        dilated = tuple(dilated)
         self.layers = _resolve_layers(layers)
         self.dilated, self.normalize_input = dilated, normalize_input
         resolved = _resolve_weights(weights)
         deepest = max(RESNET_LAYERS.index(name) for name in self.layers)
         kept_names = _STEM + RESNET_LAYERS[:deepest + 1]
 
-        net = resnet50(weights=None, replace_stride_with_dilation=[False, dilated, dilated])
+        net = resnet50(weights=None, replace_stride_with_dilation=list(dilated))
         self.body = nn.Sequential(OrderedDict((name, getattr(net, name)) for name in kept_names))
         if resolved is None:
             self.weights_source = "random init (untrained)"

@@ -45,8 +45,9 @@ def pconv_loss(*, valid: float = 1.0, hole: float = 6.0, perceptual: float = 0.0
     - 'style': sum over the same layers of ``mean |G(phi(image)) - G(phi(target))|`` with
       ``G = F F^T / (C H W)``, for the output and the composite (the target's Grams computed once);
     - 'tv': TV of the composite over ``tv_region``: 'hole_dilated' (the paper's region P, the hole
-      grown by one pixel; per direction, the sum over the pairs inside P divided by the number of all pairs),
-      or 'all' (the global mean, ``mean |dx| + mean |dy|``).
+      grown by one pixel; per direction, the sum over the pairs inside P divided by the number of all pairs
+      of that direction, where the paper divides by the number of pixels: (H-1)/H and (W-1)/W of its
+      value), or 'all' (the global mean, ``mean |dx| + mean |dy|``).
 
     VGG16 features come from one batched pass over output and composite and one no-grad pass over the
     target. ``extractor`` (a callable returning the three feature maps) replaces the built
@@ -81,7 +82,7 @@ def lama_loss(*, l1_known: float = 10.0, l1_missing: float = 0.0, hrf: float = 3
 
     - 'valid' (weight ``l1_known`` 10) and 'hole' (``l1_missing``, 0 so left out): LaMa's
       ``masked_l1_loss``, ``mean((hole * l1_missing + (1 - hole) * l1_known) * |pred - target|)`` over all elements;
-    - 'hrf' (30): the high-receptive-field perceptual loss, ``sum_l mse(phi_l(pred), phi_l(target))`` over the
+    - 'hrf' (30): the high-receptive-field perceptual loss, ``sum_l mse(phi_l(pred), phi_l(target))`` (whole image) over the
       stages of a dilated ResNet-50 (:class:`HRFPerceptualLoss`; ``hrf_extractor`` replaces the built
       ``ResNetFeatures(weights=hrf_weights)``);
     - 'adv' (10): the non-saturating ``mean softplus(-D(pred))`` over all logits (``fake_logits=``);
@@ -101,8 +102,8 @@ def lama_loss(*, l1_known: float = 10.0, l1_missing: float = 0.0, hrf: float = 3
     return CompositeLoss(
         weights,
         reconstruction=ReconstructionLoss(normalize="all") if has("valid") or has("hole") else None,
-        hrf=(HRFPerceptualLoss(extractor=hrf_extractor) if hrf_extractor is not None
-             else HRFPerceptualLoss(weights=hrf_weights)) if has("hrf") else None,
+        hrf=(HRFPerceptualLoss(extractor=hrf_extractor, region="all") if hrf_extractor is not None
+             else HRFPerceptualLoss(weights=hrf_weights, region="all")) if has("hrf") else None,
         adversarial=AdversarialLoss("bce", region="all", resize=mask_resize) if has("adv") else None,
         r1=R1Penalty(gamma=2 * gp_coef) if has("adv") and gp_coef > 0 else None,
         feature_matching=FeatureMatchingLoss("l2") if has("fm") else None,

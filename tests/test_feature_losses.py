@@ -152,3 +152,48 @@ def test_style_reductions_agree_across_backends():
     sums = IF.style_loss(pred, x, extractor=ext, mask=mask, reduction="none")
     torch.testing.assert_close(sum(t.sum() for t in sums) / 2, IF.style_loss(pred, x, extractor=ext, mask=mask,
                                                                             reduction="sum"))
+
+
+def test_per_layer_losses_mse_and_area_resize(backend):
+    """Per-layer 'l1'/'mse', and the mask resized by area (the fraction of each cell in the hole), in closed form."""
+    x, pred = images(n=2, size=8, dtype=torch.float64)
+    mask = torch.rand(2, 1, 8, 8, dtype=torch.float64) > 0.5
+    pool = torch.nn.functional.avg_pool2d
+    ext = lambda t: [t, pool(t, 2)]  # noqa: E731
+    hole = 1 - mask.double()
+    hole2 = pool(hole, 2)  # area resize of the hole to 4x4
+    e1 = ((pred - x).abs() * hole).sum() / (3 * hole.sum())
+    e2 = ((pool(pred, 2) - pool(x, 2)) ** 2 * hole2).sum() / (3 * hole2.sum())
+    got = IF.perceptual_loss(pred, x, extractor=ext, mask=mask, loss=["l1", "mse"], mask_resize="area",
+                             layer_weights=[1.0, 2.0])
+    torch.testing.assert_close(got, e1 + 2 * e2)
+    assert torch.equal(IF.perceptual_loss(pred, x, extractor=ext, loss="mse"),
+                       IF.perceptual_loss(pred, x, extractor=ext, loss="l2"))
+    with pytest.raises(ValueError, match="loss has 1 entries but the extractor returns 2 layers"):
+        IF.perceptual_loss(pred, x, extractor=ext, loss=["l1"])
+    with pytest.raises(ValueError, match="mask_resize must be one of"):
+        IF.perceptual_loss(pred, x, extractor=ext, mask=mask, mask_resize="bilinear")
+
+
+@pytest.mark.parametrize("feature_norm", ["unit", "instance"])
+def test_feature_norm_closed_form(feature_norm, backend):
+    x, pred = images(n=2, size=6, dtype=torch.float64)
+    if feature_norm == "unit":  # LPIPS: unit length over channels at each position
+        norm = lambda f: f / (f.square().sum(1, keepdim=True).sqrt() + 1e-10)  # noqa: E731
+    else:  # InstanceNorm2d without affine
+        norm = torch.nn.InstanceNorm2d(3, eps=1e-5).double()
+    expected = (norm(pred) - norm(x)).abs().mean()
+    torch.testing.assert_close(IF.perceptual_loss(pred, x, extractor=lambda t: [t], feature_norm=feature_norm),
+                               expected)
+    with pytest.raises(ValueError, match="feature_norm must be one of"):
+        IF.PerceptualLoss(lambda t: [t], feature_norm="batch")
+
+
+def test_vgg19_and_avg_pooling_modules():
+    x, pred = images(n=1, size=16)
+    torch.manual_seed(0)
+    vgg19 = IF.VGGFeatures("vgg19", ("relu1_2", "pool2", "relu3_4"), weights=None, pooling="avg")
+    perc = IF.PerceptualLoss(vgg19, loss="l2")
+    feats_p, feats_x = vgg19(pred), vgg19(x)
+    expected = sum(((a - b) ** 2).mean() for a, b in zip(feats_p, feats_x)) / 3
+    torch.testing.assert_close(perc(pred, x), expected, rtol=1e-5, atol=0)

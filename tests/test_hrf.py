@@ -38,19 +38,23 @@ def images(seed=1, n=1, size=64):
             torch.rand(n, 3, size, size, generator=g, dtype=torch.float64))
 
 
+def resnet_stages(net, x):
+    """torchvision's ResNet run by hand: the stem, then the outputs of layer1..layer4."""
+    x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+    out = []
+    for stage in (net.layer1, net.layer2, net.layer3, net.layer4):
+        x = stage(x)
+        out.append(x)
+    return out
+
+
 def plain_resnet_pl(state_dict, pred, target, weight):
     """LaMa's ResNetPL written out: normalise, run layer1..layer4, sum of per-layer F.mse_loss, times weight."""
     net = resnet50(weights=None, replace_stride_with_dilation=[False, True, True]).double().eval()
     net.load_state_dict(state_dict)
 
     def feats(x):
-        x = (x - MEAN.double()) / STD.double()
-        x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
-        out = []
-        for stage in (net.layer1, net.layer2, net.layer3, net.layer4):
-            x = stage(x)
-            out.append(x)
-        return out
+        return resnet_stages(net, (x - MEAN.double()) / STD.double())
 
     with torch.no_grad():
         terms = [F.mse_loss(a, b) for a, b in zip(feats(pred), feats(target))]
@@ -66,6 +70,11 @@ def test_shapes_and_strides_of_dilated_stages():
     assert dilated.body.layer3[1].conv2.dilation == (2, 2) and dilated.body.layer4[1].conv2.dilation == (4, 4)
     plain = ResNetFeatures(weights=None, layers=("layer4", "layer3"), dilated=False)
     assert [tuple(f.shape) for f in plain(x)] == [(2, 2048, 2, 2), (2, 1024, 4, 4)]
+    layer4_only = ResNetFeatures(weights=None, layers=("layer3", "layer4"), dilated=(False, False, True))
+    assert [tuple(f.shape) for f in layer4_only(x)] == [(2, 1024, 4, 4), (2, 2048, 4, 4)]
+    assert layer4_only.body.layer4[1].conv2.dilation == (2, 2)
+    with pytest.raises(TypeError, match="dilated must be a bool or three bools"):
+        ResNetFeatures(weights=None, dilated=(True, True))
     # truncated after the deepest requested stage
     assert not hasattr(ResNetFeatures(weights=None, layers=("layer2",)).body, "layer3")
 

@@ -213,6 +213,8 @@ class CompositeLoss(nn.Module):
 
     def _pixel_terms(self, image: Tensor, target: Tensor, mask: V.Mask) -> Dict[str, Tensor]:
         rec, out = self.reconstruction, {}
+        if rec is None:
+            return out
         options = dict(loss=rec.loss, normalize=rec.normalize, reduction=rec.reduction, eps=rec.eps,
                        charbonnier_eps=rec.charbonnier_eps)
         if "rec" in self.weights:
@@ -241,7 +243,7 @@ class CompositeLoss(nn.Module):
             needs.add(self.tv_image)
         images = {"output": pred}
         if "composite" in needs:
-            images["composite"] = known * target + (1 - known) * pred
+            images["composite"] = known * target.detach() + (1 - known) * pred  # the target stays a constant
 
         terms = self._pixel_terms(pred, target, m)
         if coarse is not None:
