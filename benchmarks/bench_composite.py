@@ -1,0 +1,462 @@
+"""Benchmark of one full training step of a composite objective (forward + backward to ``pred``), ours
+against a plain-PyTorch baseline (issue 6 item 5).
+
+Two objectives, each timed as one ``torch.autograd.grad(total, pred)`` (mode ``full``; there is no
+forward-only or backward-only mode here), fp32, 2 threads, on CPU by default, VGG16 with *random*
+weights (``weights=None``: nothing is downloaded; every provider of an objective holds the same
+weights, copied from one state dict, so their values agree):
+
+- ``pconv_step``: the PConv objective (Liu et al. 2018, "Image Inpainting for Irregular Holes Using
+  Partial Convolutions"): valid 1, hole 6, perceptual 0.05 and style 120 on both the output and the
+  composite over VGG16 pool1-pool3, TV 0.1 on the composite. VGG sees the raw input (no ImageNet
+  normalisation, as in naoto0804's code, which normalises the images outside the loss). Providers:
+
+  - ``plain``: naoto0804/pytorch-inpainting-with-partial-conv's ``InpaintingLoss`` +
+    ``VGG16FeatureExtractor`` written out in plain PyTorch below (:class:`PlainVGG16FeatureExtractor`,
+    :class:`PlainInpaintingLoss`): three VGG passes (``output_comp``, ``output``, ``gt``; frozen
+    parameters, so the target's pass records no graph), a ``gram_matrix`` per term, ``nn.L1Loss``,
+    ``total_variation_loss`` of the composite; total = sum of ``LAMBDA_DICT`` {valid 1, hole 6, tv 0.1,
+    prc 0.05, style 120} times the terms (naoto0804's train.py);
+  - ``plain_compile`` (only with ``--compile``, or when named in ``--providers``): ``torch.compile`` of
+    that same loss (default inductor, ``mode=None``, ``dynamic=False``), warmed up untimed;
+  - ``ours``: ``inpaint_fast.pconv_loss(vgg_weights=None, normalize_input=False, tv_region='all')``,
+    ``(pred, target, mask=mask)['total']``; the plain extractor is built from its VGGFeatures' state dict.
+
+- ``seed_composite_step``: the seed notebook's composite (rec 1, perc 0.1, style 10, tv 0.01, freq 0.1;
+  VGG16 relu1_2/relu2_2/relu3_3 with ImageNet input normalisation). Providers:
+
+  - ``seed``: ``tests/seed_notebook.composite_loss(target, pred, mask, SEED_WEIGHTS)['total']``
+    (imported, not copied), its global ``vgg`` set to a frozen ``vgg16().features[:16]`` holding the
+    weights of ours's extractor; it runs four VGG passes (pred and target, once for the perceptual and
+    once for the style term);
+  - ``ours``: ``inpaint_fast.CompositeLoss(extractor=inpaint_fast.VGGFeatures(weights=None))`` with its
+    default (the seed's) weights, ``(pred, target, mask=mask)['total']``.
+
+Inputs: ``pred`` and ``target`` uniform in [0, 1] (``pred`` requires grad), and a realistic irregular
+mask, ``mask_with_strokes``: ``common.box_mask``'s hole (per image a random H/2 x W/2 box, a quarter of
+the image) plus four random free-form brush strokes per image (each a 5-segment random walk, brush
+radius H/32), 1 = known; the hole covers 33-42 % of each image.
+
+Measured, per objective and shape: the median and p20/p80 of the step time, the providers timed
+interleaved round by round (``common.time_cases``; one call per sample: the step takes seconds); the
+speedup of ours (and of plain_compile) over the eager baseline (``plain`` or ``seed``) measured in the
+same run, in the CSV column ``speedup_vs_eager`` (and over ``plain_compile`` in ``speedup_vs_compile``);
+the peak memory of one step (``common.peak_memory_bytes``: on CPU the profiler's allocation events)
+and, in ours's ``note``, its ratio to the baseline's (``peak_mem_vs_<baseline>=``). ``gbps`` and
+``pct_roofline`` are left empty: the step is dominated by VGG's convolutions, no single roofline fits.
+
+Before timing, ours's total loss and gradient w.r.t. ``pred`` are compared with the baseline's
+(rtol 1e-5 in fp32; the gradient entrywise within rtol of its largest entry); plain_compile's with rtol
+``--compile-rtol`` (default 1e-3: inductor's CPU code rounds differently, and the L1 terms' sign() turns
+float differences of near-equal features or Gram entries into gradient differences of ~1e-4 of the
+largest entry even at 32 x 32; the value agrees to 1e-5). A mismatch is printed loudly, noted in the
+CSV (``MISMATCH ...``) and makes the exit status 1. Where the installed ``inpaint_fast`` has no
+``pconv_loss`` yet, ours's PConv row is an untimed ``skipped`` row.
+
+Shapes: 4x3x256x256 (warm-up 1, 5 repeats) and 4x3x512x512 (``--warmup-large`` 1, ``--repeats-large``
+3: a step takes several seconds on 2 cores); ``--repeats`` / ``--warmup`` set the counts of the shapes
+up to 256 x 256 pixels, the ``-large`` ones those of larger shapes. ``--quick``: 1x3x32x32, 1 repeat.
+``--profile N`` also prints, per objective and provider, the N ops with the most self CPU time in one
+step (``torch.profiler``) at the first shape.
+
+Run from the repository root: ``python benchmarks/bench_composite.py`` (``--quick`` for a smoke run,
+``--ops pconv_step`` for one objective, ``--compile`` to add ``plain_compile``, ``--help`` for the options).
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (also puts the repository root on sys.path)
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+import inpaint_fast as IF  # noqa: E402
+from tests import seed_notebook  # noqa: E402
+
+OPS = ("pconv_step", "seed_composite_step")
+BASELINE = {"pconv_step": "plain", "seed_composite_step": "seed"}
+PROVIDERS = ("plain", "plain_compile", "seed", "ours")
+SHAPES = [(4, 3, 256, 256), (4, 3, 512, 512)]
+QUICK_SHAPES = [(1, 3, 32, 32)]
+LARGE_PIXELS = 256 * 256  # shapes with more pixels per image use --warmup-large / --repeats-large
+
+# naoto0804/pytorch-inpainting-with-partial-conv, train.py
+LAMBDA_DICT = {"valid": 1.0, "hole": 6.0, "tv": 0.1, "prc": 0.05, "style": 120.0}
+
+
+# --------------------------------------------------------------------------------------------- plain PConv loss
+# naoto0804/pytorch-inpainting-with-partial-conv (net.py, loss.py), written out in plain PyTorch.
+
+def gram_matrix(feat: torch.Tensor) -> torch.Tensor:
+    b, ch, h, w = feat.size()
+    feat = feat.view(b, ch, h * w)
+    feat_t = feat.transpose(1, 2)
+    return torch.bmm(feat, feat_t) / (ch * h * w)
+
+
+def total_variation_loss(image: torch.Tensor) -> torch.Tensor:
+    return torch.mean(torch.abs(image[:, :, :, :-1] - image[:, :, :, 1:])) + \
+        torch.mean(torch.abs(image[:, :, :-1, :] - image[:, :, 1:, :]))
+
+
+class PlainVGG16FeatureExtractor(nn.Module):
+    """naoto0804's VGG16FeatureExtractor: enc_1..enc_3 = features[:5], [5:10], [10:17] (pool1-pool3),
+    frozen; built from a ``features[:17]`` state dict instead of downloading the pretrained weights."""
+
+    def __init__(self, features_state: Dict[str, torch.Tensor]):
+        super().__init__()
+        from torchvision.models import vgg16
+        with torch.device("meta"):
+            features = vgg16(weights=None).features[:17]
+        features = features.to_empty(device="cpu")
+        features.load_state_dict(features_state)
+        self.enc_1 = nn.Sequential(*features[:5])
+        self.enc_2 = nn.Sequential(*features[5:10])
+        self.enc_3 = nn.Sequential(*features[10:17])
+        for i in range(3):
+            for param in getattr(self, f"enc_{i + 1}").parameters():
+                param.requires_grad = False
+
+    def forward(self, image: torch.Tensor) -> List[torch.Tensor]:
+        results = [image]
+        for i in range(3):
+            func = getattr(self, f"enc_{i + 1}")
+            results.append(func(results[-1]))
+        return results[1:]
+
+
+class PlainInpaintingLoss(nn.Module):
+    """naoto0804's InpaintingLoss (``forward(input, mask, output, gt)`` -> dict of unweighted terms)."""
+
+    def __init__(self, extractor: nn.Module):
+        super().__init__()
+        self.l1 = nn.L1Loss()
+        self.extractor = extractor
+
+    def forward(self, input, mask, output, gt):
+        loss_dict = {}
+        output_comp = mask * input + (1 - mask) * output
+
+        loss_dict["hole"] = self.l1((1 - mask) * output, (1 - mask) * gt)
+        loss_dict["valid"] = self.l1(mask * output, mask * gt)
+
+        feat_output_comp = self.extractor(output_comp)
+        feat_output = self.extractor(output)
+        feat_gt = self.extractor(gt)
+
+        loss_dict["prc"] = 0.0
+        for i in range(3):
+            loss_dict["prc"] += self.l1(feat_output[i], feat_gt[i])
+            loss_dict["prc"] += self.l1(feat_output_comp[i], feat_gt[i])
+
+        loss_dict["style"] = 0.0
+        for i in range(3):
+            loss_dict["style"] += self.l1(gram_matrix(feat_output[i]), gram_matrix(feat_gt[i]))
+            loss_dict["style"] += self.l1(gram_matrix(feat_output_comp[i]), gram_matrix(feat_gt[i]))
+
+        loss_dict["tv"] = total_variation_loss(output_comp)
+        return loss_dict
+
+
+def plain_pconv_total(criterion: PlainInpaintingLoss) -> Callable[..., torch.Tensor]:
+    """(pred, target, mask) -> the weighted total, as naoto0804's train.py sums it (the network's input
+    image is the masked target, ``gt * mask``)."""
+    def total(pred, target, mask):
+        loss_dict = criterion(target * mask, mask, pred, target)
+        loss = 0.0
+        for key, coef in LAMBDA_DICT.items():
+            loss += coef * loss_dict[key]
+        return loss
+    return total
+
+
+# --------------------------------------------------------------------------------------------- inputs
+
+def mask_with_strokes(n: int, h: int, w: int, dtype: torch.dtype, device: torch.device, seed: int = 0,
+                      strokes: int = 4, segments: int = 5) -> torch.Tensor:
+    """(N, 1, H, W) binary mask, 1 = known: ``common.box_mask``'s H/2 x W/2 hole plus ``strokes`` random
+    brush strokes per image (random walks of ``segments`` segments, length up to H/4 each, radius H/32)."""
+    g = torch.Generator().manual_seed(seed + 1)
+    hole = common.box_mask(n, h, w, torch.float32, torch.device("cpu"), seed) < 0.5
+    radius = max(1.0, h / 32)
+    ys = torch.arange(h, dtype=torch.float32).view(h, 1)
+    xs = torch.arange(w, dtype=torch.float32).view(1, w)
+    for i in range(n):
+        for _ in range(strokes):
+            y, x = torch.rand(2, generator=g).tolist()
+            y, x = y * (h - 1), x * (w - 1)
+            for _ in range(segments):
+                angle = float(torch.rand((), generator=g)) * 2 * math.pi
+                length = (0.3 + 0.7 * float(torch.rand((), generator=g))) * h / 4
+                y1 = min(max(y + length * math.sin(angle), 0.0), h - 1.0)
+                x1 = min(max(x + length * math.cos(angle), 0.0), w - 1.0)
+                for t in torch.linspace(0, 1, max(2, int(length / (radius / 2)) + 1)).tolist():
+                    cy, cx = y + t * (y1 - y), x + t * (x1 - x)
+                    y0, y_1 = max(0, int(cy - radius)), min(h, int(cy + radius) + 2)
+                    x0, x_1 = max(0, int(cx - radius)), min(w, int(cx + radius) + 2)
+                    disk = (ys[y0:y_1] - cy) ** 2 + (xs[:, x0:x_1] - cx) ** 2 <= radius ** 2
+                    hole[i, 0, y0:y_1, x0:x_1] |= disk
+                y, x = y1, x1
+    return (~hole).to(dtype=dtype, device=device)
+
+
+def make_inputs(shape: Sequence[int], dtype: torch.dtype, device: torch.device):
+    n, _, h, w = shape
+    g = torch.Generator().manual_seed(1234)
+    target = torch.rand(tuple(shape), generator=g).to(dtype=dtype, device=device)
+    pred = torch.rand(tuple(shape), generator=g).to(dtype=dtype, device=device).requires_grad_(True)
+    mask = mask_with_strokes(n, h, w, dtype, device)
+    return pred, target, mask
+
+
+# --------------------------------------------------------------------------------------------- providers
+
+def frozen_seed_vgg(features_state: Dict[str, torch.Tensor], device: torch.device) -> nn.Module:
+    """The seed's ``vgg16(...).features[:16].eval()``, frozen, holding ``features_state``."""
+    from torchvision.models import vgg16
+    with torch.device("meta"):
+        net = vgg16(weights=None).features[:16]
+    net = net.to_empty(device="cpu")
+    net.load_state_dict(features_state)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net.eval().to(device)
+
+
+def seed_total(pred, target, mask):
+    return seed_notebook.composite_loss(target, pred, mask, seed_notebook.SEED_WEIGHTS)["total"]
+
+
+def pconv_providers(args, dtype, device) -> Tuple[Dict[str, Callable], Dict[str, str]]:
+    """plain (and ours when inpaint_fast has pconv_loss) for the PConv objective, same VGG weights."""
+    torch.manual_seed(0)
+    notes: Dict[str, str] = {}
+    ours_loss = None
+    if hasattr(IF, "pconv_loss"):
+        ours_loss = IF.pconv_loss(vgg_weights=None, normalize_input=False, tv_region="all")
+        vggs = [m for m in ours_loss.modules() if isinstance(m, IF.VGGFeatures)]
+        if not vggs:
+            raise RuntimeError("pconv_loss(...) holds no VGGFeatures module: update bench_composite.py")
+        state = {k: v.clone() for k, v in vggs[0].features.state_dict().items()}
+        for m in vggs[1:]:  # one shared extractor expected; any other copy gets the same weights
+            m.features.load_state_dict(state)
+    else:
+        state = IF.VGGFeatures(layers=("pool1", "pool2", "pool3"), weights=None,
+                               normalize_input=False).features.state_dict()
+        notes["ours"] = "skipped: inpaint_fast has no pconv_loss yet"
+        print("  pconv_step: provider 'ours' skipped: inpaint_fast has no pconv_loss yet", flush=True)
+    plain_extractor = PlainVGG16FeatureExtractor(state).to(device=device, dtype=dtype)
+    providers: Dict[str, Callable] = {"plain": plain_pconv_total(PlainInpaintingLoss(plain_extractor))}
+    if ours_loss is not None:
+        ours_loss = ours_loss.to(device=device, dtype=dtype)
+        providers["ours"] = lambda pred, target, mask: ours_loss(pred, target, mask=mask)["total"]
+    return providers, notes
+
+
+def seed_providers(args, dtype, device) -> Tuple[Dict[str, Callable], Dict[str, str]]:
+    """seed (its global vgg patched) and ours (CompositeLoss with the same weights)."""
+    torch.manual_seed(0)
+    vgg = IF.VGGFeatures(weights=None).to(device=device, dtype=dtype)
+    seed_notebook.vgg = frozen_seed_vgg(vgg.features.state_dict(), device).to(dtype=dtype)
+    ours_loss = IF.CompositeLoss(extractor=vgg)
+    return {"seed": seed_total,
+            "ours": lambda pred, target, mask: ours_loss(pred, target, mask=mask)["total"]}, {}
+
+
+def add_compiled(providers: Dict[str, Callable], notes: Dict[str, str], inputs: Sequence[Any]) -> None:
+    """plain_compile: torch.compile of the plain loss, warmed by two forward+backwards (w.r.t. pred)."""
+    torch._dynamo.reset()
+
+    def warm(compiled):
+        for _ in range(2):
+            common.value_and_grad(compiled, inputs, inputs[0])
+    compiled, err = common.compile_provider(providers["plain"], warm, dynamic=False)
+    if compiled is None:
+        common.loud(f"torch.compile failed for the plain PConv loss: {err}")
+        notes["plain_compile"] = f"compile failed: {err}"
+    else:
+        providers["plain_compile"] = compiled
+
+
+def check(op: str, providers: Dict[str, Callable], notes: Dict[str, str], inputs: Sequence[Any], base_name: str,
+          args, failures: List[str], where: str) -> None:
+    """Every provider's total and gradient w.r.t. pred against the baseline's (``common.mismatch``: rtol
+    1e-5 in fp32); a mismatch is printed loudly and goes to ``failures`` and the provider's note, and a
+    provider that raises is also dropped."""
+    ref = common.value_and_grad(providers[base_name], inputs, inputs[0])
+    print(f"  {op} {where}: {base_name} total {ref[0].item():.9g}, max |grad| {ref[1].abs().max().item():.4g}",
+          flush=True)
+    for name, fn in list(providers.items()):
+        if name == base_name:
+            continue
+        rtols = {args.torch_dtype: args.compile_rtol} if name == "plain_compile" else common.RTOL
+        try:
+            bad = common.mismatch(fn, ref, inputs, inputs[0], args.torch_dtype, rtols=rtols)
+        except Exception as exc:  # noqa: BLE001
+            bad = f"raised {type(exc).__name__}: {exc}"
+            del providers[name]
+        if bad:
+            msg = f"MISMATCH vs {base_name}: {op} {name} at {where}: {bad}"
+            common.loud(msg)
+            failures.append(msg)
+            notes[name] = msg
+
+
+# --------------------------------------------------------------------------------------------- timing
+
+def step_case(fn: Callable, inputs: Sequence[Any]) -> common.Case:
+    """One full step, ``torch.autograd.grad(fn(*inputs), pred)``, as a Case with an empty setup: with a
+    setup, ``common.time_cases`` takes one call per sample and skips the calibration call (a step takes
+    seconds; the setup itself does nothing and is untimed)."""
+    full = common.mode_case(fn, inputs, (inputs[0],), "full").fn
+    return common.Case(lambda _state: full(), setup=lambda: None)
+
+
+def counts(shape: Sequence[int], args) -> Tuple[int, int]:
+    """(warmup, repeats) for a shape: the -large ones above 256 x 256 pixels."""
+    if shape[-1] * shape[-2] > LARGE_PIXELS:
+        return args.warmup_large, args.repeats_large
+    return args.warmup, args.repeats
+
+
+def profile_step(fn: Callable, inputs: Sequence[Any], top: int, title: str) -> None:
+    """Prints the ``top`` ops by self CPU time of one step (after the timed runs have warmed it up)."""
+    from torch.profiler import ProfilerActivity, profile
+    case = step_case(fn, inputs)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        case.fn(None)
+    print(f"\n--- profile: {title} (one step, self CPU time) ---")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top, max_name_column_width=48))
+
+
+def bench_op(op: str, shape: Sequence[int], args, meta, failures: List[str], profile_top: int = 0) -> List[Dict]:
+    device, dtype = args.device, args.torch_dtype
+    where = f"{common.shape_str(shape)} {args.dtype}"
+    inputs = make_inputs(shape, dtype, device)
+    providers, notes = (pconv_providers if op == "pconv_step" else seed_providers)(args, dtype, device)
+    base_name = BASELINE[op]
+    if op == "pconv_step" and (args.compile or (args.providers and "plain_compile" in args.providers)):
+        add_compiled(providers, notes, inputs)
+    if args.providers is not None:  # the baseline always runs
+        providers = {k: v for k, v in providers.items() if k in args.providers or k == base_name}
+        notes = {k: v for k, v in notes.items() if k in args.providers}
+    check(op, providers, notes, inputs, base_name, args, failures, where)
+
+    cases = {name: step_case(fn, inputs) for name, fn in providers.items()}
+    warmup, repeats = counts(shape, args)
+    timings = common.time_cases(cases, device=device, warmup=warmup, repeats=repeats, min_sample_ms=0.0)
+    rows: List[Dict] = []
+    base = {"op": op, "shape": common.shape_str(shape), "dtype": args.dtype, "mode": "full", "gbps": math.nan,
+            "roofline_gbps": math.nan, "pct_roofline": math.nan, **meta}
+    for name in list(providers) + [n for n in notes if n not in providers]:
+        row = {**base, "provider": name, "note": notes.get(name, "")}
+        if name in providers:
+            t = timings[name]
+            peak = common.peak_memory_bytes(cases[name].fn, setup=cases[name].setup, device=device)
+            row.update(median_ms=t.median_ms, p20_ms=t.p20_ms, p80_ms=t.p80_ms, peak_mem_mb=peak / 2**20)
+        else:
+            row.update(median_ms=math.nan, p20_ms=math.nan, p80_ms=math.nan, peak_mem_mb=math.nan)
+        rows.append(row)
+    fill_ratios(rows, base_name)
+    print(f"  {op} {where}: done ({warmup} warmup, {repeats} repeats)", flush=True)
+    if profile_top:
+        for name, fn in providers.items():
+            profile_step(fn, inputs, profile_top, f"{op} {where} {name}")
+    return rows
+
+
+def fill_ratios(rows: List[Dict], base_name: str) -> None:
+    """speedup_vs_eager = baseline median / row median (the baseline is ``plain`` or ``seed``, eager),
+    speedup_vs_compile = plain_compile's / row's; ours's note gets its peak memory over the baseline's."""
+    by = {r["provider"]: r for r in rows}
+    for r in rows:
+        for col, ref in (("speedup_vs_eager", by.get(base_name)), ("speedup_vs_compile", by.get("plain_compile"))):
+            ok = ref is not None and common._finite(ref["median_ms"]) and common._finite(r["median_ms"])
+            r[col] = ref["median_ms"] / r["median_ms"] if ok and r["median_ms"] > 0 else math.nan
+        b = by.get(base_name)
+        if r["provider"] != base_name and b is not None and common._finite(r["peak_mem_mb"]) \
+                and common._finite(b["peak_mem_mb"]) and b["peak_mem_mb"] > 0:
+            r["mem_ratio"] = r["peak_mem_mb"] / b["peak_mem_mb"]
+            r["note"] = common.join_notes(r["note"], f"peak_mem_vs_{base_name}={r['mem_ratio']:.3g}")
+
+
+TABLE_COLS = [("op", "op", 0), ("shape", "shape", 0), ("provider", "provider", 0), ("median_ms", "median ms", 4),
+              ("p20_ms", "p20", 4), ("p80_ms", "p80", 4), ("speedup_vs_eager", "x baseline", 3),
+              ("speedup_vs_compile", "x compile", 3), ("peak_mem_mb", "peak MB", 4), ("mem_ratio", "mem ratio", 3),
+              ("note", "note", 0)]
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--ops", default=",".join(OPS), help="comma-separated subset of " + ",".join(OPS))
+    p.add_argument("--compile", action="store_true",
+                   help="also time torch.compile of the plain PConv loss (plain_compile; compiling takes minutes)")
+    p.add_argument("--compile-rtol", type=float, default=1e-3,
+                   help="tolerance of plain_compile's check against plain (default 1e-3; see the module doc)")
+    p.add_argument("--warmup-large", type=int, default=1,
+                   help="untimed steps per provider for shapes above 256x256 pixels (default 1)")
+    p.add_argument("--repeats-large", type=int, default=3,
+                   help="timed steps per provider for shapes above 256x256 pixels (default 3)")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="print the N ops with the most self CPU time of one step per provider, at the first shape")
+    p.set_defaults(repeats=-1, warmup=-1)  # resolved in main (common's defaults are for millisecond ops)
+
+
+def main(argv=None) -> int:
+    args = common.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES))
+    if args.repeats < 0:
+        args.repeats = 1 if args.quick else 5
+    if args.warmup < 0:
+        args.warmup = 1
+    ops = [o.strip() for o in args.ops.split(",") if o.strip()]
+    bad = [o for o in ops if o not in OPS]
+    if bad:
+        raise SystemExit(f"unknown op(s) {bad}; choose from {list(OPS)}")
+    bad = [p for p in args.providers or () if p not in PROVIDERS]
+    if bad:
+        raise SystemExit(f"unknown provider(s) {bad}; choose from {list(PROVIDERS)}")
+    meta = common.header("composite step", args,
+                         extra=f"large shapes {args.repeats_large} repeats ({args.warmup_large} warmup), ")
+    failures: List[str] = []
+    rows: List[Dict] = []
+    for i, shape in enumerate(args.shapes):
+        for op in ops:
+            rows += bench_op(op, shape, args, meta, failures, args.profile if i == 0 else 0)
+    return finish(rows, failures, args, meta)
+
+
+def op_png(op: str, png: str) -> str:
+    """Each objective's PNG: ``plots/<op>_<device>.png`` by default, ``<png>_<op>.png`` for a ``--plot`` path."""
+    root, ext = os.path.splitext(png)
+    base = os.path.basename(root)
+    if base.startswith("composite_"):
+        return os.path.join(os.path.dirname(root), op + base[len("composite"):] + ext)
+    return f"{root}_{op}{ext}"
+
+
+def finish(rows: List[Dict], failures: Sequence[str], args, meta) -> int:
+    """Table, CSV, plots, failure banner; the exit status (common.finish would recompute the speedups
+    against providers named eager / compile, which this script does not have)."""
+    print(f"\n1-min load average at the end: {common.load_average():.2f}")
+    print(common.format_table(rows, TABLE_COLS, left=3))
+    csv_path, png_path = common.default_paths(args, "composite", args.device)
+    if not args.no_csv:
+        print(f"\nCSV rows appended to {os.path.relpath(common.write_rows(csv_path, rows))}")
+    if not args.no_plot:
+        for op in dict.fromkeys(r["op"] for r in rows):
+            title = f"{op}\n{meta['device']}, {meta['threads']} threads, {args.dtype}, torch {meta['torch_version']}"
+            out = common.plot_rows([r for r in rows if r["op"] == op], op_png(op, png_path), title)
+            if out:
+                print(f"plot written to {os.path.relpath(out)}")
+    if failures:
+        common.loud(f"{len(failures)} provider(s) disagree with the baseline:\n!!! " + "\n!!! ".join(failures))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
