@@ -8,7 +8,9 @@ rows of the newest run (the latest ``date``) and shows our compiled backend(s) i
 ('full'; the Gram and RePaint's blend: forward) against eager and torch.compile of the seed's code: median time,
 speedups measured in that same run, the share of the measured copy roofline (of a measured
 ``torch.mm``'s GFLOP/s for the FLOP-bound style ops, marked "(mm)") and peak memory. Every mode is
-in the CSV. Rows without a time (a backend skipped for want of a kernel) and failed rows are left out.
+in the CSV. The whole-step rows of bench_composite.py (``pconv_step``, ``seed_composite_step``) are
+measured against their own baselines: "× eager" is against ``plain`` (a plain-PyTorch PConv loss)
+and ``seed`` (the seed notebook's composite) respectively. Rows without a time (a backend skipped for want of a kernel) and failed rows are left out.
 
 A GPU's CSV (its device name is a GPU's, e.g. "NVIDIA H100 80GB HBM3") gets two more columns: the
 ``triton.testing.do_bench`` median from the row's note, and whether the row meets issue 4's target:
@@ -30,7 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 README = os.path.join(ROOT, "README.md")
 START, END = "<!-- perf-table:start -->", "<!-- perf-table:end -->"
-BASELINES = ("eager", "compile", "reference")
+BASELINES = ("eager", "compile", "reference", "plain", "plain_compile", "seed")  # bench_composite's baselines
 GPU_NAME = re.compile(r"NVIDIA|Tesla|Quadro|GeForce|Radeon|Instinct|\bGPU\b|\b[AHBL]\d{2,3}\b")
 MIN_PCT_COPY, MIN_X_COMPILE, MIN_X_EAGER_STYLE = 85.0, 1.3, 1.5  # issue 4's GPU targets
 
@@ -101,7 +103,7 @@ def fmt(value: str, digits: int = 3) -> str:
         return "–"
     if v != v:  # NaN
         return "–"
-    return f"{v:.{digits}g}"
+    return f"{v:.0f}" if abs(v) >= 10 ** digits else f"{v:.{digits}g}"
 
 
 def table(paths: List[str]) -> str:

@@ -273,10 +273,10 @@ class VGGFeatures(nn.Module):
                 f"normalize_input={self.normalize_input}, pooling={self.pooling!r}, channels_last={self.channels_last}")
 
 
-# Pixels per extractor call on CPU: a VGG16 pass to pool3, forward + backward of 8 images of 256x256 on
-# 2 cores, took 3.6 s as one batch of 8, 2.7 s as batches of 4 and 2.2 s as batches of 2 or 1 (the
-# activations of a smaller batch stay in cache); see FeatureCache.
-CPU_PIXELS_PER_CALL = 2 * 256 * 256
+# Pixels per extractor call on CPU. A VGG16 pass to pool3, forward + backward of 8 images of 256x256 on
+# 2 cores, took 3.6 s as one batch of 8, 2.7 s as batches of 4 and 2.2-2.3 s as batches of 2 or 1
+# (smaller activations stay in cache); the whole pconv_loss step was fastest with one image per call.
+CPU_PIXELS_PER_CALL = 256 * 256
 
 
 def auto_micro_batch(image: Tensor, num_images: int) -> int:
@@ -298,7 +298,7 @@ class FeatureCache:
     The named images (each (N, 3, H, W), like ``target``) are extracted the first time any of them is
     asked for, the target under ``torch.no_grad`` the first time it is asked for. ``micro_batch`` is
     the most images per extractor call: by default, on a GPU all named images in ONE batched forward
-    (concatenated along the batch); on CPU calls of about 2 images of 256x256 (``auto_micro_batch``),
+    (concatenated along the batch); on CPU calls of about 256x256 pixels (``auto_micro_batch``),
     which is faster there than one large batch (smaller activations stay in cache). Per-sample
     features do not depend on the batching (up to the convolution algorithm's rounding).
     ``target_gram(layer, weight)`` caches the target's Gram matrices, so terms that compare several

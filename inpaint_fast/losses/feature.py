@@ -18,9 +18,9 @@ TERMS = ("rec", "hole", "valid", "perc", "style", "tv", "freq", "hrf", "adv", "f
 IMAGES = ("output", "composite")
 
 
-def _make_extractor(extractor, arch, layers, weights) -> Callable[[Tensor], List[Tensor]]:
+def _make_extractor(extractor, arch, layers, weights, channels_last: bool = False) -> Callable[[Tensor], List[Tensor]]:
     if extractor is None:
-        return VGGFeatures(arch=arch, layers=layers, weights=weights)
+        return VGGFeatures(arch=arch, layers=layers, weights=weights, channels_last=channels_last)
     V.check_extractor(extractor)
     return extractor
 
@@ -140,7 +140,7 @@ class CompositeLoss(nn.Module):
     (:class:`StyleLoss`), ``tv`` (:class:`TVLoss`), ``frequency`` (:class:`FrequencyLoss`), ``hrf``
     (:class:`HRFPerceptualLoss`), ``adversarial`` (:class:`AdversarialLoss`), ``feature_matching``
     (:class:`FeatureMatchingLoss`). When 'perc' or 'style' is weighted and its module is not given, one
-    VGG extractor is built (``extractor`` / ``arch`` / ``layers`` / ``vgg_weights``) and shared.
+    VGG extractor is built (``extractor`` / ``arch`` / ``layers`` / ``vgg_weights``; channels_last) and shared.
     Feature terms whose modules hold the same extractor object share its :class:`FeatureCache`: the
     target goes through it once under no_grad, all ``feature_images`` once in one batched forward.
 
@@ -187,7 +187,7 @@ class CompositeLoss(nn.Module):
 
         w = self.weights
         if ("perc" in w and perceptual is None) or ("style" in w and style is None):
-            shared = _make_extractor(extractor, arch, layers, vgg_weights)
+            shared = _make_extractor(extractor, arch, layers, vgg_weights, channels_last=True)
             if "perc" in w and perceptual is None:
                 perceptual = PerceptualLoss(shared)
             if "style" in w and style is None:
