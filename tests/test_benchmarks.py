@@ -1,6 +1,6 @@
 """The benchmark scripts and the GPU suite, so they cannot rot.
 
-On CPU: smoke runs of the four bench scripts (tiny shapes, no torch.compile); the GPU providers'
+On CPU: smoke runs of the bench scripts (tiny shapes, no torch.compile); the GPU providers'
 code path through Triton's interpreter (``--device cpu --providers eager,triton`` with
 TRITON_INTERPRET=1: the Triton row is timed and checked against eager where the op has a Triton
 kernel, and is a ``skipped`` note row where it has none); the CUDA-only helpers' logic (backend
