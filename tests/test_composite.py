@@ -277,3 +277,20 @@ def test_composite_options_errors(vgg):
     x = torch.rand(1, 3, 8, 8)
     with pytest.raises(ValueError, match="coarse and target must have the same shape"):
         IF.deepfill_v2_loss(adversarial=0)(x, x, mask=torch.ones(8, 8), coarse=torch.rand(1, 3, 4, 4))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_pconv_step(dtype):
+    """A float16/bfloat16 VGG and images end to end: terms close to float32's, finite gradient."""
+    torch.manual_seed(0)
+    vgg = IF.VGGFeatures(layers=("pool1", "pool2", "pool3"), weights=None)
+    x, pred, mask = inputs(dtype=torch.float32)
+    expected = IF.pconv_loss(extractor=vgg)(pred, x, mask=mask)
+    low = IF.pconv_loss(extractor=IF.VGGFeatures(layers=("pool1", "pool2", "pool3"), weights=None).to(dtype))
+    low.perceptual.extractor.load_state_dict(vgg.state_dict())
+    p = pred.detach().to(dtype).requires_grad_()
+    got = low(p, x.to(dtype), mask=mask)
+    grad, = torch.autograd.grad(got["total"], p)
+    assert grad.dtype == dtype and torch.isfinite(grad).all()
+    for k in expected:
+        torch.testing.assert_close(got[k].float(), expected[k].float(), rtol=2e-2, atol=1e-6, msg=k)
