@@ -1,4 +1,4 @@
-"""Frozen VGG feature extractors for perceptual and style losses.
+"""Frozen VGG feature extractors for perceptual and style losses, and the per-step feature cache.
 
 The seed notebook's extractor, generalised::
 
@@ -11,6 +11,9 @@ and ``pool{b}`` (block ``b`` from 1, conv ``i`` from 1 within its block); intege
 
 Weights come from torchvision's weights API (the torch hub cache, ``<torch.hub.get_dir()>/checkpoints``),
 from a local state-dict file, or are random (``weights=None``, which works offline).
+
+``FeatureCache`` runs an extractor once per image of a loss step (the target under no_grad), for the
+feature terms of a composite objective to share.
 """
 from __future__ import annotations
 
