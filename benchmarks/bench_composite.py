@@ -12,8 +12,8 @@ weights, copied from one state dict, so their values agree):
   normalisation, as in naoto0804's code, which normalises the images outside the loss). Providers:
 
   - ``plain``: naoto0804/pytorch-inpainting-with-partial-conv's ``InpaintingLoss`` +
-    ``VGG16FeatureExtractor`` written out in plain PyTorch below (:class:`PlainVGG16FeatureExtractor`,
-    :class:`PlainInpaintingLoss`): three VGG passes (``output_comp``, ``output``, ``gt``; frozen
+    ``VGG16FeatureExtractor`` in plain PyTorch, as transcribed in ``tests/naoto_pconv.py`` (imported, not
+    copied; also the oracle of tests/test_presets.py): three VGG passes (``output_comp``, ``output``, ``gt``; frozen
     parameters, so the target's pass records no graph), a ``gram_matrix`` per term, ``nn.L1Loss``,
     ``total_variation_loss`` of the composite; total = sum of ``LAMBDA_DICT`` {valid 1, hole 6, tv 0.1,
     prc 0.05, style 120} times the terms (naoto0804's train.py);
@@ -51,9 +51,8 @@ sign() turns rounding differences of near-equal features or Gram entries (the co
 has the target's features) into jumps of single gradient entries, which follow each implementation's
 rounding (channels_last convolutions: ~3e-5 in norm, ~4e-3 of the largest entry at 4x3x256x256; fp32
 plain is itself ~5e-3 of the largest entry from its fp64 value at 1x3x128x128). plain_compile's value
-and gradient are checked with ``--compile-rtol`` (default 1e-3: inductor's CPU code rounds differently). A mismatch is printed loudly, noted in the
-CSV (``MISMATCH ...``) and makes the exit status 1. Where the installed ``inpaint_fast`` has no
-``pconv_loss`` yet, ours's PConv row is an untimed ``skipped`` row.
+and gradient are checked with ``--compile-rtol`` (default 1e-3: inductor's CPU code rounds differently).
+A mismatch is printed loudly, noted in the CSV (``MISMATCH ...``) and makes the exit status 1.
 
 Shapes: 4x3x256x256 (warm-up 1, 5 repeats) and 4x3x512x512 (``--warmup-large`` 1, ``--repeats-large``
 3: a step takes several seconds on 2 cores); ``--repeats`` / ``--warmup`` set the counts of the shapes
@@ -69,7 +68,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  (also puts the repository root on sys.path)
@@ -78,7 +77,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import inpaint_fast as IF  # noqa: E402
-from tests import seed_notebook  # noqa: E402
+from tests import naoto_pconv, seed_notebook  # noqa: E402
 
 OPS = ("pconv_step", "seed_composite_step")
 BASELINE = {"pconv_step": "plain", "seed_composite_step": "seed"}
@@ -87,93 +86,24 @@ SHAPES = [(4, 3, 256, 256), (4, 3, 512, 512)]
 QUICK_SHAPES = [(1, 3, 32, 32)]
 LARGE_PIXELS = 256 * 256  # shapes with more pixels per image use --warmup-large / --repeats-large
 
-# naoto0804/pytorch-inpainting-with-partial-conv, train.py
-LAMBDA_DICT = {"valid": 1.0, "hole": 6.0, "tv": 0.1, "prc": 0.05, "style": 120.0}
-
-
 # --------------------------------------------------------------------------------------------- plain PConv loss
-# naoto0804/pytorch-inpainting-with-partial-conv (net.py, loss.py), written out in plain PyTorch.
 
-def gram_matrix(feat: torch.Tensor) -> torch.Tensor:
-    b, ch, h, w = feat.size()
-    feat = feat.view(b, ch, h * w)
-    feat_t = feat.transpose(1, 2)
-    return torch.bmm(feat, feat_t) / (ch * h * w)
-
-
-def total_variation_loss(image: torch.Tensor) -> torch.Tensor:
-    return torch.mean(torch.abs(image[:, :, :, :-1] - image[:, :, :, 1:])) + \
-        torch.mean(torch.abs(image[:, :, :-1, :] - image[:, :, 1:, :]))
+def plain_extractor(features_state: Dict[str, torch.Tensor]) -> nn.Module:
+    """naoto0804's VGG16FeatureExtractor (tests/naoto_pconv.py) on a ``vgg16().features[:17]`` holding
+    ``features_state`` (instead of downloading the pretrained weights)."""
+    from torchvision.models import vgg16
+    with torch.device("meta"):
+        features = vgg16(weights=None).features[:17]
+    features = features.to_empty(device="cpu")
+    features.load_state_dict(features_state)
+    return naoto_pconv.NaotoVGG16FeatureExtractor(features)
 
 
-class PlainVGG16FeatureExtractor(nn.Module):
-    """naoto0804's VGG16FeatureExtractor: enc_1..enc_3 = features[:5], [5:10], [10:17] (pool1-pool3),
-    frozen; built from a ``features[:17]`` state dict instead of downloading the pretrained weights."""
-
-    def __init__(self, features_state: Dict[str, torch.Tensor]):
-        super().__init__()
-        from torchvision.models import vgg16
-        with torch.device("meta"):
-            features = vgg16(weights=None).features[:17]
-        features = features.to_empty(device="cpu")
-        features.load_state_dict(features_state)
-        self.enc_1 = nn.Sequential(*features[:5])
-        self.enc_2 = nn.Sequential(*features[5:10])
-        self.enc_3 = nn.Sequential(*features[10:17])
-        for i in range(3):
-            for param in getattr(self, f"enc_{i + 1}").parameters():
-                param.requires_grad = False
-
-    def forward(self, image: torch.Tensor) -> List[torch.Tensor]:
-        results = [image]
-        for i in range(3):
-            func = getattr(self, f"enc_{i + 1}")
-            results.append(func(results[-1]))
-        return results[1:]
-
-
-class PlainInpaintingLoss(nn.Module):
-    """naoto0804's InpaintingLoss (``forward(input, mask, output, gt)`` -> dict of unweighted terms)."""
-
-    def __init__(self, extractor: nn.Module):
-        super().__init__()
-        self.l1 = nn.L1Loss()
-        self.extractor = extractor
-
-    def forward(self, input, mask, output, gt):
-        loss_dict = {}
-        output_comp = mask * input + (1 - mask) * output
-
-        loss_dict["hole"] = self.l1((1 - mask) * output, (1 - mask) * gt)
-        loss_dict["valid"] = self.l1(mask * output, mask * gt)
-
-        feat_output_comp = self.extractor(output_comp)
-        feat_output = self.extractor(output)
-        feat_gt = self.extractor(gt)
-
-        loss_dict["prc"] = 0.0
-        for i in range(3):
-            loss_dict["prc"] += self.l1(feat_output[i], feat_gt[i])
-            loss_dict["prc"] += self.l1(feat_output_comp[i], feat_gt[i])
-
-        loss_dict["style"] = 0.0
-        for i in range(3):
-            loss_dict["style"] += self.l1(gram_matrix(feat_output[i]), gram_matrix(feat_gt[i]))
-            loss_dict["style"] += self.l1(gram_matrix(feat_output_comp[i]), gram_matrix(feat_gt[i]))
-
-        loss_dict["tv"] = total_variation_loss(output_comp)
-        return loss_dict
-
-
-def plain_pconv_total(criterion: PlainInpaintingLoss) -> Callable[..., torch.Tensor]:
+def plain_pconv_total(criterion: nn.Module) -> Callable[..., torch.Tensor]:
     """(pred, target, mask) -> the weighted total, as naoto0804's train.py sums it (the network's input
     image is the masked target, ``gt * mask``)."""
     def total(pred, target, mask):
-        loss_dict = criterion(target * mask, mask, pred, target)
-        loss = 0.0
-        for key, coef in LAMBDA_DICT.items():
-            loss += coef * loss_dict[key]
-        return loss
+        return naoto_pconv.naoto_total(criterion(target * mask, mask, pred, target))
     return total
 
 
@@ -235,28 +165,16 @@ def seed_total(pred, target, mask):
 
 
 def pconv_providers(args, dtype, device) -> Tuple[Dict[str, Callable], Dict[str, str]]:
-    """plain (and ours when inpaint_fast has pconv_loss) for the PConv objective, same VGG weights."""
+    """plain and ours for the PConv objective, with the same VGG weights."""
     torch.manual_seed(0)
     notes: Dict[str, str] = {}
-    ours_loss = None
-    if hasattr(IF, "pconv_loss"):
-        ours_loss = IF.pconv_loss(vgg_weights=None, normalize_input=False, tv_region="all")
-        vggs = [m for m in ours_loss.modules() if isinstance(m, IF.VGGFeatures)]
-        if not vggs:
-            raise RuntimeError("pconv_loss(...) holds no VGGFeatures module: update bench_composite.py")
-        state = {k: v.clone() for k, v in vggs[0].features.state_dict().items()}
-        for m in vggs[1:]:  # one shared extractor expected; any other copy gets the same weights
-            m.features.load_state_dict(state)
-    else:
-        state = IF.VGGFeatures(layers=("pool1", "pool2", "pool3"), weights=None,
-                               normalize_input=False).features.state_dict()
-        notes["ours"] = "skipped: inpaint_fast has no pconv_loss yet"
-        print("  pconv_step: provider 'ours' skipped: inpaint_fast has no pconv_loss yet", flush=True)
-    plain_extractor = PlainVGG16FeatureExtractor(state).to(device=device, dtype=dtype)
-    providers: Dict[str, Callable] = {"plain": plain_pconv_total(PlainInpaintingLoss(plain_extractor))}
-    if ours_loss is not None:
-        ours_loss = ours_loss.to(device=device, dtype=dtype)
-        providers["ours"] = lambda pred, target, mask: ours_loss(pred, target, mask=mask)["total"]
+    ours_loss = IF.pconv_loss(vgg_weights=None, normalize_input=False, tv_region="all")
+    state = {k: v.clone() for k, v in ours_loss.perceptual.extractor.features.state_dict().items()}
+    plain = naoto_pconv.NaotoInpaintingLoss(plain_extractor(state).to(device=device, dtype=dtype))
+    ours_loss = ours_loss.to(device=device, dtype=dtype)
+    providers: Dict[str, Callable] = {
+        "plain": plain_pconv_total(plain),
+        "ours": lambda pred, target, mask: ours_loss(pred, target, mask=mask)["total"]}
     return providers, notes
 
 
@@ -305,26 +223,15 @@ def step_mismatch(fn: Callable, ref: Tuple[torch.Tensor, torch.Tensor], inputs: 
 def check(op: str, providers: Dict[str, Callable], notes: Dict[str, str], inputs: Sequence[Any], base_name: str,
           args, failures: List[str], where: str) -> None:
     """Every provider's total (rtol 1e-5 in fp32; ``--compile-rtol`` for plain_compile) and gradient
-    w.r.t. pred (``--grad-rtol``, in the L2 norm) against the baseline's (:func:`step_mismatch`); a
-    mismatch is printed loudly and goes to ``failures`` and the provider's note, and a provider that
-    raises is also dropped."""
-    ref = common.value_and_grad(providers[base_name], inputs, inputs[0])
+    w.r.t. pred (``--grad-rtol``, in the L2 norm) against the baseline's (:func:`step_mismatch`), by
+    ``common.check_providers``."""
+    def compare(name, fn, ref):
+        rtol = args.compile_rtol if name == "plain_compile" else common.RTOL.get(args.torch_dtype, 1e-5)
+        return step_mismatch(fn, ref, inputs, rtol, max(rtol, args.grad_rtol))
+    ref = common.check_providers(providers, notes, inputs, args, failures, where, f"{op} ", baseline=base_name,
+                                 compare=compare)
     print(f"  {op} {where}: {base_name} total {ref[0].item():.9g}, max |grad| {ref[1].abs().max().item():.4g}",
           flush=True)
-    for name, fn in list(providers.items()):
-        if name == base_name:
-            continue
-        rtol = args.compile_rtol if name == "plain_compile" else common.RTOL.get(args.torch_dtype, 1e-5)
-        try:
-            bad = step_mismatch(fn, ref, inputs, rtol, max(rtol, args.grad_rtol))
-        except Exception as exc:  # noqa: BLE001
-            bad = f"raised {type(exc).__name__}: {exc}"
-            del providers[name]
-        if bad:
-            msg = f"MISMATCH vs {base_name}: {op} {name} at {where}: {bad}"
-            common.loud(msg)
-            failures.append(msg)
-            notes[name] = msg
 
 
 # --------------------------------------------------------------------------------------------- timing

@@ -489,22 +489,29 @@ def make_providers(seed_fn: Callable[..., torch.Tensor], ours: Mapping[str, Call
 
 
 def check_providers(providers: Dict[str, Callable], notes: Dict[str, str], inputs: Sequence[Any],
-                    args: argparse.Namespace, failures: List[str], where: str, tag: str = "", **kw) -> None:
-    """Checks every provider against ``providers['eager']`` (:func:`mismatch`, ``kw`` passed on, gradient
-    w.r.t. ``inputs[0]``): a mismatch is printed loudly and goes to ``failures`` and the provider's note
-    as ``MISMATCH vs eager: {tag}{name} at {where}: ...``; a provider that raises is also dropped."""
-    ref = value_and_grad(providers["eager"], inputs, inputs[0])
-    for name, fn in list(providers.items())[1:]:
+                    args: argparse.Namespace, failures: List[str], where: str, tag: str = "", *,
+                    baseline: str = "eager", compare: Optional[Callable[..., str]] = None,
+                    **kw) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Checks every provider against ``providers[baseline]`` (:func:`mismatch`, ``kw`` passed on, gradient
+    w.r.t. ``inputs[0]``; or ``compare(name, fn, ref)`` -> '' or what differs): a mismatch is printed
+    loudly and goes to ``failures`` and the provider's note as ``MISMATCH vs {baseline}: {tag}{name} at
+    {where}: ...``; a provider that raises is also dropped. Returns the baseline's (value, gradient)."""
+    ref = value_and_grad(providers[baseline], inputs, inputs[0])
+    for name, fn in list(providers.items()):
+        if name == baseline:
+            continue
         try:
-            bad = mismatch(fn, ref, inputs, inputs[0], args.torch_dtype, **kw)
+            bad = (compare(name, fn, ref) if compare is not None
+                   else mismatch(fn, ref, inputs, inputs[0], args.torch_dtype, **kw))
         except Exception as exc:  # noqa: BLE001
             bad = f"raised {type(exc).__name__}: {exc}"
             del providers[name]
         if bad:
-            msg = f"MISMATCH vs eager: {tag}{name} at {where}: {bad}"
+            msg = f"MISMATCH vs {baseline}: {tag}{name} at {where}: {bad}"
             loud(msg)
             failures.append(msg)
             notes[name] = msg
+    return ref
 
 
 def time_rows(providers: Mapping[str, Callable], notes: Mapping[str, str], inputs: Sequence[Any], mode: str,
