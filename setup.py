@@ -41,7 +41,8 @@ from setuptools import setup  # noqa: E402
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-CSRC = "csrc"  # relative paths: setuptools wants them relative to setup.py
+CSRC = "csrc"
+CXX_STANDARD = "-std=c++20"  # gcc >= 10 and nvcc >= 12; CMakeLists.txt sets the same  # relative paths: setuptools wants them relative to setup.py
 
 
 def read_version() -> str:
@@ -96,8 +97,9 @@ def extensions() -> list:
     use_cuda = want_cuda(cuda_sources)
     debug = os.environ.get("DEBUG") == "1"
 
-    # No -std flag: BuildExtension adds the one torch requires (-std=c++20 for torch 2.14).
-    cxx = ["-O0", "-g"] if debug else ["-O3"]
+    # The C++ standard is ours, host and nvcc alike: torch's default differs by release (c++17 in
+    # 2.11, c++20 in 2.14), and BuildExtension adds its own only where none is given.
+    cxx = [CXX_STANDARD] + (["-O0", "-g"] if debug else ["-O3"])
     # Stringified in init.cpp: INPAINT_FAST_VERSION=0.1.0 -> "0.1.0" (no shell quoting needed).
     cxx += ["-DINPAINT_FAST_VERSION=" + read_version()]
     link = []
@@ -105,7 +107,7 @@ def extensions() -> list:
         # at::parallel_for is a header template: without -fopenmp it runs on one thread.
         cxx.append("-fopenmp")
         link.append("-fopenmp")
-    nvcc = ["-O0", "-g", "-G"] if debug else ["-O3", "-lineinfo"]
+    nvcc = [CXX_STANDARD] + (["-O0", "-g", "-G"] if debug else ["-O3", "-lineinfo"])
     nvcc += ["-DINPAINT_FAST_VERSION=" + read_version(), "--expt-relaxed-constexpr"]
 
     kwargs = dict(

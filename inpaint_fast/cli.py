@@ -4,9 +4,31 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
+
+
+def supported_torch() -> Optional[Tuple[str, bool]]:
+    """(the torch requirement this install declares, e.g. 'torch<2.15,>=2.11'; whether the running
+    torch meets it), from the package metadata (pyproject.toml); None when not installed."""
+    import importlib.metadata
+    from torch.torch_version import TorchVersion
+    try:
+        requires = importlib.metadata.requires("inpaint-fast") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    spec = next((r for r in requires if r.startswith("torch") and r[5:6] in "<>=!~"), None)
+    if spec is None:
+        return None
+    ops = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, "<": lambda a, b: a < b,
+           "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
+    running = TorchVersion(torch.__version__.split("+")[0])
+    ok = True
+    for clause in spec[5:].split(","):
+        op = next((o for o in (">=", "<=", "==", "!=", ">", "<") if clause.startswith(o)), None)
+        ok = ok and op is not None and ops[op](running, clause[len(op):].strip())
+    return spec, ok
 
 
 def info(print_fn=print) -> None:
@@ -14,8 +36,17 @@ def info(print_fn=print) -> None:
     from . import __version__, _backend, _extension
 
     print_fn(f"inpaint_fast {__version__}")
+    try:
+        import triton
+        triton_version = triton.__version__
+    except Exception:  # not installed, or broken
+        triton_version = "not installed"
     print_fn(f"python {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
-             f"{torch.get_num_threads()} CPU threads, OpenMP {torch.backends.openmp.is_available()}")
+             f"triton {triton_version}, {torch.get_num_threads()} CPU threads, "
+             f"OpenMP {torch.backends.openmp.is_available()}")
+    supported = supported_torch()
+    if supported is not None:
+        print_fn(f"supported: {supported[0]} ({'met' if supported[1] else 'NOT met: untested, may fail to build or run'})")
     print_fn(f"GPU: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
     ext = _extension.load_error()
     print_fn(f"extension inpaint_fast._C: {'built, version ' + str(_extension.version()) if ext is None else 'not available (' + ext + ')'}")

@@ -87,3 +87,24 @@ def test_triton_on_cpu_tensors_only_when_interpreted():
         with IF.use_backend("triton"):
             expected = "triton" if "triton" in _extension.kernels("masked_error") else "reference"
             assert _backend.choose("masked_error", CPU) == expected
+
+
+def test_triton_ops_have_the_schemas_of_the_cpp_ops():
+    """Each ``<op>_triton`` op takes its schema from its launcher's annotations (torch 2.11's triton_op
+    infers it even when given one): they must be complete and say what the C++ op's schema says."""
+    from inpaint_fast import _extension
+    if _extension.load_error() is not None:
+        pytest.skip(_extension.load_error())
+    names = [op[:-len("_triton")] for op in _extension._dispatcher_ops() if op.endswith("_triton")]
+    if not names:
+        pytest.skip("triton is not installed")
+    assert len(names) == 7, names  # masked_error(_stats), masked_tv, gram(_backward), style_distance, spectral_l1
+
+    def signature(schema):  # argument names and types, return types (a Python int infers SymInt)
+        def kind(t):
+            return str(t).replace("SymInt", "int")
+        return ([(a.name, kind(a.type)) for a in schema.arguments], [kind(r.type) for r in schema.returns])
+
+    ops = torch.ops.inpaint_fast
+    for op in names:
+        assert signature(getattr(ops, op + "_triton").default._schema) == signature(getattr(ops, op).default._schema), op

@@ -2,6 +2,7 @@
 sources against libtorch (the C++/IDE build that must not rot next to setup.py)."""
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -81,3 +82,39 @@ def test_cuda_kernels_are_compiled_in():
     for op in sources:  # the op named after the file, or its in-place form (scale_grad_kernel.cu: scale_grad_)
         backends = _extension.kernels(op) | _extension.kernels(op + "_")
         assert "cuda" in backends, f"{op}: no CUDA kernel registered; kernels: {_extension.kernel_table()}"
+
+
+def _bash_blocks(path):
+    return re.findall(r"```bash\n(.*?)\n```", open(path, encoding="utf-8").read(), re.S)
+
+
+def test_ci_runs_the_readme_test_command():
+    """README opens with two commands (demo, tests); .ci/run runs the second unchanged."""
+    commands = _bash_blocks(os.path.join(ROOT, "README.md"))[:2]
+    assert "python -m inpaint_fast demo" in commands[0] and "pytest" in commands[1]
+    ci = open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8").read().strip().splitlines()[-1]
+    assert ci == commands[1]
+
+
+def test_one_supported_torch_range():
+    """pyproject.toml and requirements.txt declare the same range (no pin a user's install would
+    obey), requirements-dev.txt and requirements-oldest.txt pin its two ends, and this torch is in it."""
+    def lines(name):
+        with open(os.path.join(ROOT, name), encoding="utf-8") as f:
+            return [line.split("#")[0].strip() for line in f if line.split("#")[0].strip()]
+
+    pyproject = open(os.path.join(ROOT, "pyproject.toml"), encoding="utf-8").read()
+    declared = re.search(r'^dependencies = \[(.*)\]', pyproject, re.M).group(1)
+    torch_range = re.search(r'"(torch[<>=!~][^"]*)"', declared).group(1)
+    vision_range = re.search(r'"(torchvision[^"]*)"', declared).group(1)
+    assert torch_range in lines("requirements.txt") and vision_range in lines("requirements.txt")
+    assert not any(line.startswith(("torch==", "torchvision==")) for line in lines("requirements.txt"))
+    newest = [line for line in lines("requirements-dev.txt") if line.startswith("torch==")]
+    oldest = [line for line in lines("requirements-oldest.txt") if line.startswith("torch==")]
+    assert newest and oldest
+    from torch.torch_version import TorchVersion
+    low, high = re.search(r">=([\d.]+)", torch_range).group(1), re.search(r"<([\d.]+)", torch_range).group(1)
+    for pin in (newest[0], oldest[0]):
+        assert low <= TorchVersion(pin[len("torch=="):]) < high, (pin, torch_range)
+    assert oldest[0] == f"torch=={low}.0"
+    assert low <= TorchVersion(torch.__version__.split("+")[0]) < high

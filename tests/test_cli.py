@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from inpaint_fast import __version__
-from inpaint_fast.cli import main
+from inpaint_fast.cli import main, supported_torch
 
 
 def test_info_lists_versions_and_backends():
@@ -13,6 +13,24 @@ def test_info_lists_versions_and_backends():
     assert f"inpaint_fast {__version__}" in out
     assert "reference available" in out
     assert "masked_error" in out
+    assert "triton " in out
+    if supported_torch() is not None:  # installed (not only built in place): CI runs a supported torch
+        assert f"supported: {supported_torch()[0]} (met)" in out
+
+
+def test_supported_torch_reads_the_declared_range(monkeypatch):
+    import importlib.metadata
+
+    import torch
+
+    if supported_torch() is None:
+        pytest.skip("inpaint-fast is not installed (built in place): no package metadata")
+    spec, ok = supported_torch()
+    assert spec.startswith("torch") and ">=2.11" in spec and ok
+    monkeypatch.setattr(importlib.metadata, "requires", lambda name: ["torch<2.11,>=2.0", "numpy"])
+    assert supported_torch() == ("torch<2.11,>=2.0", False)
+    monkeypatch.setattr(torch, "__version__", "2.10.0+cpu")
+    assert supported_torch() == ("torch<2.11,>=2.0", True)
 
 
 def test_demo_on_an_image_file(tmp_path, capsys):

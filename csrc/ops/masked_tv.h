@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <optional>
 
+#include "common/standard.h"
+
 namespace inpaint_fast {
 namespace masked_tv_host {
 

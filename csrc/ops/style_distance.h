@@ -6,6 +6,8 @@
 
 #include <optional>
 
+#include "common/standard.h"
+
 namespace inpaint_fast {
 namespace style_distance_host {
 

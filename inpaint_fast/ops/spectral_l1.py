@@ -114,8 +114,6 @@ if _extension.load_error() is None:
 # The Triton op (inpaint_fast/triton/spectral_l1.py): the same schema, fake kernel and autograd as the
 # C++ op; registered whenever triton imports, with or without the compiled extension.
 OP_TRITON = "inpaint_fast::spectral_l1_triton"
-SCHEMA = ("(Tensor z_pred, Tensor z_target, float scale, bool grad_pred, bool grad_target) "
-          "-> (Tensor, Tensor, Tensor)")
 
 if "triton" in _extension.kernels("spectral_l1"):
     from ..triton import spectral_l1 as _triton_kernels
@@ -126,6 +124,6 @@ if "triton" in _extension.kernels("spectral_l1"):
     # test_aot_dispatch_* fail), so there the op is an opaque custom_op with the same launcher.
     from ..triton._common import define_op
 
-    define_op(OP_TRITON, _triton_kernels.spectral_l1_triton, schema=SCHEMA)
+    define_op(OP_TRITON, _triton_kernels.spectral_l1_triton)
     torch.library.register_fake(OP_TRITON)(_fake)
     torch.library.register_autograd(OP_TRITON, _backward, setup_context=functools.partial(_setup_context, op=OP_TRITON))

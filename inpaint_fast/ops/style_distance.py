@@ -46,10 +46,6 @@ STYLE_OP = "inpaint_fast::style_distance"
 GRAM_TRITON_OP = "inpaint_fast::gram_triton"
 GRAM_BACKWARD_TRITON_OP = "inpaint_fast::gram_backward_triton"
 STYLE_TRITON_OP = "inpaint_fast::style_distance_triton"
-GRAM_SCHEMA = "(Tensor feat, Tensor? weight, float eps) -> Tensor"
-GRAM_BACKWARD_SCHEMA = "(Tensor grad, Tensor feat, Tensor? weight, float eps) -> Tensor"
-STYLE_SCHEMA = ("(Tensor feat_pred, Tensor feat_target, Tensor? weight, float eps, bool compute_grad) "
-                "-> (Tensor, Tensor)")
 EPS = 1e-8
 
 _DOUBLE_BACKWARD = ("inpaint_fast::{op} does not support double backward (differentiating its "
@@ -206,11 +202,11 @@ if "triton" in _extension.kernels("style_distance"):
     from ..triton import style_distance as _triton_kernels
     from ..triton._common import define_op
 
-    for _name, _fn, _schema, _fake in (
-            (GRAM_TRITON_OP, _triton_kernels.gram, GRAM_SCHEMA, _fake_gram),
-            (GRAM_BACKWARD_TRITON_OP, _triton_kernels.gram_backward, GRAM_BACKWARD_SCHEMA, _fake_gram_backward),
-            (STYLE_TRITON_OP, _triton_kernels.style_distance, STYLE_SCHEMA, _fake_style)):
-        define_op(_name, _fn, schema=_schema)
+    for _name, _fn, _fake in (
+            (GRAM_TRITON_OP, _triton_kernels.gram, _fake_gram),
+            (GRAM_BACKWARD_TRITON_OP, _triton_kernels.gram_backward, _fake_gram_backward),
+            (STYLE_TRITON_OP, _triton_kernels.style_distance, _fake_style)):
+        define_op(_name, _fn)
         # The fake kernels of the C++ ops (triton_op's default, tracing the launcher, would do too).
         torch.library.register_fake(_name)(_fake)
     torch.library.register_autograd(GRAM_TRITON_OP, _gram_backward_with(GRAM_BACKWARD_TRITON_OP),

@@ -3,7 +3,7 @@ launcher becomes an ``inpaint_fast::<op>_triton`` op."""
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 
@@ -12,14 +12,23 @@ import torch
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def define_op(name: str, fn: Callable, schema: Optional[str] = None):
-    """``fn`` (a launcher using ``torch.library.wrap_triton``) as the op ``name``.
+def launch(kernel):
+    """What a launcher indexes with its grid, ``launch(kernel)[grid](...)``: on a GPU
+    ``torch.library.wrap_triton(kernel)``, which torch.compile traces into; interpreted, the kernel itself
+    (torch 2.11's wrap_triton refuses an interpreted kernel; 2.14's hands it back)."""
+    return kernel if INTERPRETED else torch.library.wrap_triton(kernel)
+
+
+def define_op(name: str, fn: Callable):
+    """``fn`` (a launcher of kernels through :func:`launch`) as the op ``name``, its schema inferred
+    from ``fn``'s annotations (torch 2.11's ``triton_op`` infers it even when given one; they must be
+    complete, and tests/test_backend.py checks them against the C++ op's schema).
 
     On a GPU a ``torch.library.triton_op``: torch.compile traces into it and Inductor sees the
-    kernels. Interpreted, ``wrap_triton`` hands back the bare interpreted kernel, which AOT tracing
+    kernels. Interpreted, ``launch`` hands back the bare interpreted kernel, which AOT tracing
     would launch on fake tensors (opcheck and torch.compile fail): there it is an opaque
     ``custom_op``, traced through its fake kernel. The fake kernel and autograd are registered by
     ``inpaint_fast/ops/<op>.py``, shared with the C++ op.
     """
     make = torch.library.custom_op if INTERPRETED else torch.library.triton_op
-    return make(name, fn, mutates_args=(), schema=schema)
+    return make(name, fn, mutates_args=())

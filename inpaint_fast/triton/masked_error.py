@@ -22,6 +22,7 @@ Loads are converted to float32 (float64 stays float64) and accumulated there.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Tuple
 
 import torch
@@ -29,7 +30,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._common import INTERPRETED
+from ._common import INTERPRETED, launch
 
 INT32_MAX = 2**31 - 1  # offsets above it use int64 arithmetic
 # Kernels run in Triton's interpreter (on CPU tensors): fewer, bigger programs; see ops/masked_error.py.
@@ -57,17 +58,15 @@ def _mask_sum_kernel(m_ptr, part_ptr, CM, HW, PER_PLANE, m_sn, m_sc, m_shw, I64:
     flat = tl.program_id(0)
     plane = flat // PER_PLANE
     pid = flat - plane * PER_PLANE
+    if I64:
+        pid = pid.to(tl.int64)
     n = plane // CM
     c = plane - n * CM
     base = m_ptr + n.to(tl.int64) * m_sn + c.to(tl.int64) * m_sc
     acc = tl.zeros([BLOCK], dtype=tl.float32)
     for it in tl.static_range(TILES):
         hw = (pid * TILES + it) * BLOCK + tl.arange(0, BLOCK)
-        if I64:
-            off = hw.to(tl.int64) * m_shw
-        else:
-            off = hw * m_shw
-        acc += tl.load(base + off, mask=hw < HW, other=0).to(tl.float32)
+        acc += tl.load(base + hw * m_shw, mask=hw < HW, other=0).to(tl.float32)
     tl.store(part_ptr + flat, tl.sum(acc, axis=0))
 
 
@@ -207,7 +206,10 @@ def _main_kernel(p_ptr, t_ptr, m_ptr, g_ptr, part_ptr, coef_ptr,
 
     if CHANNELS_LAST:
         # pred/target/grad dense channels_last: element (n, c, hw) at n * s_n + hw * C + c.
-        CHW = C * HW
+        if I64:
+            CHW = C.to(tl.int64) * HW
+        else:
+            CHW = C * HW
         g_base = g_ptr + n64 * CHW
         s0 = tl.zeros([BLOCK], dtype=acc_t)
         s1 = tl.zeros([BLOCK], dtype=acc_t)
@@ -329,11 +331,11 @@ def _check(pred: Tensor, target: Tensor, mask: Optional[Tensor], op: str) -> Non
     if target.dtype != pred.dtype:
         raise RuntimeError(f"{op}: target dtype {target.dtype} must equal pred dtype {pred.dtype}")
     if target.device != pred.device:
-        raise RuntimeError(f"{op}: pred and target must be on one device")
+        raise RuntimeError(f"{op}: pred and target must be on one device; got {pred.device} and {target.device}")
     if mask is None:
         return
     if mask.device != pred.device:
-        raise RuntimeError(f"{op}: mask must be on pred's device")
+        raise RuntimeError(f"{op}: mask must be on pred's device {pred.device}; got {mask.device}")
     if mask.dtype not in (torch.bool, torch.uint8, pred.dtype):
         raise RuntimeError(f"{op}: mask must be bool, uint8 or pred's dtype {pred.dtype}; got {mask.dtype}")
     if not (mask.dim() == 4 and mask.shape[0] in (1, pred.shape[0]) and mask.shape[1] in (1, pred.shape[1])
@@ -351,8 +353,6 @@ class _Prepared:
             if _hw_stride(target) is None:
                 target = target.contiguous()
         if mask is not None:
-            if mask.dtype == torch.bool:
-                mask = mask.view(torch.uint8)
             if _hw_stride(mask) is None:
                 mask = mask.contiguous()
         self.pred, self.target, self.mask = pred, target, mask
@@ -377,12 +377,13 @@ def _mask_areas(prep: _Prepared, mask_is_hole: bool, weight_hole: float, weight_
     planes = planes_n * planes_c if per_plane else 0
     partials = torch.empty(max(planes * per_plane, 1), dtype=torch.float32, device=dev)
     if planes:
-        i64 = _max_offset(mask) + block * tiles * max(1, abs(_hw_stride(mask))) > INT32_MAX
-        torch.library.wrap_triton(_mask_sum_kernel)[(per_plane * planes,)](
+        span = block * tiles  # positions a program may index past the plane's end
+        i64 = max(_max_offset(mask) + span * max(1, abs(_hw_stride(mask))), prep.HW + span) > INT32_MAX
+        launch(_mask_sum_kernel)[(per_plane * planes,)](
             mask, partials, planes_c, prep.HW, per_plane, _bstride(mask, 0), _bstride(mask, 1), _hw_stride(mask),
             I64=i64, BLOCK=block, TILES=tiles)
     scale = float((prep.N // planes_n) * (prep.C // planes_c)) if prep.numel else 0.0
-    torch.library.wrap_triton(_finish_kernel)[(1,)](
+    launch(_finish_kernel)[(1,)](
         partials, planes * per_plane, coef, coef, 0.0, 0.0, scale, float(prep.numel), float(eps),
         float(weight_hole), float(weight_valid),
         MODE=MODE_AREA, ROWS=1, IS_HOLE=bool(mask_is_hole), HAS_MASK=True, COEF_PTR=False, BLOCK=FINISH_BLOCK)
@@ -418,7 +419,7 @@ def _main(prep: _Prepared, mask_is_hole: bool, loss: int, charbonnier_eps: float
     m = mask if has_mask else pred
     hw_p = 1 if prep.channels_last else _hw_stride(pred)
     hw_t = 1 if prep.channels_last else _hw_stride(target)
-    torch.library.wrap_triton(_main_kernel)[(P,)](
+    launch(_main_kernel)[(P,)](
         pred, target, m, grad if grad is not None else pred, partials, coef if coef is not None else partials,
         prep.C, prep.HW, per_n, pred.stride(0), pred.stride(1), hw_p, target.stride(0), target.stride(1), hw_t,
         _bstride(m, 0) if has_mask else 0, _bstride(m, 1) if has_mask else 0, _hw_stride(m) if has_mask else 0,
@@ -436,11 +437,16 @@ def masked_error_triton(pred: Tensor, target: Tensor, mask: Optional[Tensor], ma
                         charbonnier_eps: float, weight_hole: float, weight_valid: float, normalize: int,
                         eps: float, compute_grad: bool) -> Tuple[Tensor, Tensor]:
     """(loss, grad_pred): see csrc/ops/masked_error.cpp. Inputs are validated by the caller."""
-    _check(pred, target, mask, "inpaint_fast::masked_error_triton")
+    op = "inpaint_fast::masked_error_triton"
+    _check(pred, target, mask, op)
     if loss not in (0, 1, 2):
-        raise RuntimeError("inpaint_fast::masked_error_triton: loss must be 0 (L1), 1 (L2) or 2 (Charbonnier)")
+        raise RuntimeError(f"{op}: loss must be 0 (L1), 1 (L2) or 2 (Charbonnier); got {loss}")
     if normalize not in (0, 1, 2):
-        raise RuntimeError("inpaint_fast::masked_error_triton: normalize must be 0, 1 or 2")
+        raise RuntimeError(f"{op}: normalize must be 0 (sum), 1 (mask) or 2 (all); got {normalize}")
+    if not (math.isfinite(charbonnier_eps) and charbonnier_eps >= 0):
+        raise RuntimeError(f"{op}: charbonnier_eps must be finite and >= 0; got {charbonnier_eps}")
+    if not (math.isfinite(eps) and eps >= 0):
+        raise RuntimeError(f"{op}: eps must be finite and >= 0; got {eps}")
     prep = _Prepared(pred, target, mask)
     numel = prep.numel
     coef = None
@@ -460,7 +466,7 @@ def masked_error_triton(pred: Tensor, target: Tensor, mask: Optional[Tensor], ma
         grad = torch.empty_like(pred, memory_format=fmt)
     partials, P = _main(prep, mask_is_hole, loss, charbonnier_eps, k_hole, k_valid, coef, grad, stats=False)
     value = torch.empty((), dtype=prep.acc_dtype, device=pred.device)
-    torch.library.wrap_triton(_finish_kernel)[(1,)](
+    launch(_finish_kernel)[(1,)](
         partials, P, value, coef if coef is not None else partials, k_hole, k_valid, 1.0, float(numel),
         float(eps), float(weight_hole), float(weight_valid),
         MODE=MODE_LOSS, ROWS=2, IS_HOLE=bool(mask_is_hole), HAS_MASK=prep.mask is not None,
@@ -477,7 +483,7 @@ def masked_error_stats_triton(pred: Tensor, target: Tensor, mask: Optional[Tenso
     coef = _mask_areas(prep, mask_is_hole, 0.0, 0.0, 1.0) if prep.mask is not None else None
     partials, P = _main(prep, mask_is_hole, 0, 0.0, 0.0, 0.0, None, None, stats=True)
     out = torch.empty(6, dtype=prep.acc_dtype, device=pred.device)
-    torch.library.wrap_triton(_finish_kernel)[(1,)](
+    launch(_finish_kernel)[(1,)](
         partials, P, out, coef if coef is not None else partials, 0.0, 0.0, 1.0, float(prep.numel), 1.0, 0.0, 0.0,
         MODE=MODE_STATS, ROWS=4, IS_HOLE=bool(mask_is_hole), HAS_MASK=prep.mask is not None, COEF_PTR=False,
         BLOCK=FINISH_BLOCK)

@@ -21,7 +21,7 @@ Three launches, no host sync:
 Everything is addressed through strides (int64 offsets): NCHW, channels_last, slices, expanded
 (stride-0) masks are read in place and never copied. The gradient's memory format is the fake
 kernel's (``inpaint_fast.ops.masked_tv.native_channels_last``), written through its own strides.
-bool masks are read as uint8 (a view). Accumulation in fp32 (fp64 for fp64 images).
+bool masks are read as they are (Triton loads them as bytes). Accumulation in fp32 (fp64 for fp64 images).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._common import INTERPRETED
+from ._common import INTERPRETED, launch
 
 # Tile of the stencil and area kernels: BLOCK_W columns (a power of two) and as many rows as fit in
 # the tile's elements. On a GPU: 4 x 128 pixels, 4 warps (4 pixels per thread: the dilated region's
@@ -309,8 +309,6 @@ def masked_tv_triton(img: Tensor, mask: Optional[Tensor], mask_is_hole: bool, re
         return img.new_zeros((), dtype=loss_dtype), grad
 
     m = mask if use_mask else None
-    if m is not None and m.dtype == torch.bool:
-        m = m.view(torch.uint8)
     # A mask dimension of size 1, or expanded (stride 0), is broadcast: stride 0 in the kernels.
     per_n = m is not None and m.shape[0] > 1 and m.stride(0) != 0
     per_c = m is not None and m.shape[1] > 1 and m.stride(1) != 0
@@ -328,7 +326,7 @@ def masked_tv_triton(img: Tensor, mask: Optional[Tensor], mask_is_hole: bool, re
     if normalize == 1 and use_mask:
         planes = (N if per_n else 1) * (C if per_c else 1)
         parts = torch.empty((planes * n_rb * n_cb, 2), dtype=torch.float64, device=img.device)
-        torch.library.wrap_triton(_area_kernel)[(planes * n_rb * n_cb,)](
+        launch(_area_kernel)[(planes * n_rb * n_cb,)](
             m_arg, parts, H, W, C if per_c else 1, n_rb, n_cb, msn, msc, msh, msw,
             REGION=region, MASK_IS_HOLE=bool(mask_is_hole), F64=f64, BLOCK_H=block_h, BLOCK_W=block_w,
             num_warps=warps)
@@ -357,7 +355,7 @@ def masked_tv_triton(img: Tensor, mask: Optional[Tensor], mask_is_hole: bool, re
     g_arg = grad if compute_grad else img
     gs = [int(s) for s in grad.stride()] if compute_grad else [0, 0, 0, 0]
     xs = [int(s) for s in img.stride()]
-    torch.library.wrap_triton(_tv_kernel)[(programs,)](
+    launch(_tv_kernel)[(programs,)](
         img, m_arg, g_arg, partials, scale, C, H, W, n_rb, n_cb,
         xs[0], xs[1], xs[2], xs[3], msn, msc, msh, msw, gs[0], gs[1], gs[2], gs[3],
         REGION=region, MASK_IS_HOLE=bool(mask_is_hole), MASK_PER_C=per_c, P=p, COMPUTE_GRAD=bool(compute_grad),

@@ -32,12 +32,14 @@ log1p when compiled and, in the interpreter (no libdevice there), log(u) * x / (
 """
 from __future__ import annotations
 
+from typing import Tuple
+
 import torch
 import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
-from ._common import INTERPRETED
+from ._common import INTERPRETED, launch
 
 BLOCK = 1024       # complex elements per program of the main kernel
 NUM_WARPS = 8      # 4 complex elements per thread: 64 registers (complex64, sm_90 ptxas), 4 blocks per SM
@@ -223,10 +225,9 @@ def _as_real(z: torch.Tensor) -> torch.Tensor:
 
 
 def spectral_l1_triton(z_pred: torch.Tensor, z_target: torch.Tensor, scale: float, grad_pred: bool,
-                       grad_target: bool):
+                       grad_target: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launcher of the op (registered by inpaint_fast/ops/spectral_l1.py); same schema as the C++ op."""
     _check_inputs(z_pred, z_target)
-    from torch.library import wrap_triton
     fp64 = z_pred.dtype == torch.complex128
     real = torch.float64 if fp64 else torch.float32
     zp = _as_real(z_pred)
@@ -243,10 +244,10 @@ def spectral_l1_triton(z_pred: torch.Tensor, z_target: torch.Tensor, scale: floa
 
     gp = grad_buffer(grad_pred)
     gt = grad_buffer(grad_target)
-    wrap_triton(_spectral_l1_kernel)[(num_partials,)](
+    launch(_spectral_l1_kernel)[(num_partials,)](
         zp, zt, gp, gt, partials, scale_t, 2 * n,
         GRAD_PRED=grad_pred, GRAD_TARGET=grad_target, FP64=fp64, LIBDEVICE=not INTERPRETED, BLOCK=BLOCK,
         num_warps=NUM_WARPS)
-    wrap_triton(_finish_kernel)[(1,)](partials, scale_t, loss, num_partials, BLOCK=FINISH_BLOCK,
+    launch(_finish_kernel)[(1,)](partials, scale_t, loss, num_partials, BLOCK=FINISH_BLOCK,
                                       num_warps=4)
     return loss, torch.view_as_complex(gp), torch.view_as_complex(gt)

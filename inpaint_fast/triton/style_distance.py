@@ -40,9 +40,8 @@ import torch
 import triton
 import triton.language as tl
 from torch import Tensor
-from torch.library import wrap_triton
 
-from ._common import INTERPRETED
+from ._common import INTERPRETED, launch
 
 # ------------------------------------------------------------------------------------------ kernels
 
@@ -75,9 +74,9 @@ def _gram_tile(base, ws_row, acc, offs_i, offs_j, C, k_start, k_stop, W, s_c, s_
             a = a.to(ws_row.dtype.element_ty) * wsv[None, :]
             b = b.to(ws_row.dtype.element_ty)
         if TF32:
-            acc = tl.dot(a, tl.trans(b), acc, input_precision="tf32")
+            acc = tl.dot(a, tl.trans(b), acc, input_precision="tf32", out_dtype=acc.dtype)
         else:
-            acc = tl.dot(a, tl.trans(b), acc, input_precision="ieee")
+            acc = tl.dot(a, tl.trans(b), acc, input_precision="ieee", out_dtype=acc.dtype)
     return acc
 
 
@@ -86,11 +85,12 @@ def _gram_partial_kernel(feat_ptr, feat2_ptr, ws_ptr, scale_ptr, part_ptr,
                          N, C, HW, W, s_n, s_c, s_h, s_w, ws_sn, k_per_split, n_split, part_n0,
                          T: tl.constexpr, NF: tl.constexpr, WEIGHTED: tl.constexpr, FLAT: tl.constexpr,
                          TF32: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):
-    """Program (tile, split, f * N + n): the split's partial of tile (ti <= tj) of feature f's Gram
-    (f = 0: feat_ptr, 1: feat2_ptr, both with the strides s_*), written to its own slot."""
-    tile = tl.program_id(0)
+    """Program (row * T * T + tile, split), row = f * N + n: the split's partial of tile (ti <= tj) of
+    feature f's Gram (f = 0: feat_ptr, 1: feat2_ptr, both with the strides s_*), written to its own slot.
+    (Rows share grid axis 0 with the tiles: axes 1 and 2 hold at most 65535 programs.)"""
+    tile = tl.program_id(0) % (T * T)
+    row = tl.program_id(0) // (T * T)
     split = tl.program_id(1)
-    row = tl.program_id(2)
     n = row % N
     ti = tile // T
     tj = tile % T
@@ -99,7 +99,7 @@ def _gram_partial_kernel(feat_ptr, feat2_ptr, ws_ptr, scale_ptr, part_ptr,
     offs_i = ti * BLOCK_C + tl.arange(0, BLOCK_C)
     offs_j = tj * BLOCK_C + tl.arange(0, BLOCK_C)
     acc = tl.zeros((BLOCK_C, BLOCK_C), dtype=scale_ptr.dtype.element_ty)
-    k_start = split * k_per_split
+    k_start = split.to(tl.int64) * k_per_split
     k_stop = tl.minimum(k_start + k_per_split, HW)
     ws_row = ws_ptr + n.to(tl.int64) * ws_sn
     offset = n.to(tl.int64) * s_n
@@ -129,8 +129,8 @@ def _sum_splits(part_ptr, n_row, tile, n_split, T: tl.constexpr, BLOCK_C: tl.con
 
 @triton.jit
 def _gram_finish_kernel(part_ptr, out_ptr, C, n_split, T: tl.constexpr, BLOCK_C: tl.constexpr):
-    tile = tl.program_id(0)
-    n = tl.program_id(1)
+    tile = tl.program_id(0) % (T * T)
+    n = tl.program_id(0) // (T * T)
     ti = tile // T
     tj = tile % T
     if ti > tj:
@@ -149,8 +149,8 @@ def _gram_finish_kernel(part_ptr, out_ptr, C, n_split, T: tl.constexpr, BLOCK_C:
 @triton.jit
 def _style_finish_kernel(part_ptr, loss_ptr, sign_ptr, C, N, n_split,
                          T: tl.constexpr, BLOCK_C: tl.constexpr, COMPUTE_GRAD: tl.constexpr):
-    tile = tl.program_id(0)
-    n = tl.program_id(1)
+    tile = tl.program_id(0) % (T * T)
+    n = tl.program_id(0) // (T * T)
     ti = tile // T
     tj = tile % T
     if ti > tj:  # the loss partial buffer is zero-initialised
@@ -176,12 +176,15 @@ def _style_finish_kernel(part_ptr, loss_ptr, sign_ptr, C, N, n_split,
 
 @triton.jit
 def _grad_kernel(a_ptr, feat_ptr, ws_ptr, scale_ptr, grad_ptr,
-                 C, HW, W, s_n, s_c, s_h, s_w, ws_sn, g_n, g_c, g_h, g_w,
+                 C, HW, W, s_n, s_c, s_h, s_w, ws_sn, g_n, g_c, g_h, g_w, n_mb, n_kb,
                  WEIGHTED: tl.constexpr, FLAT: tl.constexpr, G_FLAT: tl.constexpr, TF32: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_J: tl.constexpr):
-    pid_m = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    n = tl.program_id(2)
+    """Program ((n * n_kb + pid_k) * n_mb + pid_m): rows pid_m, positions pid_k of sample n's gradient
+    (one grid axis: axes 1 and 2 hold at most 65535 programs)."""
+    pid = tl.program_id(0)
+    pid_m = pid % n_mb
+    pid_k = ((pid // n_mb) % n_kb).to(tl.int64)
+    n = pid // (n_mb * n_kb)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_k = pid_k * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_m = offs_m < C
@@ -200,9 +203,9 @@ def _grad_kernel(a_ptr, feat_ptr, ws_ptr, scale_ptr, grad_ptr,
                     mask=mask_j[:, None] & mask_k[None, :], other=0.0)
         f = f.to(a_ptr.dtype.element_ty)
         if TF32:
-            acc = tl.dot(a, f, acc, input_precision="tf32")
+            acc = tl.dot(a, f, acc, input_precision="tf32", out_dtype=acc.dtype)
         else:
-            acc = tl.dot(a, f, acc, input_precision="ieee")
+            acc = tl.dot(a, f, acc, input_precision="ieee", out_dtype=acc.dtype)
     if WEIGHTED:
         wsv = tl.load(ws_ptr + n.to(tl.int64) * ws_sn + offs_k, mask=mask_k, other=0.0)
         acc = acc * wsv[None, :]
@@ -338,7 +341,7 @@ def _gram_partials(feats, scale: Tensor, ws: Tensor, ws_sn: int, weighted: bool)
     for group in groups:
         f = group[0]
         s_n, s_c, s_h, s_w = _strides(f)
-        wrap_triton(_gram_partial_kernel)[(t * t, n_split, len(group) * n)](
+        launch(_gram_partial_kernel)[(t * t * len(group) * n, n_split)](
             f, group[-1], ws, scale, part, n, c, hw, w, s_n, s_c, s_h, s_w, ws_sn, k_per_split, n_split, row0,
             T=t, NF=len(group), WEIGHTED=weighted, FLAT=_flat(f), TF32=tf32, BLOCK_C=block_c, BLOCK_K=block_k,
             num_warps=warps, num_stages=stages)
@@ -367,9 +370,9 @@ def _apply_gradient(a: Tensor, feat: Tensor, scale: Tensor, ws: Tensor, ws_sn: i
     tf32 = _tf32(feat.dtype, feat.device, a.dtype not in _HALF)
     s_n, s_c, s_h, s_w = _strides(feat)
     g_n, g_c, g_h, g_w = _strides(grad)
-    grid = (triton.cdiv(c, block_m), triton.cdiv(hw, block_n), n)
-    wrap_triton(_grad_kernel)[grid](
-        a, feat, ws, scale, grad, c, hw, w, s_n, s_c, s_h, s_w, ws_sn, g_n, g_c, g_h, g_w,
+    n_mb, n_kb = triton.cdiv(c, block_m), triton.cdiv(hw, block_n)
+    launch(_grad_kernel)[(n_mb * n_kb * n,)](
+        a, feat, ws, scale, grad, c, hw, w, s_n, s_c, s_h, s_w, ws_sn, g_n, g_c, g_h, g_w, n_mb, n_kb,
         WEIGHTED=weighted, FLAT=_flat(feat), G_FLAT=_flat(grad), TF32=tf32,
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_J=block_j, num_warps=warps, num_stages=stages)
 
@@ -390,7 +393,7 @@ def gram(feat: Tensor, weight: Optional[Tensor], eps: float) -> Tensor:
         return out.fill_(0.0 if weight is not None else float("nan"))
     scale, ws, ws_sn = _scales(feat, weight, eps)
     part, t, block_c, n_split = _gram_partials([feat], scale, ws, ws_sn, weight is not None)
-    wrap_triton(_gram_finish_kernel)[(t * t, n)](part, out, c, n_split, T=t, BLOCK_C=block_c,
+    launch(_gram_finish_kernel)[(t * t * n,)](part, out, c, n_split, T=t, BLOCK_C=block_c,
                                                  num_warps=4 if block_c <= 64 else 8)
     return out
 
@@ -405,6 +408,7 @@ def gram_backward(grad: Tensor, feat: Tensor, weight: Optional[Tensor], eps: flo
     torch._check(grad.dim() == 3 and grad.size(0) == n and grad.size(1) == c and grad.size(2) == c,
                  lambda: f"{op}: grad must have shape (N, C, C) = ({n}, {c}, {c}); got {tuple(grad.shape)}")
     torch._check(grad.dtype.is_floating_point, lambda: f"{op}: grad must be floating; got {grad.dtype}")
+    torch._check(grad.device == feat.device, lambda: f"{op}: grad must be on feat's device {feat.device}; got {grad.device}")
     out = _grad_like(feat, feat.dtype)
     if out.numel() == 0:
         return out
@@ -428,6 +432,8 @@ def style_distance(feat_pred: Tensor, feat_target: Tensor, weight: Optional[Tens
                          f"{tuple(feat_pred.shape)}")
     torch._check(feat_target.dtype == feat_pred.dtype,
                  lambda: f"{op}: feat_target dtype {feat_target.dtype} must equal feat_pred dtype {feat_pred.dtype}")
+    torch._check(feat_target.device == feat_pred.device,
+                 lambda: f"{op}: feat_target must be on feat_pred's device {feat_pred.device}; got {feat_target.device}")
     _check_weight(weight, feat_pred, op)
     _check_eps(eps, op)
     n, c, h, w = feat_pred.shape
@@ -445,7 +451,7 @@ def style_distance(feat_pred: Tensor, feat_target: Tensor, weight: Optional[Tens
     loss_part = torch.zeros((n, t * t), dtype=acc, device=feat_pred.device)
     # S in the dot dtype of the gradient GEMM: the features' own for float16/bfloat16 (+-1/0 exact)
     sign = torch.empty((n, c, c) if compute_grad else (0,), dtype=feat_pred.dtype, device=feat_pred.device)
-    wrap_triton(_style_finish_kernel)[(t * t, n)](part, loss_part, sign, c, n, n_split, T=t, BLOCK_C=block_c,
+    launch(_style_finish_kernel)[(t * t * n,)](part, loss_part, sign, c, n, n_split, T=t, BLOCK_C=block_c,
                                                   COMPUTE_GRAD=compute_grad, num_warps=4 if block_c <= 64 else 8)
     denom = float(n) * float(c) * float(c)
     loss = (loss_part.sum(dtype=torch.float64) / denom).to(acc)

@@ -5,14 +5,13 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include "ops/scale_grad.h"
+
 namespace inpaint_fast {
 namespace {
 
 void scale_grad_cpu(const at::Tensor& grad, const at::Tensor& scale) {
-  TORCH_CHECK(grad.is_floating_point(), "scale_grad_: grad must be floating, got ", grad.scalar_type());
-  TORCH_CHECK(scale.numel() == 1, "scale_grad_: scale must have one element, got shape ", scale.sizes());
-  TORCH_CHECK(scale.device() == grad.device(), "scale_grad_: scale is on ", scale.device(), ", grad on ",
-              grad.device());
+  scale_grad_host::check_inputs(grad, scale);
   if (scale.item<double>() != 1.0) {
     grad.mul_(scale.reshape({}));
   }

@@ -32,14 +32,15 @@
 #include <tuple>
 #include <type_traits>
 
+#include "ops/masked_error.h"
+
 namespace inpaint_fast {
 namespace {
 
 constexpr int kThreads = 256;        // threads per block of the area and main kernels
 constexpr int kFinishThreads = 1024;  // threads of the one-block finishing kernel
 constexpr int kBlocksPerSM = 8;       // grid of the grid-stride kernels: SMs * kBlocksPerSM at most
-enum Loss : int64_t { kL1 = 0, kL2 = 1, kCharbonnier = 2 };
-enum Normalize : int64_t { kSum = 0, kMaskArea = 1, kAllElements = 2 };
+using namespace masked_error_host;  // Loss, Normalize, the checks
 enum FinishMode : int { kFinishArea = 0, kFinishLoss = 1, kFinishStats = 2 };
 
 struct NoMask {};  // the mask type without a mask: every pixel is known (v = 1)
@@ -287,27 +288,6 @@ __global__ void __launch_bounds__(kThreads) main_kernel(const scalar_t* __restri
 // ---------------------------------------------------------------------------------------------
 // Host side.
 
-void check_inputs(const at::Tensor& pred, const at::Tensor& target, const c10::optional<at::Tensor>& mask,
-                  const char* op) {
-  TORCH_CHECK(pred.dim() == 4, op, ": pred must be 4-D (N, C, H, W); got shape ", pred.sizes());
-  TORCH_CHECK(target.sizes() == pred.sizes(), op, ": target shape ", target.sizes(), " must equal pred shape ",
-              pred.sizes());
-  TORCH_CHECK(at::isFloatingType(pred.scalar_type()), op,
-              ": pred must be float16, bfloat16, float32 or float64; got ", pred.scalar_type());
-  TORCH_CHECK(target.scalar_type() == pred.scalar_type(), op, ": target dtype ", target.scalar_type(),
-              " must equal pred dtype ", pred.scalar_type());
-  TORCH_CHECK(target.device() == pred.device(), op, ": pred and target must be on one device");
-  if (!mask) return;
-  const at::Tensor& m = *mask;
-  TORCH_CHECK(m.device() == pred.device(), op, ": mask must be on pred's device");
-  TORCH_CHECK(m.scalar_type() == at::kBool || m.scalar_type() == at::kByte || m.scalar_type() == pred.scalar_type(),
-              op, ": mask must be bool, uint8 or pred's dtype ", pred.scalar_type(), "; got ", m.scalar_type());
-  TORCH_CHECK(m.dim() == 4 && (m.size(0) == 1 || m.size(0) == pred.size(0)) &&
-                  (m.size(1) == 1 || m.size(1) == pred.size(1)) && m.size(2) == pred.size(2) &&
-                  m.size(3) == pred.size(3),
-              op, ": mask shape ", m.sizes(), " must be (N|1, C|1, H, W) for pred shape ", pred.sizes());
-}
-
 bool planes_contiguous(const at::Tensor& t) {
   return (t.size(3) == 1 || t.stride(3) == 1) && (t.size(2) == 1 || t.stride(2) == t.size(3));
 }
@@ -457,9 +437,8 @@ std::tuple<at::Tensor, at::Tensor> masked_error_cuda(
     bool mask_is_hole, int64_t loss, double charbonnier_eps, double weight_hole, double weight_valid,
     int64_t normalize, double eps, bool compute_grad) {
   const char* op = "inpaint_fast::masked_error";
-  check_inputs(pred_in, target_in, mask_in, op);
-  TORCH_CHECK(loss >= kL1 && loss <= kCharbonnier, op, ": loss must be 0 (L1), 1 (L2) or 2 (Charbonnier)");
-  TORCH_CHECK(normalize >= kSum && normalize <= kAllElements, op, ": normalize must be 0, 1 or 2");
+  check_tensors(pred_in, target_in, mask_in, op);
+  check_options(loss, charbonnier_eps, normalize, eps, op);
   const c10::cuda::CUDAGuard guard(pred_in.device());
   const Prepared in = prepare(pred_in, target_in, mask_in);
   const at::Tensor& pred = in.pred;
@@ -510,7 +489,7 @@ std::tuple<at::Tensor, at::Tensor> masked_error_cuda(
 
 at::Tensor masked_error_stats_cuda(const at::Tensor& pred_in, const at::Tensor& target_in,
                                    const c10::optional<at::Tensor>& mask_in, bool mask_is_hole) {
-  check_inputs(pred_in, target_in, mask_in, "inpaint_fast::masked_error_stats");
+  check_tensors(pred_in, target_in, mask_in, "inpaint_fast::masked_error_stats");
   const c10::cuda::CUDAGuard guard(pred_in.device());
   const Prepared in = prepare(pred_in, target_in, mask_in);
   const at::Tensor& pred = in.pred;

@@ -12,6 +12,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "ops/scale_grad.h"
+
 namespace inpaint_fast {
 namespace {
 
@@ -31,12 +33,7 @@ __global__ void scale_unless_one_kernel(scalar_t* __restrict__ data, const opmat
 }
 
 void scale_grad_cuda(const at::Tensor& grad, const at::Tensor& scale) {
-  TORCH_CHECK(grad.is_floating_point(), "scale_grad_: grad must be floating, got ", grad.scalar_type());
-  TORCH_CHECK(scale.numel() == 1, "scale_grad_: scale must have one element, got shape ", scale.sizes());
-  TORCH_CHECK(scale.device() == grad.device(), "scale_grad_: scale is on ", scale.device(), ", grad on ",
-              grad.device());
-  TORCH_CHECK(grad.is_non_overlapping_and_dense(), "scale_grad_: grad must be dense (strides ", grad.strides(),
-              ")");
+  scale_grad_host::check_inputs(grad, scale);
   const int64_t n = grad.numel();
   if (n == 0) {
     return;

@@ -147,31 +147,35 @@ __global__ void mirror_kernel(const acc_t* __restrict__ G, out_t* __restrict__ o
   }
 }
 
-// Block n * blocks + b: partial[n * blocks + b] = sum over its share of the upper triangle of
-// sample n of |Gp - Gt| (twice off the diagonal); S (when not null) = sign(Gp - Gt), symmetric.
+// Work item nb = n * blocks + b (taken grid-stride: N * blocks may exceed the grid's x limit):
+// partial[nb] = sum over its share of the upper triangle of sample n of |Gp - Gt| (twice off the
+// diagonal); S (when not null) = sign(Gp - Gt), symmetric. The partials do not depend on the grid.
 template <typename acc_t, typename s_t>
 __global__ void style_epilogue_kernel(const acc_t* __restrict__ Gp, const acc_t* __restrict__ Gt,
-                                      s_t* __restrict__ S, double* __restrict__ partial, int64_t C,
+                                      s_t* __restrict__ S, double* __restrict__ partial, int64_t N, int64_t C,
                                       int64_t blocks) {
-  const int64_t n = blockIdx.x / blocks, b = blockIdx.x - n * blocks;
   const int64_t CC = C * C;
-  const acc_t* p = Gp + n * CC;
-  const acc_t* t = Gt + n * CC;
-  double sum = 0;
-  for (int64_t idx = b * blockDim.x + threadIdx.x; idx < CC; idx += blocks * blockDim.x) {
-    const int64_t i = idx / C, j = idx - i * C;
-    if (j < i) continue;
-    const acc_t d = p[idx] - t[idx];
-    const double a = static_cast<double>(d < acc_t(0) ? -d : d);
-    sum += (i == j) ? a : 2.0 * a;
-    if (S != nullptr) {
-      const s_t s = static_cast<s_t>(static_cast<float>((d > acc_t(0)) - (d < acc_t(0))));
-      S[n * CC + i * C + j] = s;
-      S[n * CC + j * C + i] = s;
+  for (int64_t nb = blockIdx.x; nb < N * blocks; nb += gridDim.x) {
+    const int64_t n = nb / blocks, b = nb - n * blocks;
+    const acc_t* p = Gp + n * CC;
+    const acc_t* t = Gt + n * CC;
+    double sum = 0;
+    for (int64_t idx = b * blockDim.x + threadIdx.x; idx < CC; idx += blocks * blockDim.x) {
+      const int64_t i = idx / C, j = idx - i * C;
+      if (j < i) continue;
+      const acc_t d = p[idx] - t[idx];
+      const double a = static_cast<double>(d < acc_t(0) ? -d : d);
+      sum += (i == j) ? a : 2.0 * a;
+      if (S != nullptr) {
+        const s_t s = static_cast<s_t>(static_cast<float>((d > acc_t(0)) - (d < acc_t(0))));
+        S[n * CC + i * C + j] = s;
+        S[n * CC + j * C + i] = s;
+      }
     }
+    sum = block_sum(sum);
+    if (threadIdx.x == 0) partial[nb] = sum;
+    __syncthreads();  // block_sum's shared partials are rewritten by the next work item
   }
-  sum = block_sum(sum);
-  if (threadIdx.x == 0) partial[n * blocks + b] = sum;
 }
 
 // One block: loss = (sum of the partials, in a fixed order) / denom.
@@ -332,10 +336,20 @@ void apply_gradient(const at::Tensor& A, const at::Tensor& feat, bool channels_l
 
 // ------------------------------------------------------------------------------------ checks
 
+// cuBLAS takes 32-bit sizes and leading dimensions (H*W for the GEMMs here) and batch counts: larger
+// features are rejected before anything is allocated (the CPU and Triton kernels take them).
+void check_blas_sizes(const at::Tensor& feat, const char* op) {
+  const int64_t N = feat.size(0), HW = feat.size(2) * feat.size(3);
+  constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
+  TORCH_CHECK(HW <= kMax && N <= kMax, op, ": the CUDA kernel (cuBLAS) takes N and H*W up to 2^31 - 1; got N = ", N,
+              ", H*W = ", HW, " (inpaint_fast.use_backend('triton') runs this shape)");
+}
+
 // ------------------------------------------------------------------------------------ ops
 
 at::Tensor gram_cuda(const at::Tensor& feat_in, const std::optional<at::Tensor>& weight, double eps) {
   check_gram_inputs(feat_in, weight, eps, at::kCUDA);
+  check_blas_sizes(feat_in, "inpaint_fast::gram");
   const c10::cuda::CUDAGuard guard(feat_in.device());
   const int64_t N = feat_in.size(0), C = feat_in.size(1), HW = feat_in.size(2) * feat_in.size(3);
   at::Tensor out = at::empty({N, C, C}, feat_in.options().memory_format(at::MemoryFormat::Contiguous));
@@ -363,6 +377,7 @@ at::Tensor gram_cuda(const at::Tensor& feat_in, const std::optional<at::Tensor>&
 at::Tensor gram_backward_cuda(const at::Tensor& grad_in, const at::Tensor& feat_in,
                               const std::optional<at::Tensor>& weight, double eps) {
   check_gram_backward_inputs(grad_in, feat_in, weight, eps, at::kCUDA);
+  check_blas_sizes(feat_in, "inpaint_fast::gram_backward");
   const int64_t N = feat_in.size(0), C = feat_in.size(1), HW = feat_in.size(2) * feat_in.size(3);
   const c10::cuda::CUDAGuard guard(feat_in.device());
   bool cl = false;
@@ -381,6 +396,7 @@ std::tuple<at::Tensor, at::Tensor> style_distance_cuda(const at::Tensor& pred_in
                                                        const std::optional<at::Tensor>& weight, double eps,
                                                        bool compute_grad) {
   check_style_inputs(pred_in, target_in, weight, eps, at::kCUDA);
+  check_blas_sizes(pred_in, "inpaint_fast::style_distance");
   const c10::cuda::CUDAGuard guard(pred_in.device());
   const int64_t N = pred_in.size(0), C = pred_in.size(1), HW = pred_in.size(2) * pred_in.size(3);
   const auto dtype = pred_in.scalar_type();
@@ -416,9 +432,12 @@ std::tuple<at::Tensor, at::Tensor> style_distance_cuda(const at::Tensor& pred_in
     using acc_t = at::opmath_type<scalar_t>;
     using s_t = std::conditional_t<std::is_same_v<acc_t, double>, double,
                                    std::conditional_t<std::is_same_v<scalar_t, float>, float, scalar_t>>;
-    style_epilogue_kernel<acc_t, s_t><<<N * blocks, kThreads, 0, stream>>>(
+    // One block per work item, up to the grid's x limit (2^31 - 1; N * blocks reaches it for N >= 2^31
+    // when C <= 16).
+    const int64_t grid = std::min<int64_t>(N * blocks, std::numeric_limits<int32_t>::max());
+    style_epilogue_kernel<acc_t, s_t><<<static_cast<unsigned>(grid), kThreads, 0, stream>>>(
         Gp.const_data_ptr<acc_t>(), Gt.const_data_ptr<acc_t>(),
-        compute_grad ? S.mutable_data_ptr<s_t>() : nullptr, partial.mutable_data_ptr<double>(), C, blocks);
+        compute_grad ? S.mutable_data_ptr<s_t>() : nullptr, partial.mutable_data_ptr<double>(), N, C, blocks);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     finish_loss_kernel<acc_t><<<1, kThreads, 0, stream>>>(partial.const_data_ptr<double>(), N * blocks, denom,
                                                           loss.mutable_data_ptr<acc_t>());
