@@ -13,6 +13,7 @@ from inpaint_fast.ops import masked_error as ops_module
 from inpaint_fast.reference import pixel
 
 from .conftest import TRITON_INTERPRETED
+from .triton_aot import run_script, sm90_available
 
 # The C++ tests (CPU kernels) need the compiled extension; the GPU-backend tests below (gpu_backend
 # fixture) skip by themselves: 'triton' does not need the extension.
@@ -506,23 +507,16 @@ def test_gpu_stats_match_the_reference(gpu_backend, kind):
 
 
 _SM90_COMPILE = r"""
-import os
-os.environ.pop("TRITON_INTERPRET", None)
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
+from tests.triton_aot import compile_sm90
 from inpaint_fast.triton import masked_error as k
 
-DIV16 = {"p_ptr", "t_ptr", "m_ptr", "g_ptr", "part_ptr", "coef_ptr", "out_ptr", "HW", "p_sn", "p_sc", "t_sn", "t_sc",
-         "m_sn", "m_sc", "PER_N", "PER_PLANE"}
+# as a launch specialises them: 16-byte aligned pointers, ints divisible by 16, unit strides
+DIV16 = ("p_ptr", "t_ptr", "m_ptr", "g_ptr", "part_ptr", "coef_ptr", "out_ptr", "HW", "p_sn", "p_sc", "t_sn", "t_sc",
+         "m_sn", "m_sc", "PER_N", "PER_PLANE")
 
 
 def ptx(fn, types, consts):
-    # as a launch specialises them: 16-byte aligned pointers, ints divisible by 16, unit strides
-    sig = {n: "constexpr" if n in consts else types.get(n, "i32") for n in fn.arg_names}
-    attrs = {(fn.arg_names.index(n),): [["tt.divisibility", 16]] for n in fn.arg_names if n in DIV16 and n not in consts}
-    src = ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs)
-    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 8}).asm["ptx"]
+    return compile_sm90(fn, types, consts, DIV16, num_warps=8).asm["ptx"]
 
 
 for dt, mdt, f64, cl, stats in (("fp32", "u8", False, False, False), ("bf16", "bf16", False, True, False),
@@ -537,12 +531,20 @@ for dt, mdt, f64, cl, stats in (("fp32", "u8", False, False, False), ("bf16", "b
     # 16-byte loads of pred and target (8-byte for fp64 pairs), 16-byte stores of the gradient
     assert ("ld.global.v4" in code or "ld.global.v2.b64" in code), (dt, cl)
     assert stats or "st.global.v4" in code or "st.global.v2.b64" in code, (dt, cl)
+# A bool mask (i1, as the launchers pass it) and 64-bit offsets, in both layouts.
+for cl in (False, True):
+    consts = dict(LOSS=0, HAS_MASK=True, MASK_BCAST_C=True, GRAD=True, COEF_PTR=True, CHANNELS_LAST=cl, STATS=False,
+                  F64=False, I64=True, BLOCK_C=1 if cl else 4, BLOCK=512, TILES=8, C_CL=3 if cl else 1)
+    ptx(k._main_kernel, dict(p_ptr="*fp32", t_ptr="*fp32", m_ptr="*i1", g_ptr="*fp32", part_ptr="*fp32",
+                             coef_ptr="*fp64", m_a="fp64", m_b="fp64", k_hole_in="fp64", k_valid_in="fp64",
+                             ceps2_in="fp64", HW="i64"), consts)
 for mode, rows in ((0, 1), (1, 2), (2, 4)):
     ptx(k._finish_kernel, dict(part_ptr="*fp32", out_ptr="*fp32" if mode else "*fp64", coef_ptr="*fp64", k_hole="fp64",
                                k_valid="fp64", scale="fp64", total="fp64", eps="fp64", weight_hole="fp64",
                                weight_valid="fp64"),
         dict(MODE=mode, ROWS=rows, IS_HOLE=True, HAS_MASK=True, COEF_PTR=True, BLOCK=1024))
 ptx(k._mask_sum_kernel, dict(m_ptr="*u8", part_ptr="*fp32"), dict(I64=False, BLOCK=4096, TILES=8, m_shw=1))
+ptx(k._mask_sum_kernel, dict(m_ptr="*i1", part_ptr="*fp32", HW="i64"), dict(I64=True, BLOCK=4096, TILES=8))
 print("sm90 ok")
 """
 
@@ -550,14 +552,38 @@ print("sm90 ok")
 def test_triton_kernels_compile_for_sm90():
     """The interpreter never runs Triton's compiler: compile the kernels for an H100 (sm_90) ahead of time,
     without a GPU, and check that the loads and stores are vectorised (fresh process, no TRITON_INTERPRET)."""
-    import os
-    import subprocess
-    import sys
     pytest.importorskip("triton")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    done = subprocess.run([sys.executable, "-c", _SM90_COMPILE], cwd=root, env=env, capture_output=True, text=True)
-    if done.returncode != 0 and "ptxas" in done.stderr and "not found" in done.stderr.lower():
-        pytest.skip("no ptxas for Triton's CUDA backend")
+    if sm90_available():
+        pytest.skip(sm90_available())
+    done = run_script(_SM90_COMPILE)
     assert done.returncode == 0 and "sm90 ok" in done.stdout, done.stderr[-3000:]
+
+
+_BOOL_MASK_GRAPHS = r"""
+import json
+import torch
+import inpaint_fast  # noqa: F401  (registers the ops: triton_op, since nothing is interpreted)
+from tests.triton_aot import aot_forward_graph
+
+ops = torch.ops.inpaint_fast
+p, t = torch.randn(2, 3, 4, 5), torch.randn(2, 3, 4, 5)
+m = torch.rand(2, 1, 4, 5) > 0.5
+print(json.dumps([
+    aot_forward_graph(lambda p, t, m: ops.masked_error_triton(p, t, m, False, 0, 1e-3, 6.0, 1.0, 1, 1e-8, True), p, t, m),
+    aot_forward_graph(lambda p, t, m: ops.masked_error_stats_triton(p, t, m, True), p, t, m)]))
+"""
+
+
+def test_compile_trace_passes_a_bool_mask_on_as_it_is():
+    """What torch.compile makes of the triton_ops: the bool mask reaches the kernels unconverted (Inductor
+    in torch 2.11 cannot lower the bool -> uint8 view the launcher used to make)."""
+    import json
+    pytest.importorskip("triton")
+    if sm90_available():
+        pytest.skip(sm90_available())
+    done = run_script(_BOOL_MASK_GRAPHS)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for code in json.loads(done.stdout.strip().splitlines()[-1]):
+        assert "triton_kernel_wrapper_functional" in code, code
+        assert "view.dtype" not in code and "_to_copy.default(arg2_1" not in code, code
+        assert "'m_ptr': arg2_1" in code, code

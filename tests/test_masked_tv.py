@@ -16,6 +16,7 @@ from inpaint_fast.ops.masked_tv import NORMALIZE, REGIONS, masked_tv, native_cha
 from inpaint_fast.reference import tv
 
 from .conftest import GPU_DEVICE, TRITON_INTERPRETED
+from .triton_aot import run_script, sm90_available
 
 # The tests of the C++ CPU kernel need the built extension (marked at the end of the module); the
 # GPU-backend tests (test_gpu_*) run whatever the gpu_backend fixture finds (Triton needs no extension).
@@ -718,3 +719,42 @@ def test_gpu_torch_compile_fullgraph(gpu_backend):
     ref_loss, ref_grad = oracle(img.cpu(), mask.cpu(), region="hole_dilated")
     torch.testing.assert_close(loss.double().cpu(), 0.5 * ref_loss, **LOSS_TOL[torch.float32])
     torch.testing.assert_close(x.grad.double().cpu(), 0.5 * ref_grad, rtol=1e-5, atol=1e-7)
+
+
+_SM90_COMPILE = r"""
+import json
+import torch
+import inpaint_fast  # noqa: F401  (registers the op: triton_op, since nothing is interpreted)
+from tests.triton_aot import aot_forward_graph, compile_sm90
+from inpaint_fast.triton import masked_tv as k
+
+DIV16 = ("x_ptr", "m_ptr", "g_ptr", "part_ptr", "scale_ptr")
+for img, mask, region, per_c, p, grad in (("fp32", "i1", 3, False, 1, True), ("bf16", "u8", 2, True, 2, True),
+                                           ("fp16", "fp16", 1, False, 1, False), ("fp64", "i1", 0, False, 2, True)):
+    f64 = img == "fp64"
+    compile_sm90(k._tv_kernel, dict(x_ptr="*" + img, m_ptr="*" + mask, g_ptr="*" + img, part_ptr="*fp64",
+                                    scale_ptr="*fp64", xsn="i64"),
+                 dict(REGION=region, MASK_IS_HOLE=False, MASK_PER_C=per_c, P=p, COMPUTE_GRAD=grad, F64=f64,
+                      BLOCK_H=4, BLOCK_W=128), DIV16)
+    if region:
+        compile_sm90(k._area_kernel, dict(m_ptr="*" + mask, part_ptr="*fp64"),
+                     dict(REGION=region, MASK_IS_HOLE=True, F64=f64, BLOCK_H=4, BLOCK_W=128), DIV16)
+img, mask = torch.randn(2, 3, 4, 5), torch.rand(2, 1, 4, 5) > 0.5
+print(json.dumps(aot_forward_graph(lambda x, m: torch.ops.inpaint_fast.masked_tv_triton(x, m, False, 3, 1, 1, 1e-8, True),
+                                   img, mask)))
+"""
+
+
+def test_triton_kernels_compile_for_sm90():
+    """The interpreter never runs Triton's compiler: the kernels compiled for sm_90 ahead of time (bool
+    masks as i1 included), and torch.compile's trace of the op, whose bool mask reaches the kernels
+    unconverted (Inductor in torch 2.11 cannot lower the bool -> uint8 view the launcher used to make)."""
+    import json
+    pytest.importorskip("triton")
+    if sm90_available():
+        pytest.skip(sm90_available())
+    done = run_script(_SM90_COMPILE)
+    assert done.returncode == 0, done.stderr[-3000:]
+    graph = json.loads(done.stdout.strip().splitlines()[-1])
+    assert graph.count("triton_kernel_wrapper_functional(") == 2, graph
+    assert "view.dtype" not in graph and "'m_ptr': arg1_1" in graph, graph

@@ -415,6 +415,7 @@ def test_baseline_isa_build_and_the_benchmark(tmp_path):
 from inpaint_fast import _backend  # noqa: E402
 from inpaint_fast.functional import frequency_loss  # noqa: E402
 from tests.conftest import GPU_DEVICE, TRITON_INTERPRETED  # noqa: E402
+from tests.triton_aot import run_script, sm90_available  # noqa: E402
 
 GPU_IMAGE_DTYPES = [torch.float32, torch.float16, torch.bfloat16]  # bfloat16: on a GPU only
 TRITON_BLOCK = 1024  # BLOCK of inpaint_fast/triton/spectral_l1.py: complex elements per program
@@ -687,78 +688,38 @@ def test_extension_reports_the_triton_kernel():
 # Run without TRITON_INTERPRET (JIT functions, not interpreted ones): compile the kernels for sm_90
 # ahead of time (no GPU needed: Triton's own ptxas) and inspect the PTX.
 _COMPILE_SM90 = r"""
-import json, triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-from inpaint_fast.triton import spectral_l1 as k
-assert type(k._spectral_l1_kernel).__name__ == "JITFunction"
-target = GPUTarget("cuda", 90, 32)
-aligned = {(i,): [["tt.divisibility", 16]] for i in range(6)}  # what the JIT infers for fresh buffers
-out = {}
-for ty in ("fp32", "fp64"):
-    for gp, gt in ((True, True), (False, False)) if ty == "fp32" else ((True, True),):
-        sig = {"zp_ptr": "*" + ty, "zt_ptr": "*" + ty, "gp_ptr": "*" + ty, "gt_ptr": "*" + ty,
-               "partial_ptr": "*" + ty, "scale_ptr": "*" + ty, "n_real": "i64", "GRAD_PRED": "constexpr",
-               "GRAD_TARGET": "constexpr", "FP64": "constexpr", "LIBDEVICE": "constexpr", "BLOCK": "constexpr"}
-        const = {"GRAD_PRED": gp, "GRAD_TARGET": gt, "FP64": ty == "fp64", "LIBDEVICE": True, "BLOCK": k.BLOCK}
-        c = triton.compile(ASTSource(k._spectral_l1_kernel, sig, const, aligned), target=target,
-                           options={"num_warps": k.NUM_WARPS})
-        out[f"{ty}-{gp}-{gt}"] = c.asm["ptx"]
-    sig = {"partial_ptr": "*" + ty, "scale_ptr": "*" + ty, "loss_ptr": "*" + ty, "num_partials": "i32",
-           "BLOCK": "constexpr"}
-    triton.compile(ASTSource(k._finish_kernel, sig, {"BLOCK": k.FINISH_BLOCK}), target=target,
-                   options={"num_warps": 4})
-
-# What torch.compile will see: AOTAutograd decomposes the triton_op into triton_kernel_wrapper_functional
-# calls; their tensors_to_clone come from torch's analysis of the kernels' TTIR, which needs a target
-# (given by a stub driver: no GPU here). Only the gradient and partial buffers (and the loss) may be
-# written: an input listed there would be copied on every call.
+import json
 import torch
 import inpaint_fast  # noqa: F401  (registers the op; triton_op, since nothing is interpreted)
-from torch._functorch.aot_autograd import aot_function
+from tests.triton_aot import aot_forward_graph, compile_sm90
+from inpaint_fast.triton import spectral_l1 as k
+assert type(k._spectral_l1_kernel).__name__ == "JITFunction"
+aligned = ("zp_ptr", "zt_ptr", "gp_ptr", "gt_ptr", "partial_ptr", "scale_ptr")  # what the JIT infers for fresh buffers
+out = {}
+for ty in ("fp32", "fp64"):
+    ptrs = {name: "*" + ty for name in aligned}
+    for gp, gt in ((True, True), (False, False)) if ty == "fp32" else ((True, True),):
+        const = {"GRAD_PRED": gp, "GRAD_TARGET": gt, "FP64": ty == "fp64", "LIBDEVICE": True, "BLOCK": k.BLOCK}
+        c = compile_sm90(k._spectral_l1_kernel, dict(ptrs, n_real="i64"), const, aligned, num_warps=k.NUM_WARPS)
+        out[f"{ty}-{gp}-{gt}"] = c.asm["ptx"]
+    compile_sm90(k._finish_kernel, {"partial_ptr": "*" + ty, "scale_ptr": "*" + ty, "loss_ptr": "*" + ty},
+                 {"BLOCK": k.FINISH_BLOCK})
 
-
-class StubDriver:
-    def get_current_target(self):
-        return target
-
-    def get_active_torch_device(self):
-        return torch.device("cpu")
-
-
-triton.runtime.driver.set_active(StubDriver())
-graphs = []
-
-
-class Captured(BaseException):
-    pass
-
-
-def capture(gm, example_inputs):
-    graphs.append(gm.code)
-    raise Captured  # stop before running: the kernels cannot run here
-
-
+# What torch.compile will see: AOTAutograd decomposes the triton_op into triton_kernel_wrapper_functional
+# calls; their tensors_to_clone come from torch's analysis of the kernels' TTIR. Only the gradient and
+# partial buffers (and the loss) may be written: an input listed there would be copied on every call.
 zp = torch.randn(2, 3, 4, 5, dtype=torch.complex64)
-try:
-    aot_function(lambda p, t: torch.ops.inpaint_fast.spectral_l1_triton(p, t, 0.5, True, True),
-                 fw_compiler=capture)(zp, zp + 1)
-except Captured:
-    pass
-out["graph"] = graphs[0]
+out["graph"] = aot_forward_graph(lambda p, t: torch.ops.inpaint_fast.spectral_l1_triton(p, t, 0.5, True, True),
+                                 zp, zp + 1)
 print(json.dumps(out))
 """
 
 
 def test_triton_kernels_compile_for_sm90():
-    try:
-        import triton  # noqa: F401
-        from triton.backends.compiler import GPUTarget  # noqa: F401
-    except ImportError:
-        pytest.skip("triton (with its NVIDIA backend) is not installed")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    done = subprocess.run([sys.executable, "-c", _COMPILE_SM90], cwd=ROOT, env=env, capture_output=True,
-                          text=True)
+    pytest.importorskip("triton")
+    if sm90_available():
+        pytest.skip(sm90_available())
+    done = run_script(_COMPILE_SM90)
     assert done.returncode == 0, done.stderr[-3000:]
     import json
     ptx = json.loads(done.stdout.strip().splitlines()[-1])

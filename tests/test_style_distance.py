@@ -17,6 +17,7 @@ from inpaint_fast.ops.style_distance import gram_matrix, style_distance  # noqa:
 from inpaint_fast.reference import features as ref  # noqa: E402
 
 from tests.conftest import TRITON_INTERPRETED  # noqa: E402
+from tests.triton_aot import run_script, sm90_available  # noqa: E402
 
 HAVE_EXT = _extension.load_error() is None
 GRAM = torch.ops.inpaint_fast.gram.default if HAVE_EXT else None
@@ -645,45 +646,36 @@ def test_triton_kernels_are_listed():
     assert hasattr(torch.ops.inpaint_fast, "style_distance_triton")
 
 
-def test_triton_kernels_compile_for_h100():
-    """The interpreter does not compile: compile the GPU path's kernels ahead of time for sm_90 (no GPU
-    needed) in the dtype/precision variants the launchers use, so that a Triton compile error (e.g. a
-    dot's dtype or precision) fails here too."""
-    pytest.importorskip("triton")
-    code = r"""
-import importlib.util, os, sys
-os.environ.pop("TRITON_INTERPRET", None)
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-sys.path.insert(0, sys.argv[1])
-m = importlib.import_module("inpaint_fast.triton.style_distance")
-
-def compile_(fn, ptrs, consts, warps):
-    names = fn.arg_names
-    sig = {n: ptrs.get(n, "constexpr" if n in consts else "i32") for n in names}
-    src = ASTSource(fn=fn, signature=sig, constexprs={(names.index(k),): v for k, v in consts.items()})
-    triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=warps, num_stages=3))
+_COMPILE_SM90 = r"""
+from tests.triton_aot import compile_sm90
+from inpaint_fast.triton import style_distance as m
 
 gram = dict(T=2, NF=2, FLAT=True, BLOCK_C=128)
 for dt, acc, weighted, tf32, bk in [("fp16", "fp32", False, False, 64), ("fp32", "fp32", True, True, 32),
                                     ("fp64", "fp64", True, False, 16)]:
-    compile_(m._gram_partial_kernel, dict(feat_ptr="*" + dt, feat2_ptr="*" + dt, ws_ptr="*" + acc,
-                                          scale_ptr="*" + acc, part_ptr="*" + acc),
-             dict(gram, WEIGHTED=weighted, TF32=tf32, BLOCK_K=bk, FLAT=dt != "fp64"), 8)
-compile_(m._style_finish_kernel, dict(part_ptr="*fp32", loss_ptr="*fp32", sign_ptr="*bf16"),
-         dict(T=2, BLOCK_C=128, COMPUTE_GRAD=True), 8)
-compile_(m._gram_finish_kernel, dict(part_ptr="*fp32", out_ptr="*fp16"), dict(T=2, BLOCK_C=128), 8)
-for a, f, g, weighted, tf32 in [("fp16", "fp16", "fp32", True, False), ("fp32", "bf16", "bf16", False, True)]:
-    compile_(m._grad_kernel, dict(a_ptr="*" + a, feat_ptr="*" + f, ws_ptr="*fp32", scale_ptr="*fp32", grad_ptr="*" + g),
-             dict(WEIGHTED=weighted, FLAT=True, G_FLAT=False, TF32=tf32, BLOCK_M=128, BLOCK_N=128, BLOCK_J=32), 8)
+    compile_sm90(m._gram_partial_kernel, dict(feat_ptr="*" + dt, feat2_ptr="*" + dt, ws_ptr="*" + acc,
+                                              scale_ptr="*" + acc, part_ptr="*" + acc),
+                 dict(gram, WEIGHTED=weighted, TF32=tf32, BLOCK_K=bk, FLAT=dt != "fp64"), num_warps=8)
+compile_sm90(m._style_finish_kernel, dict(part_ptr="*fp32", loss_ptr="*fp32", sign_ptr="*bf16"),
+             dict(T=2, BLOCK_C=128, COMPUTE_GRAD=True), num_warps=8)
+compile_sm90(m._gram_finish_kernel, dict(part_ptr="*fp32", out_ptr="*fp16"), dict(T=2, BLOCK_C=128), num_warps=8)
+for a, f, g, weighted, tf32 in [("fp16", "fp16", "fp32", True, False), ("fp32", "bf16", "bf16", False, True),
+                                ("fp64", "fp64", "fp64", True, False)]:
+    acc = "fp64" if f == "fp64" else "fp32"
+    compile_sm90(m._grad_kernel, dict(a_ptr="*" + a, feat_ptr="*" + f, ws_ptr="*" + acc, scale_ptr="*" + acc,
+                                      grad_ptr="*" + g, HW="i64"),
+                 dict(WEIGHTED=weighted, FLAT=True, G_FLAT=False, TF32=tf32, BLOCK_M=128, BLOCK_N=128, BLOCK_J=32),
+                 num_warps=8)
 print("compiled")
 """
-    try:
-        from triton.backends.compiler import GPUTarget  # noqa: F401
-        from triton.backends.nvidia.compiler import get_ptxas  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"triton without its NVIDIA backend: {exc}")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    res = subprocess.run([sys.executable, "-c", code, ROOT], env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_triton_kernels_compile_for_sm90():
+    """The interpreter does not compile: compile the GPU path's kernels ahead of time for sm_90 (no GPU
+    needed) in the dtype/precision variants the launchers use, so that a Triton compile error (e.g. a
+    dot's dtype or precision; triton 3.6 wants the accumulator's dtype as out_dtype) fails here too."""
+    pytest.importorskip("triton")
+    if sm90_available():
+        pytest.skip(sm90_available())
+    res = run_script(_COMPILE_SM90)
     assert res.returncode == 0 and "compiled" in res.stdout, res.stderr[-4000:]
