@@ -132,7 +132,7 @@ def masked_error_stats(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] =
             s = _masked_error_op.masked_error_stats(pred, target, None if m is None else m.tensor, backend=backend,
                                                     mask_is_hole=m is not None and m.is_hole).double()
             area_hole, area_known = s[4].clamp_min(EPS), s[5].clamp_min(EPS)
-            total = s[4] + s[5]
+            total = (s[4] + s[5]).clamp_min(EPS)  # an empty batch: 0, as masked_mean gives
             values = {"hole_l1": s[0] / area_hole, "known_l1": s[1] / area_known, "full_l1": (s[0] + s[1]) / total,
                       "hole_l2": s[2] / area_hole, "known_l2": s[3] / area_known, "full_l2": (s[2] + s[3]) / total}
             return {k: v.to(pred.dtype) for k, v in values.items()}

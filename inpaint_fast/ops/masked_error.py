@@ -82,7 +82,7 @@ def _backward(ctx, grad_value: Optional[Tensor], _unused: Optional[Tensor]):
     if grad_value is None:
         return (None,) * 11
     (grad,) = ctx.saved_tensors
-    if grad.numel() == 0:
+    if grad.dim() != 4:  # the (0,) placeholder of compute_grad=False (an empty batch's gradient is 4-D)
         raise RuntimeError("inpaint_fast::masked_error ran without its gradient: no input required grad")
     (grad_pred,) = saved_grad(ctx, [grad], grad_value, lambda outputs: outputs[1:])
     grad_target = grad_pred.neg() if ctx.needs_input_grad[1] else None

@@ -32,8 +32,8 @@ def masked_mean(err: Tensor, weight: Optional[Tensor] = None, *, normalize: str 
     if reduction == "none":
         return weighted
     acc = accumulate_dtype(err.dtype)
-    if err.numel() == 0:
-        return err.new_zeros(())
+    if err.numel() == 0:  # 0, still a function of err (a zero gradient, not a missing one)
+        return err.sum(dtype=acc).to(err.dtype)
     if weight is None:
         if reduction == "sum":
             return err.sum(dtype=acc).to(err.dtype)

@@ -374,7 +374,7 @@ def _mask_areas(prep: _Prepared, mask_is_hole: bool, weight_hole: float, weight_
     per_plane = triton.cdiv(prep.HW, block) if prep.HW else 0
     tiles = _tiles(per_plane * planes_n * planes_c, PROGRAMS)
     per_plane = triton.cdiv(per_plane, tiles) if per_plane else 0
-    planes = planes_n * planes_c if per_plane else 0
+    planes = planes_n * planes_c if per_plane and prep.numel else 0  # an empty batch reads no mask (data may be null)
     partials = torch.empty(max(planes * per_plane, 1), dtype=torch.float32, device=dev)
     if planes:
         span = block * tiles  # positions a program may index past the plane's end

@@ -235,6 +235,7 @@ double known_area(const at::Tensor& mask, bool mask_is_hole, int64_t N, int64_t 
   const int64_t planes_n = bstride(mask, 0) == 0 ? 1 : mask.size(0);
   const int64_t planes_c = bstride(mask, 1) == 0 ? 1 : mask.size(1);
   const int64_t hw = mask.size(2) * mask.size(3);
+  if (N * C * hw == 0) return 0.0;  // empty images (and possibly an empty mask): no plane to read
   const int64_t segments = (hw + kSegment - 1) / kSegment;
   const mask_t* m = reinterpret_cast<const mask_t*>(mask.const_data_ptr());
   const double s = deterministic_sum<1, double>(planes_n * planes_c * segments, [&](int64_t u, double* out) {

@@ -328,7 +328,7 @@ at::Tensor mask_areas(const at::Tensor& mask, bool mask_is_hole, int64_t N, int6
   const int64_t planes_n = bstride(mask, 0) == 0 ? 1 : mask.size(0);
   const int64_t planes_c = bstride(mask, 1) == 0 ? 1 : mask.size(1);
   const int64_t HW = mask.size(2) * mask.size(3);
-  const int64_t total = planes_n * planes_c * HW;
+  const int64_t total = numel > 0 ? planes_n * planes_c * HW : 0;  // an empty batch reads no mask (its data may be null)
   const auto stream = at::cuda::getCurrentCUDAStream();
   const auto dopts = mask.options().dtype(at::kDouble);
   at::Tensor coef = at::empty({4}, dopts);
