@@ -41,8 +41,8 @@ from setuptools import setup  # noqa: E402
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-CSRC = "csrc"
-CXX_STANDARD = "-std=c++20"  # gcc >= 10 and nvcc >= 12; CMakeLists.txt sets the same  # relative paths: setuptools wants them relative to setup.py
+CSRC = "csrc"  # relative paths: setuptools wants them relative to setup.py
+CXX_STANDARD = "-std=c++20"  # g++ >= 10, nvcc >= 12; CMakeLists.txt sets the same (csrc/common/standard.h checks it)
 
 
 def read_version() -> str:

@@ -61,7 +61,8 @@ def plane(request):
     yield name, pred, target, known, rows
     del pred, target, known
     gc.collect()
-    torch.cuda.empty_cache() if device.type == "cuda" else None
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _op(name: str, op: str):
