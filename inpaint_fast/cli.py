@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import operator
 import platform
 import sys
 from typing import List, Optional, Tuple
@@ -21,13 +22,13 @@ def supported_torch() -> Optional[Tuple[str, bool]]:
     spec = next((r for r in requires if r.startswith("torch") and r[5:6] in "<>=!~"), None)
     if spec is None:
         return None
-    ops = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, "<": lambda a, b: a < b,
-           "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
+    compare = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">": operator.gt,
+               "<": operator.lt}  # two-character operators first: ">=" before ">"
     running = TorchVersion(torch.__version__.split("+")[0])
     ok = True
     for clause in spec[5:].split(","):
-        op = next((o for o in (">=", "<=", "==", "!=", ">", "<") if clause.startswith(o)), None)
-        ok = ok and op is not None and ops[op](running, clause[len(op):].strip())
+        op = next((o for o in compare if clause.startswith(o)), None)
+        ok = ok and op is not None and compare[op](running, clause[len(op):].strip())
     return spec, ok
 
 

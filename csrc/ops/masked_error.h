@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <optional>
 
-#include "common/standard.h"
+#include "common/checks.h"
 
 namespace inpaint_fast {
 namespace masked_error_host {
@@ -21,26 +21,14 @@ enum Normalize : int64_t { kSum = 0, kMaskArea = 1, kAllElements = 2 };
 // pred's dtype, on that device.
 inline void check_tensors(const at::Tensor& pred, const at::Tensor& target, const std::optional<at::Tensor>& mask,
                           const char* op) {
-  TORCH_CHECK(pred.dim() == 4, op, ": pred must be 4-D (N, C, H, W); got shape ", pred.sizes());
+  check_image(pred, op, "pred");
   TORCH_CHECK(target.sizes() == pred.sizes(), op, ": target shape ", target.sizes(), " must equal pred shape ",
               pred.sizes());
-  const auto dtype = pred.scalar_type();
-  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16, op,
-              ": pred must be float16, bfloat16, float32 or float64; got ", dtype);
-  TORCH_CHECK(target.scalar_type() == dtype, op, ": target dtype ", target.scalar_type(), " must equal pred dtype ",
-              dtype);
+  TORCH_CHECK(target.scalar_type() == pred.scalar_type(), op, ": target dtype ", target.scalar_type(),
+              " must equal pred dtype ", pred.scalar_type());
   TORCH_CHECK(target.device() == pred.device(), op, ": pred and target must be on one device; got ", pred.device(),
               " and ", target.device());
-  if (!mask) return;
-  const at::Tensor& m = *mask;
-  TORCH_CHECK(m.device() == pred.device(), op, ": mask must be on pred's device ", pred.device(), "; got ",
-              m.device());
-  TORCH_CHECK(m.scalar_type() == at::kBool || m.scalar_type() == at::kByte || m.scalar_type() == dtype, op,
-              ": mask must be bool, uint8 or pred's dtype ", dtype, "; got ", m.scalar_type());
-  TORCH_CHECK(m.dim() == 4 && (m.size(0) == 1 || m.size(0) == pred.size(0)) &&
-                  (m.size(1) == 1 || m.size(1) == pred.size(1)) && m.size(2) == pred.size(2) &&
-                  m.size(3) == pred.size(3),
-              op, ": mask shape ", m.sizes(), " must be (N|1, C|1, H, W) for pred shape ", pred.sizes());
+  if (mask) check_mask(*mask, pred, op, "pred");
 }
 
 inline void check_options(int64_t loss, double charbonnier_eps, int64_t normalize, double eps, const char* op) {

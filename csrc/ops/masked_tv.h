@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <optional>
 
-#include "common/standard.h"
+#include "common/checks.h"
 
 namespace inpaint_fast {
 namespace masked_tv_host {
@@ -36,10 +36,7 @@ inline bool native_channels_last(const at::Tensor& img, const std::optional<at::
 inline void check_inputs(const at::Tensor& img, const std::optional<at::Tensor>& mask, int64_t region, int64_t p,
                          int64_t normalize, double eps) {
   const char* op = "inpaint_fast::masked_tv";
-  TORCH_CHECK(img.dim() == 4, op, ": img must be 4-D (N, C, H, W); got shape ", img.sizes());
-  const auto dtype = img.scalar_type();
-  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16, op,
-              ": img must be float16, bfloat16, float32 or float64; got ", dtype);
+  check_image(img, op, "img");
   TORCH_CHECK(region >= 0 && region <= 3, op,
               ": region must be 0 (all), 1 (known), 2 (hole) or 3 (hole_dilated); got ", region);
   TORCH_CHECK(p == 1 || p == 2, op, ": p must be 1 or 2; got ", p);
@@ -50,15 +47,7 @@ inline void check_inputs(const at::Tensor& img, const std::optional<at::Tensor>&
     TORCH_CHECK(region == 0, op, ": region ", region, " needs a mask; got None");
     return;
   }
-  const at::Tensor& m = *mask;
-  TORCH_CHECK(m.device() == img.device(), op, ": mask must be on img's device ", img.device(), "; got ",
-              m.device());
-  TORCH_CHECK(m.scalar_type() == at::kBool || m.scalar_type() == at::kByte || m.scalar_type() == dtype, op,
-              ": mask must be bool, uint8 or img's dtype ", dtype, "; got ", m.scalar_type());
-  TORCH_CHECK(m.dim() == 4 && (m.size(0) == 1 || m.size(0) == img.size(0)) &&
-                  (m.size(1) == 1 || m.size(1) == img.size(1)) && m.size(2) == img.size(2) &&
-                  m.size(3) == img.size(3),
-              op, ": mask shape ", m.sizes(), " must be (N|1, C|1, H, W) for img shape ", img.sizes());
+  check_mask(*mask, img, op, "img");
 }
 
 }  // namespace masked_tv_host

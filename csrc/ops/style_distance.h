@@ -6,16 +6,13 @@
 
 #include <optional>
 
-#include "common/standard.h"
+#include "common/checks.h"
 
 namespace inpaint_fast {
 namespace style_distance_host {
 
 inline void check_feat(const at::Tensor& feat, const char* op, const char* name, at::DeviceType device) {
-  TORCH_CHECK(feat.dim() == 4, op, ": ", name, " must be 4-D (N, C, H, W); got shape ", feat.sizes());
-  const auto dtype = feat.scalar_type();
-  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16,
-              op, ": ", name, " must be float16, bfloat16, float32 or float64; got ", dtype);
+  check_image(feat, op, name);
   TORCH_CHECK(feat.device().type() == device, op, ": ", name, " must be a ", c10::DeviceTypeName(device),
               " tensor; got ", feat.device());
 }
