@@ -2,14 +2,18 @@
 
 By default a call uses the compiled kernel for its device when one is built (C++ on CPU; CUDA C++,
 then Triton, on GPU) and the pure-PyTorch reference otherwise. ``use_backend(name)`` (a context
-manager) or the environment variable ``INPAINT_FAST_BACKEND`` (read at import) force one. Forcing a backend that is
+manager, for the calling thread only) or the environment variable ``INPAINT_FAST_BACKEND`` (read at
+import, for every thread) force one. Forcing a backend that is
 not available here is an error, never a silent fallback; an op that the forced backend has no
-kernel for yet runs the reference (``python -m inpaint_fast info`` lists the kernels).
+kernel for yet runs the reference (``python -m inpaint_fast info`` lists the kernels), and so does
+every op inside a ``torch.func`` transform (grad, vmap, jacrev ...), which the fused ops' autograd
+does not support.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from typing import Dict, Iterator, Optional
 
 import torch
@@ -20,7 +24,7 @@ BACKENDS = ("reference", "cpu", "cuda", "triton")
 FUSED_OPS = ("masked_error", "masked_tv", "q_sample", "spectral_l1", "style_distance")  # the ops that dispatch through choose()
 ENV_VAR = "INPAINT_FAST_BACKEND"
 
-_forced: list = []  # stack of names set by use_backend()
+_local = threading.local()  # .forced: this thread's stack of names set by use_backend()
 _ENV_NAME = os.environ.get(ENV_VAR) or None  # read once, checked at first use
 
 
@@ -64,22 +68,35 @@ def _check_name(name: str) -> str:
 
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[None]:
-    """Run the fused ops inside the ``with`` block on backend ``name``."""
-    _forced.append(_check_name(name))
+    """Run the fused ops called by this thread inside the ``with`` block on backend ``name`` (other
+    threads keep theirs)."""
+    name = _check_name(name)
+    if not hasattr(_local, "forced"):
+        _local.forced = []
+    _local.forced.append(name)
     try:
         yield
     finally:
-        _forced.pop()
+        _local.forced.pop()
 
 
 def forced() -> Optional[str]:
-    if _forced:
-        return _forced[-1]
+    stack = getattr(_local, "forced", None)
+    if stack:
+        return stack[-1]
     return _check_name(_ENV_NAME) if _ENV_NAME else None
 
 
+def _in_functorch_transform() -> bool:
+    """Inside torch.func.grad / vmap / jvp ...: the fused ops' autograd (torch.library.register_autograd)
+    does not support functorch transforms, so the ops run the reference there."""
+    return not torch.compiler.is_compiling() and torch._C._functorch.peek_interpreter_stack() is not None
+
+
 def choose(op: str, device: torch.device) -> str:
-    """The backend that runs ``op`` for tensors on ``device``."""
+    """The backend that runs ``op`` for tensors on ``device`` (the reference inside a torch.func transform)."""
+    if _in_functorch_transform():
+        return "reference"
     name = forced()
     kernels = _extension.kernels(op)
     if name is not None:

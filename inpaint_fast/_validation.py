@@ -1,12 +1,15 @@
 """The only copy of the input checks of the public API.
 
 Every public function validates here, then hands plain tensors to a backend: the reference
-(``inpaint_fast.reference``) or a fused op. Checks look only at metadata (shapes, dtypes,
-devices), never at values, so they cost nothing and never synchronise with a GPU.
+(``inpaint_fast.reference``) or a fused op. Checks look at metadata (shapes, dtypes, layouts,
+devices); the one check of values is that a floating mask lies in [0, 1] (one reduction over the
+mask: a ValueError on CPU, an asynchronous device-side assert on a GPU, never a host sync).
 
 Mask convention: ``mask`` has 1 for a KNOWN pixel and 0 for a HOLE; ``hole`` is its complement
-(1 = missing), as LaMa, DeepFill and diffusers use. A mask is normalised to ``known``: a floating
-tensor of the image dtype, 4-D, broadcastable to the image: (N|1, C|1, H, W).
+(1 = missing), as LaMa, DeepFill and diffusers use. bool and uint8 masks are binary (any non-zero
+value is 1, so a 0/255 PNG mask works as it is); floating masks are soft weights in [0, 1]. A mask is
+normalised to ``known``: a floating tensor of the image dtype, 4-D, broadcastable to the image:
+(N|1, C|1, H, W).
 """
 from __future__ import annotations
 
@@ -52,10 +55,18 @@ def check_tv_power(p) -> int:
     return p
 
 
-def check_image(t, name: str) -> Tensor:
-    """A floating (N, C, H, W) tensor."""
+def check_dense(t, name: str) -> Tensor:
+    """A dense (strided) torch.Tensor: sparse and other layouts are refused by name."""
     if not isinstance(t, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor; got {type(t).__name__}")
+    if t.layout != torch.strided:
+        raise TypeError(f"{name} must be a dense (strided) tensor; got layout {t.layout} (call .to_dense())")
+    return t
+
+
+def check_image(t, name: str) -> Tensor:
+    """A dense floating (N, C, H, W) tensor."""
+    check_dense(t, name)
     if not t.is_floating_point():
         raise TypeError(f"{name} must be a floating tensor (float16/bfloat16/float32/float64); got {t.dtype}")
     if t.dim() != 4:
@@ -63,10 +74,14 @@ def check_image(t, name: str) -> Tensor:
     return t
 
 
-def check_pair(pred, target, pred_name: str = "pred", target_name: str = "target") -> None:
-    """``pred`` and ``target``: images of one shape, dtype and device."""
+def check_pair(pred, target, pred_name: str = "pred", target_name: str = "target"):
+    """``pred`` and ``target``: images of one shape, dtype and device; returns them. Under
+    ``torch.autocast`` two dtypes are first cast to their promoted dtype, as torch's own losses do."""
     check_image(pred, pred_name)
     check_image(target, target_name)
+    if pred.dtype != target.dtype and torch.is_autocast_enabled(pred.device.type):
+        dtype = torch.promote_types(pred.dtype, target.dtype)
+        pred, target = pred.to(dtype), target.to(dtype)
     if pred.shape != target.shape:
         raise ValueError(
             f"{pred_name} and {target_name} must have the same shape; "
@@ -76,6 +91,7 @@ def check_pair(pred, target, pred_name: str = "pred", target_name: str = "target
     if pred.device != target.device:
         raise ValueError(
             f"{pred_name} and {target_name} must be on the same device; got {pred.device} and {target.device}")
+    return pred, target
 
 
 def check_same_device(t: Tensor, name: str, like: Tensor, like_name: str) -> None:
@@ -91,17 +107,40 @@ class Mask(NamedTuple):
 
     def known(self, dtype: torch.dtype) -> Tensor:
         """The known-pixel weight as a floating tensor (1 - hole for a hole mask)."""
-        m = self.tensor.to(dtype)
+        m = as_weight(self.tensor, dtype)
         return 1 - m if self.is_hole else m
+
+
+def as_weight(m: Tensor, dtype: torch.dtype) -> Tensor:
+    """A checked mask as a floating weight: bool/uint8 are binary (non-zero = 1)."""
+    return (m != 0).to(dtype) if m.dtype == torch.uint8 else m.to(dtype)
+
+
+def check_mask_values(m: Tensor, name: str) -> None:
+    """A floating mask must lie in [0, 1] (NaN is outside). A ValueError on CPU; on other devices (and
+    while compiling) an asynchronous device-side assert, so a GPU step never waits for it."""
+    if not m.is_floating_point() or m.numel() == 0:
+        return
+    m, compiling = m.detach(), torch.compiler.is_compiling()
+    while not compiling and torch._C._functorch.is_functorch_wrapped_tensor(m):  # torch.func.vmap: all values
+        m = torch._C._functorch.get_unwrapped(m)
+    low, high = torch.aminmax(m)
+    message = f"{name} must hold values in [0, 1] (1 = {'missing' if name == 'hole' else 'known'} pixel)"
+    if m.device.type == "cpu" and not compiling:
+        if not (low >= 0 and high <= 1):
+            raise ValueError(f"{message}; got values from {low.item()} to {high.item()}. bool and uint8 masks "
+                             "are binary (any non-zero value is 1)")
+    else:
+        torch._assert_async((low >= 0) & (high <= 1), message)
 
 
 def mask_arg(mask: Optional[Tensor], hole: Optional[Tensor], like: Tensor, *, required: bool,
              like_name: str = "pred") -> Optional[Mask]:
     """Check ``mask=`` (1 = known) or ``hole=`` (1 = missing) against the image ``like`` (N, C, H, W).
 
-    Accepted shapes: (N,1,H,W), (N,C,H,W), (N,H,W), (1,1,H,W), (H,W); dtypes bool, uint8 or
-    floating (a soft per-pixel weight in [0, 1], cast to ``like.dtype``). Returns None when neither
-    was given (an error when ``required``).
+    Accepted shapes: (N,1,H,W), (N,C,H,W), (N,H,W), (1,1,H,W), (H,W); dtypes bool, uint8 (binary:
+    non-zero = 1) or floating (a soft per-pixel weight in [0, 1], cast to ``like.dtype``). Returns None
+    when neither was given (an error when ``required``).
     """
     if mask is not None and hole is not None:
         raise ValueError("pass either mask= (1 = known pixel) or hole= (1 = missing pixel), not both")
@@ -110,10 +149,7 @@ def mask_arg(mask: Optional[Tensor], hole: Optional[Tensor], like: Tensor, *, re
             raise ValueError("a mask is required: pass mask= (1 = known pixel) or hole= (1 = missing pixel)")
         return None
     name, m = ("mask", mask) if mask is not None else ("hole", hole)
-    if not isinstance(m, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor; got {type(m).__name__}")
-    if not (m.dtype in _MASK_DTYPES or m.is_floating_point()):
-        raise TypeError(f"{name} must be bool, uint8 or floating; got {m.dtype}")
+    check_mask_dtype(m, name)
     check_same_device(m, name, like, like_name)
     n, c, h, w = like.shape
     if m.dim() == 2:
@@ -127,9 +163,16 @@ def mask_arg(mask: Optional[Tensor], hole: Optional[Tensor], like: Tensor, *, re
         raise ValueError(
             f"{name} of shape {tuple((mask if mask is not None else hole).shape)} cannot broadcast to "
             f"{like_name} of shape {tuple(like.shape)}: expected (N|1, 1|C, H, W) = ({n}|1, 1|{c}, {h}, {w})")
+    check_mask_values(m, name)
     if m.is_floating_point():
         m = m.to(like.dtype)
     return Mask(m, hole is not None)
+
+
+def check_mask_dtype(m, name: str) -> None:
+    check_dense(m, name)
+    if not (m.dtype in _MASK_DTYPES or m.is_floating_point()):
+        raise TypeError(f"{name} must be bool, uint8 or floating; got {m.dtype}")
 
 
 def known_from_mask(mask: Optional[Tensor], hole: Optional[Tensor], like: Tensor, *,
@@ -216,10 +259,7 @@ def hole_map(mask, hole, like: Tensor, name: str) -> Optional[Tensor]:
     if mask is None and hole is None:
         return None
     mname, m = ("mask", mask) if mask is not None else ("hole", hole)
-    if not isinstance(m, Tensor):
-        raise TypeError(f"{mname} must be a torch.Tensor; got {type(m).__name__}")
-    if not (m.dtype in (torch.bool, torch.uint8) or m.is_floating_point()):
-        raise TypeError(f"{mname} must be bool, uint8 or floating; got {m.dtype}")
+    check_mask_dtype(m, mname)
     if like.dim() != 4:
         raise ValueError(f"a mask needs per-patch maps: {name} must have shape (N, C, h, w); "
                          f"got {tuple(like.shape)}")
@@ -232,7 +272,8 @@ def hole_map(mask, hole, like: Tensor, name: str) -> Optional[Tensor]:
     if m.dim() != 4 or m.shape[1] != 1 or m.shape[0] not in (1, like.shape[0]):
         raise ValueError(f"{mname} must have shape (N|1, 1, H, W), (N, H, W) or (H, W) with N = {like.shape[0]} "
                          f"(the batch of {name}); got {shape}")
-    m = m.to(like.dtype)
+    check_mask_values(m, mname)
+    m = as_weight(m, like.dtype)
     return 1 - m if mask is not None else m
 
 

@@ -286,7 +286,7 @@ def auto_micro_batch(image: Tensor, num_images: int) -> int:
     """Images per extractor call: on CPU about CPU_PIXELS_PER_CALL pixels (at least 1); elsewhere all
     ``num_images`` batches of the step in one call (a GPU is better used by one large batch)."""
     if image.device.type == "cpu":
-        return max(1, CPU_PIXELS_PER_CALL // (image.shape[-2] * image.shape[-1]))
+        return max(1, CPU_PIXELS_PER_CALL // max(image.shape[-2] * image.shape[-1], 1))
     return num_images * image.shape[0]
 
 

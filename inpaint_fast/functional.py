@@ -43,7 +43,9 @@ def _masked_error(pred: Tensor, target: Tensor, mask: Optional[V.Mask], *, loss:
     """``weight_hole * E(hole) + weight_valid * E(known)`` (no mask: ``weight_valid * E(all)``), fused
     in one pass on a built backend, else the reference."""
     backend = _backend.choose("masked_error", pred.device)
-    if reduction != "none" and not (mask is not None and mask.tensor.requires_grad) and backend != "reference":
+    nothing_weighted = weight_valid == 0 and (weight_hole == 0 or mask is None)  # the reference's exact 0
+    if (reduction != "none" and not (mask is not None and mask.tensor.requires_grad) and backend != "reference"
+            and not nothing_weighted):
         return _masked_error_op.masked_error(
             pred, target, None if mask is None else mask.tensor, backend=backend,
             mask_is_hole=mask is not None and mask.is_hole,
@@ -55,7 +57,7 @@ def _masked_error(pred: Tensor, target: Tensor, mask: Optional[V.Mask], *, loss:
 
 
 def _pixel_loss(loss, pred, target, mask, hole, region, normalize, reduction, eps, charbonnier_eps=CHARBONNIER_EPS):
-    V.check_pair(pred, target)
+    pred, target = V.check_pair(pred, target)
     V.check_loss_options(reduction, normalize, eps)
     m = V.mask_arg(mask, hole, pred, required=False)
     region = V.resolve_region(region, m)
@@ -106,7 +108,7 @@ def reconstruction_loss(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] 
     both terms. With reduction='none' the result is the map ``(lambda_hole (1 - m) + lambda_valid m) * error``,
     whose sum is reduction='sum'.
     """
-    V.check_pair(pred, target)
+    pred, target = V.check_pair(pred, target)
     V.check_loss_options(reduction, normalize, eps)
     V.check_choice(loss, "loss", PIXEL_LOSSES)
     V.check_positive(charbonnier_eps, "charbonnier_eps")
@@ -122,28 +124,32 @@ def masked_error_stats(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] =
     """The hole / known / full mean L1 and L2 errors in one pass, without gradient (a metrics table).
 
     Returns {'hole_l1', 'known_l1', 'full_l1', 'hole_l2', 'known_l2', 'full_l2'}: 0-dim tensors of
-    pred's dtype, each ``masked_mean`` with normalize='mask' (an empty region gives 0).
+    pred's dtype, each ``masked_mean`` with normalize='mask' (an empty region gives 0); 'full' is
+    (hole sum + known sum) / (hole area + known area), so a NaN in either region's sum reaches it.
     """
-    V.check_pair(pred, target)
+    pred, target = V.check_pair(pred, target)
     m = V.mask_arg(mask, hole, pred, required=False)
     with torch.no_grad():
         backend = _backend.choose("masked_error", pred.device)
         if backend != "reference":
             s = _masked_error_op.masked_error_stats(pred, target, None if m is None else m.tensor, backend=backend,
-                                                    mask_is_hole=m is not None and m.is_hole).double()
-            area_hole, area_known = s[4].clamp_min(EPS), s[5].clamp_min(EPS)
-            total = (s[4] + s[5]).clamp_min(EPS)  # an empty batch: 0, as masked_mean gives
-            values = {"hole_l1": s[0] / area_hole, "known_l1": s[1] / area_known, "full_l1": (s[0] + s[1]) / total,
-                      "hole_l2": s[2] / area_hole, "known_l2": s[3] / area_known, "full_l2": (s[2] + s[3]) / total}
-            return {k: v.to(pred.dtype) for k, v in values.items()}
-        known = None if m is None else m.known(pred.dtype)
-        values = {}
-        for loss in ("l1", "l2"):
-            err = _ref_pixel.pixel_error(pred, target, loss)
-            values[f"hole_{loss}"] = err.new_zeros(()) if known is None else _ref_pixel.masked_mean(err, 1 - known)
-            values[f"known_{loss}"] = _ref_pixel.masked_mean(err, known)
-            values[f"full_{loss}"] = _ref_pixel.masked_mean(err)
-        return values
+                                                    mask_is_hole=m is not None and m.is_hole)
+        else:
+            known = None if m is None else m.known(pred.dtype)
+            acc = _ref_pixel.accumulate_dtype(pred.dtype)
+            sums = []
+            for loss in ("l1", "l2"):
+                err = _ref_pixel.pixel_error(pred, target, loss).to(acc)
+                sums += [err.new_zeros(()) if known is None else (err * (1 - known)).sum(),
+                         (err if known is None else err * known).sum()]
+            area_known = err.new_tensor(err.numel()) if known is None else known.expand_as(err).sum(dtype=acc)
+            s = torch.stack(sums + [err.numel() - area_known, area_known])
+        s = s.double()
+        area_hole, area_known = s[4].clamp_min(EPS), s[5].clamp_min(EPS)
+        total = (s[4] + s[5]).clamp_min(EPS)  # an empty batch: 0, as masked_mean gives
+        values = {"hole_l1": s[0] / area_hole, "known_l1": s[1] / area_known, "full_l1": (s[0] + s[1]) / total,
+                  "hole_l2": s[2] / area_hole, "known_l2": s[3] / area_known, "full_l2": (s[2] + s[3]) / total}
+        return {k: v.to(pred.dtype) for k, v in values.items()}
 
 
 def total_variation(pred: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
@@ -176,10 +182,10 @@ def frequency_loss(pred: Tensor, target: Tensor, *, reduction: str = "mean") -> 
     F is ``torch.fft.rfft2(., norm='ortho')`` over (H, W); float16/bfloat16 are transformed in
     float32. reduction='none' gives the (N, C, H, W//2 + 1) map.
     """
-    V.check_pair(pred, target)
+    pred, target = V.check_pair(pred, target)
     V.check_choice(reduction, "reduction", V.REDUCTIONS)
     backend = _backend.choose("spectral_l1", pred.device)
-    if reduction != "none" and backend != "reference":
+    if reduction != "none" and backend != "reference" and pred.numel() > 0:  # the FFT of nothing: reference
         return _spectral_l1_op.frequency_l1(pred, target, reduction, backend=backend)
     return _ref_frequency.frequency(pred, target, reduction=reduction)
 
@@ -264,7 +270,7 @@ def perceptual_loss(pred: Tensor, target: Tensor, *, extractor: Callable[[Tensor
     'instance': each channel standardised over space) is applied to both feature maps first. The
     target's features are taken without grad. reduction='none' returns the list of per-layer maps.
     """
-    V.check_pair(pred, target)
+    pred, target = V.check_pair(pred, target)
     V.check_loss_options(reduction, normalize, eps)
     check_feature_options(loss, mask_resize, feature_norm)
     known = V.known_from_mask(mask, hole, pred, required=False)
@@ -332,7 +338,7 @@ def style_loss(pred: Tensor, target: Tensor, *, extractor: Callable[[Tensor], Li
     ``mask_resize``, 'nearest' or 'area'). reduction='none' returns the list of per-layer
     (N, C_l, C_l) maps.
     """
-    V.check_pair(pred, target)
+    pred, target = V.check_pair(pred, target)
     V.check_choice(reduction, "reduction", V.REDUCTIONS)
     V.check_positive(eps, "eps")
     V.check_choice(mask_resize, "mask_resize", MASK_RESIZES)

@@ -156,7 +156,7 @@ def hrf_perceptual_loss(pred: Tensor, target: Tensor, *, extractor, weight: floa
     The target's features are taken without grad. reduction='none' returns the list of per-layer
     squared-error maps (neither ``weight`` nor ``layer_weights`` applied).
     """
-    V.check_pair(pred, target)
+    pred, target = V.check_pair(pred, target)
     V.check_loss_options(reduction, normalize, eps)
     weight = V.check_nonnegative(weight, "weight")
     known = V.known_from_mask(mask, hole, pred, required=False)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import inpaint_fast as IF
-from inpaint_fast import _backend
+from inpaint_fast import _backend, _extension
 
 CPU = torch.device("cpu")
 HAS_CPU_KERNELS = _backend.availability()["cpu"] is None
@@ -108,3 +108,48 @@ def test_triton_ops_have_the_schemas_of_the_cpp_ops():
     ops = torch.ops.inpaint_fast
     for op in names:
         assert signature(getattr(ops, op + "_triton").default._schema) == signature(getattr(ops, op).default._schema), op
+
+
+def test_use_backend_is_per_thread():
+    """One thread inside use_backend('reference') does not move another thread's ops."""
+    import threading
+    inside, release, seen = threading.Event(), threading.Event(), {}
+
+    def forcing():
+        with IF.use_backend("reference"):
+            seen["forcing"] = _backend.forced()
+            inside.set()
+            release.wait(10)
+
+    def other():
+        inside.wait(10)
+        seen["other"] = _backend.choose("masked_error", torch.device("cpu"))
+        release.set()
+
+    threads = [threading.Thread(target=forcing), threading.Thread(target=other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    default = "cpu" if "cpu" in _extension.kernels("masked_error") else "reference"  # not forced
+    assert seen == {"forcing": "reference", "other": default}
+
+
+@pytest.mark.parametrize("name,loss", [
+    ("masked_l1", lambda p, t, m: IF.masked_l1(p, t, mask=m)),
+    ("reconstruction_loss", lambda p, t, m: IF.reconstruction_loss(p, t, mask=m)),
+    ("total_variation", lambda p, t, m: IF.total_variation(p, mask=m, region="hole_dilated")),
+    ("frequency_loss", lambda p, t, m: IF.frequency_loss(p, t)),
+    ("style_loss", lambda p, t, m: IF.style_loss(p, t, extractor=lambda z: [z], mask=m)),
+])
+def test_torch_func_transforms_run_and_match_autograd(name, loss):
+    gen = torch.Generator().manual_seed(0)
+    pred, target = (torch.rand(2, 3, 6, 5, generator=gen, dtype=torch.float64) for _ in range(2))
+    mask = torch.rand(2, 1, 6, 5, generator=gen) > 0.5
+    grad = torch.func.grad(lambda p: loss(p, target, mask))(pred)
+    p = pred.clone().requires_grad_()
+    loss(p, target, mask).backward()
+    torch.testing.assert_close(grad, p.grad)
+    batched = torch.func.vmap(lambda p: loss(p, target[:1], mask[:1]))(pred[:, None])
+    expected = torch.stack([loss(pred[i:i + 1], target[:1], mask[:1]) for i in range(2)])
+    torch.testing.assert_close(batched, expected)

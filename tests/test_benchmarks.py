@@ -275,10 +275,11 @@ def test_gpu_suite_dry_run(tmp_path):
     assert "FORCE_CUDA=1" in text and "TORCH_CUDA_ARCH_LIST=" in text and "setup.py build_ext --inplace" in text
     assert "-m inpaint_fast info" in text
     assert "pytest" in text and "cuda\\ or\\ triton" in text
-    for script in ("bench_masked_error.py", "bench_masked_tv.py", "bench_style_distance.py", "bench_spectral_l1.py"):
+    for script in ("bench_masked_error.py", "bench_masked_tv.py", "bench_style_distance.py", "bench_spectral_l1.py",
+                   "bench_mask_check.py"):
         assert f"benchmarks/{script}" in text
     runs = [ln for ln in text.splitlines() if ln.startswith("+ ") and "benchmarks/bench_" in ln]
-    assert len(runs) == 7 and all("--device cuda" in ln for ln in runs)
+    assert len(runs) == 8 and all("--device cuda" in ln for ln in runs)
     assert sum("--dtype bfloat16" in ln for ln in runs) == 3
     assert not out.exists()  # a dry run writes nothing
     res = subprocess.run(["bash", str(SUITE), "--dry-run", "--stages", "bench", str(out)], cwd=ROOT,
@@ -346,7 +347,7 @@ def test_gpu_suite_skips_benchmarks_past_its_budget(tmp_path):
     assert res.returncode == 1
     summary = (out / "summary.txt").read_text()
     skipped = [ln for ln in summary.splitlines() if ln.startswith("bench_") and ln[44:].split()[0] == "skipped"]
-    assert len(skipped) == 7 and "--stages bench" in summary
+    assert len(skipped) == 8 and "--stages bench" in summary
 
 
 @pytest.mark.parametrize("build_rc", [0, 1])
@@ -376,8 +377,8 @@ def test_gpu_suite_flow_with_a_fake_gpu(tmp_path, build_rc):
     pytest_run = next(c for c in calls if c.startswith("-m pytest -q -rfEs"))
     assert "-k cuda or triton" in pytest_run and "-n 4" in pytest_run and "--session-timeout=" in pytest_run
     benches = [c for c in calls if c.startswith("benchmarks/bench_")]
-    assert len(benches) == 7 and all("--device cuda" in c for c in benches)
-    assert len((out / "FAKE_GPU.csv").read_text().splitlines()) == 6
+    assert len(benches) == 8 and all("--device cuda" in c for c in benches)
+    assert len((out / "FAKE_GPU.csv").read_text().splitlines()) == 7  # the stand-in writes a row per run that passes
     summary = (out / "summary.txt").read_text()
     status = {ln[:44].strip(): ln[44:].split()[0] for ln in summary.splitlines() if len(ln) > 44}
     assert status["bench_masked_tv.py --dtype bfloat16"] == "FAILED" and status["tests"] == "ok"
@@ -385,5 +386,12 @@ def test_gpu_suite_flow_with_a_fake_gpu(tmp_path, build_rc):
     assert "SOMETHING FAILED" in summary
     import tarfile
     with tarfile.open(out / "plots.tar.gz") as tar:
-        assert len(tar.getnames()) == 6
+        assert len(tar.getnames()) == 7
     assert "=== summary" in (out / "suite.log").read_text()
+
+
+def test_bench_mask_check_quick():
+    res = run_script("bench_mask_check.py", "--quick", "--repeats", "3", "--warmup", "1")
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = [line for line in res.stdout.splitlines() if line.startswith("2x3x16x16")]
+    assert [line.split()[1] for line in lines] == ["forward", "full"], res.stdout

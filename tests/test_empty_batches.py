@@ -1,5 +1,5 @@
-"""Empty batches (N = 0, C = 0) through the masked pixel losses and total variation, with every mask
-form a data loader may give (an empty mask, a broadcast one, one expanded to N = 0, whose data pointer
+"""Empty batches and images (N, C, H or W = 0) through the masked pixel losses, total variation, the
+frequency and style losses, with every mask form a data loader may give (an empty mask, a broadcast one, one expanded to N = 0, whose data pointer
 is null): 0 and a gradient of zeros, on every backend. A crash here (it was SIGFPE and SIGSEGV on the
 CPU, a null read in Triton) would kill pytest, so the cases run in a child process per backend."""
 import json
@@ -26,10 +26,13 @@ LOSSES = {
     "reconstruction_loss": lambda p, t, m: IF.reconstruction_loss(p, t, mask=m),
     "total_variation": lambda p, t, m: IF.total_variation(p, mask=m, region="hole"),
     "total_variation_all": lambda p, t, m: IF.total_variation(p),
+    "total_variation_hole_dilated": lambda p, t, m: IF.total_variation(p, mask=m, region="hole_dilated", p=2),
+    "frequency_loss": lambda p, t, m: IF.frequency_loss(p, t),
+    "style_loss": lambda p, t, m: IF.style_loss(p, t, extractor=lambda z: [z], mask=m, region="known"),
 }
 results = []
 with IF.use_backend(sys.argv[1]):
-    for shape in ((0, 3, 8, 8), (2, 0, 8, 8)):
+    for shape in ((0, 3, 8, 8), (2, 0, 8, 8), (2, 3, 0, 8), (2, 3, 8, 0)):
         n, c, h, w = shape
         masks = {"n1hw": torch.ones(n, 1, h, w), "nhw_bool": torch.ones(n, h, w, dtype=torch.bool),
                  "11hw_uint8": torch.ones(1, 1, h, w, dtype=torch.uint8),
@@ -59,7 +62,7 @@ def test_empty_batches_give_zero_and_zero_gradients(backend):
                           text=True, timeout=600)
     assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-3000:]}"
     results = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(results) == 2 * (6 * 4 + 1)
+    assert len(results) == 4 * (9 * 4 + 1)
     for row in results:
         if row[0] == "masked_error_stats":
             assert row[3] == [0.0] * 6, row

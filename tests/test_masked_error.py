@@ -543,7 +543,13 @@ for mode, rows in ((0, 1), (1, 2), (2, 4)):
                                k_valid="fp64", scale="fp64", total="fp64", eps="fp64", weight_hole="fp64",
                                weight_valid="fp64"),
         dict(MODE=mode, ROWS=rows, IS_HOLE=True, HAS_MASK=True, COEF_PTR=True, BLOCK=1024))
+# A float16 image writes its gradient in float32 (a uint8 mask read as binary).
+consts = dict(LOSS=1, HAS_MASK=True, MASK_BCAST_C=True, GRAD=True, COEF_PTR=True, CHANNELS_LAST=False, STATS=False,
+              F64=False, I64=False, BLOCK_C=4, BLOCK=1024, TILES=8, C_CL=1, p_shw=1, t_shw=1, m_shw=1)
+ptx(k._main_kernel, dict(p_ptr="*fp16", t_ptr="*fp16", m_ptr="*u8", g_ptr="*fp32", part_ptr="*fp32", coef_ptr="*fp64",
+                         m_a="fp64", m_b="fp64", k_hole_in="fp64", k_valid_in="fp64", ceps2_in="fp64"), consts)
 ptx(k._mask_sum_kernel, dict(m_ptr="*u8", part_ptr="*fp32"), dict(I64=False, BLOCK=4096, TILES=8, m_shw=1))
+ptx(k._mask_sum_kernel, dict(m_ptr="*fp64", part_ptr="*fp64"), dict(I64=False, BLOCK=4096, TILES=8, m_shw=1))
 ptx(k._mask_sum_kernel, dict(m_ptr="*i1", part_ptr="*fp32", HW="i64"), dict(I64=True, BLOCK=4096, TILES=8))
 print("sm90 ok")
 """

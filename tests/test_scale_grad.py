@@ -87,6 +87,19 @@ def test_repeated_backward_of_one_graph(images, op):
 
 
 @pytest.mark.parametrize("op", ["masked_error", "masked_tv", "spectral_l1", "style_distance"])
+def test_changing_a_handed_out_gradient_in_place_does_not_change_the_next_backward(images, op):
+    """The first backward hands over the op's own buffer; a user may change it in place."""
+    pred0, mask = images
+    p = pred0.clone().requires_grad_()
+    loss = _losses(mask)[op](p)
+    (g1,) = torch.autograd.grad(loss, p, retain_graph=True)
+    expected = g1.clone()
+    g1.mul_(100)
+    (g2,) = torch.autograd.grad(loss, p)
+    torch.testing.assert_close(g2, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("op", ["masked_error", "masked_tv", "spectral_l1", "style_distance"])
 def test_weighted_backward_accumulates(images, op):
     pred0, mask = images
     loss_fn = _losses(mask)[op]

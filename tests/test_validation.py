@@ -48,9 +48,77 @@ def test_errors_name_the_argument(call, exc, pattern):
 
 
 def test_checks_do_not_read_values():
-    """Validation uses metadata only: it runs on meta tensors (no data, no device sync)."""
+    """Validation of images and binary masks uses metadata only: it runs on meta tensors (no data, no
+    device sync). Only a floating mask's values are checked (below)."""
     x = torch.empty(2, 3, 8, 8, device="meta")
     mask = torch.empty(2, 8, 8, device="meta", dtype=torch.bool)
     with IF.use_backend("reference"):
         out = IF.reconstruction_loss(x, x, mask=mask)
     assert out.device.type == "meta" and out.shape == ()
+
+
+def test_floating_masks_at_0_and_1_and_binary_masks_of_any_value_pass():
+    soft = torch.rand(2, 1, 8, 8)
+    soft[0, 0, 0, :2] = torch.tensor([0.0, 1.0])
+    IF.masked_l1(X, X, mask=soft)
+    IF.masked_l1(X, X, mask=(soft * 255).to(torch.uint8))  # 0..255: binary, no error
+
+
+def test_floating_mask_check_compiles_to_a_device_side_assert():
+    """Under torch.compile (and on a GPU) the check is torch._assert_async: no host sync, a
+    RuntimeError with the message when it fails."""
+    fn = torch.compile(lambda p, m: IF.masked_l1(p, p * 0.5, mask=m), backend="eager", fullgraph=True)
+    assert fn(X, M).item() == pytest.approx(0.0)
+    with pytest.raises(RuntimeError, match=r"mask must hold values in \[0, 1\]"):
+        fn(X, M * 2)
+
+
+@pytest.mark.parametrize("which", ["pred", "target", "mask"])
+def test_sparse_tensors_are_refused_by_name(which):
+    args = {"pred": X, "target": X, "mask": M}
+    args[which] = args[which].to_sparse()
+    with pytest.raises(TypeError, match=f"{which} must be a dense \\(strided\\) tensor; got layout torch.sparse_coo"):
+        IF.masked_l1(args["pred"], args["target"], mask=args["mask"])
+
+
+@pytest.mark.parametrize("fn", [
+    lambda p, t: IF.masked_l1(p, t, mask=M),
+    lambda p, t: IF.reconstruction_loss(p, t, mask=M),
+    lambda p, t: IF.frequency_loss(p, t),
+])
+def test_autocast_promotes_a_mixed_pair_as_torch_losses_do(fn):
+    pred = torch.rand(2, 3, 8, 8, dtype=torch.bfloat16, requires_grad=True)
+    target = torch.rand(2, 3, 8, 8)
+    with pytest.raises(TypeError, match="same dtype"):  # outside autocast: the dtypes must agree
+        fn(pred, target)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = fn(pred, target)
+        assert torch.nn.functional.l1_loss(pred, target).dtype == loss.dtype == torch.float32
+    loss.backward()
+    expected = fn(pred.detach().float(), target)
+    torch.testing.assert_close(loss, expected)
+    assert pred.grad.dtype == torch.bfloat16 and torch.isfinite(pred.grad).all()
+
+
+_ASYNC_MASK_CHECK = r"""
+import torch, inpaint_fast as IF
+x = torch.rand(2, 3, 8, 8, device="cuda")
+mask = torch.ones(2, 1, 8, 8, device="cuda")
+mask[1, 0, 2, 3] = 2.0
+IF.masked_l1(x, x * 0.5, mask=mask)  # queued: no host sync, no exception yet
+print("returned", flush=True)
+try:
+    torch.cuda.synchronize()
+except RuntimeError as e:
+    print("raised at sync:", str(e).splitlines()[0], flush=True)
+"""
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cuda_floating_mask_check_is_asynchronous():
+    """On a GPU the [0, 1] check is a device-side assert: the loss returns without waiting, the next
+    sync fails. A device-side assert spoils the CUDA context, so it runs in a child process."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", _ASYNC_MASK_CHECK], capture_output=True, text=True, timeout=300)
+    assert "returned" in done.stdout and "raised at sync" in done.stdout, done.stdout + done.stderr[-2000:]

@@ -1,6 +1,6 @@
 // Deterministic CPU reductions: the only copy of the summation helpers the kernels share.
 //
-// Contract (DESIGN.md §4): the same inputs give bitwise the same sums for every thread count.
+// Contract: the same inputs give bitwise the same sums for every thread count.
 // Work is cut into fixed-size units that depend on the shape only; each unit writes K partial
 // sums into its own slot; the slots are then added in a fixed pairwise order. Inside a unit,
 // kLanes interleaved accumulators (folded in a fixed tree) let the compiler vectorise the loop.

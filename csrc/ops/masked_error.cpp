@@ -4,13 +4,15 @@
 //              normalize, eps, compute_grad) -> (loss, grad_pred)
 //   d = pred - target, e = |d| (loss 0), d^2 (loss 1) or sqrt(d^2 + charbonnier_eps^2) (loss 2);
 //   v = the known-pixel weight (mask, or 1 - mask when mask_is_hole; 1 everywhere without a mask),
-//   broadcast from (N|1, C|1, H, W). With S_h = sum (1 - v) e, S_v = sum v e and the areas
+//   broadcast from (N|1, C|1, H, W); a bool/uint8 mask is binary (any non-zero value is 1). With S_h = sum (1 - v) e, S_v = sum v e and the areas
 //   A_h = sum (1 - v), A_v = sum v over the broadcast shape:
 //     normalize 0 (sum):  weight_hole * S_h + weight_valid * S_v
 //     normalize 1 (mask): weight_hole * S_h / max(A_h, eps) + weight_valid * S_v / max(A_v, eps)
 //     normalize 2 (all):  (weight_hole * S_h + weight_valid * S_v) / numel
-//   loss is 0-dim float32 (float64 for float64 inputs). When compute_grad, grad_pred (pred's dtype,
-//   shape and memory format) is d loss / d pred, written in the same pass; else it is empty.
+//   where a term whose weight (after the division) is 0 is left out (an inf or NaN in its sum does
+//   not reach the loss). loss is 0-dim float32 (float64 for float64 inputs). When compute_grad,
+//   grad_pred (pred's shape and memory format; pred's dtype, float32 for float16) is d loss / d pred,
+//   written in the same pass; else it is empty.
 // masked_error_stats(pred, target, mask, mask_is_hole) -> (6,) float32/float64
 //   [S_h, S_v for |d|; S_h, S_v for d^2; A_h, A_v]: the hole/valid L1 and L2 tables in one pass.
 //

@@ -1,5 +1,5 @@
 // Host-side input checks of inpaint_fast::masked_error and masked_error_stats, shared by their CPU and
-// CUDA kernels (schemas and semantics: masked_error.cpp). Each kernel calls them first, before any
+// CUDA kernels (schemas and semantics: masked_error.cpp); each kernel calls them first, before any
 // allocation or launch.
 #pragma once
 
@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "common/checks.h"
+#include "common/numerics.h"
 
 namespace inpaint_fast {
 namespace masked_error_host {

@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "common/checks.h"
+#include "common/numerics.h"
 
 namespace inpaint_fast {
 namespace masked_tv_host {

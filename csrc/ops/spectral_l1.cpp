@@ -6,7 +6,8 @@
 //     loss = scale * sum |a - b|                       (0-dim float32 for complex64, float64 for complex128)
 //     grad_z_pred   =  scale * sign(a - b) / (1 + |z_pred|)   * z_pred / |z_pred|     (when grad_pred)
 //     grad_z_target = -scale * sign(a - b) / (1 + |z_target|) * z_target / |z_target| (when grad_target)
-//   with sign(0) = 0 and a zero gradient where |z| = 0 (torch's abs backward). This is PyTorch's
+//   with sign(0) = sign(NaN) = 0 and a zero gradient where |z| = 0 (torch's sign and abs backward): a
+//   NaN coefficient of z_pred makes its own gradient NaN, a NaN in z_target zeroes the pair's gradient. This is PyTorch's
 //   convention for the gradient of a real loss w.r.t. a complex input (dL/dRe + i dL/dIm). A gradient
 //   that is not asked for is returned as an empty (0-element) tensor. The gradients have the input's
 //   dtype and shape and are contiguous (as rfft2 outputs are; other layouts are copied first).

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "common/checks.h"
+#include "common/numerics.h"
 
 namespace inpaint_fast {
 namespace style_distance_host {

@@ -232,7 +232,7 @@ class CompositeLoss(nn.Module):
     def forward(self, pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
                 fake_logits: Optional[Tensor] = None, fake_features: Optional[Sequence[Tensor]] = None,
                 real_features: Optional[Sequence[Tensor]] = None, coarse: Optional[Tensor] = None) -> Dict[str, Tensor]:
-        V.check_pair(pred, target)
+        pred, target = V.check_pair(pred, target)
         m = V.mask_arg(mask, hole, pred, required=True)
         known = m.known(pred.dtype)
         w = self.weights
@@ -247,7 +247,7 @@ class CompositeLoss(nn.Module):
 
         terms = self._pixel_terms(pred, target, m)
         if coarse is not None:
-            V.check_pair(coarse, target, "coarse", "target")
+            coarse, _ = V.check_pair(coarse, target, "coarse", "target")
             for k, v in self._pixel_terms(coarse, target, m).items():
                 terms[k] = terms[k] + v
         if feature_modules:

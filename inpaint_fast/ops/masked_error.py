@@ -2,9 +2,10 @@
 (C++ schemas and semantics: csrc/ops/masked_error.cpp).
 
 ``masked_error`` computes a hole/valid-weighted L1, L2 or Charbonnier loss in one pass and, when
-pred or target requires grad, writes d loss / d pred in that same pass; backward only scales that
-saved gradient by ``grad_output`` (``scale_grad.saved_grad``: in place, nothing done when it is 1). The mask is never differentiated (callers route a mask that
-requires grad to the reference). Inputs are validated by the caller (``inpaint_fast._validation``).
+pred or target requires grad, writes d loss / d pred in that same pass (float32 for float16 images);
+backward only scales that saved gradient by ``grad_output`` (``scale_grad.saved_grad``: in place,
+nothing done when it is 1). The mask is never differentiated (callers route a mask that requires
+grad to the reference). Inputs are validated by the caller (``inpaint_fast._validation``).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .. import _extension
-from .scale_grad import check_first_order, keep_inputs, saved_grad
+from .scale_grad import check_first_order, grad_buffer_dtype, keep_inputs, saved_grad
 
 LOSSES = {"l1": 0, "l2": 1, "charbonnier": 2}
 NORMALIZES = {"none": 0, "mask": 1, "all": 2}
@@ -61,8 +62,8 @@ def _fake(pred, target, mask, mask_is_hole, loss, charbonnier_eps, weight_hole, 
           compute_grad):
     value = pred.new_empty((), dtype=_sums_dtype(pred.dtype))
     if not compute_grad:
-        return value, pred.new_empty((0,))
-    return value, torch.empty_like(pred, memory_format=_grad_memory_format(pred, target))
+        return value, pred.new_empty((0,), dtype=grad_buffer_dtype(pred.dtype))
+    return value, torch.empty_like(pred, dtype=grad_buffer_dtype(pred.dtype), memory_format=_grad_memory_format(pred, target))
 
 
 def _fake_stats(pred, target, mask, mask_is_hole):
@@ -74,6 +75,8 @@ def _setup_context(ctx, inputs, output, op: str) -> None:
     ctx.mark_non_differentiable(grad)
     ctx.set_materialize_grads(False)  # no full-size zeros for the gradient output's (absent) gradient
     ctx.save_for_backward(grad)
+    ctx.compute_grad = inputs[-1]
+    ctx.pred_dtype = inputs[0].dtype
     keep_inputs(ctx, op, inputs)
 
 
@@ -81,10 +84,10 @@ def _backward(ctx, grad_value: Optional[Tensor], _unused: Optional[Tensor]):
     check_first_order("masked_error")
     if grad_value is None:
         return (None,) * 11
-    (grad,) = ctx.saved_tensors
-    if grad.dim() != 4:  # the (0,) placeholder of compute_grad=False (an empty batch's gradient is 4-D)
+    if not ctx.compute_grad:
         raise RuntimeError("inpaint_fast::masked_error ran without its gradient: no input required grad")
-    (grad_pred,) = saved_grad(ctx, [grad], grad_value, lambda outputs: outputs[1:])
+    (grad_pred,) = saved_grad(ctx, lambda: ctx.saved_tensors, grad_value, lambda outputs: outputs[1:],
+                              dtype=ctx.pred_dtype)
     grad_target = grad_pred.neg() if ctx.needs_input_grad[1] else None
     return (grad_pred if ctx.needs_input_grad[0] else None), grad_target, *([None] * 9)
 

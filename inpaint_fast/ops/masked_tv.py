@@ -1,7 +1,7 @@
 """torch.library glue of ``inpaint_fast::masked_tv`` (C++ schema: csrc/ops/masked_tv.cpp).
 
 :func:`masked_tv` is masked anisotropic total variation of ``img`` (N, C, H, W) in one stencil pass
-that also writes the gradient (DESIGN.md §4): a vertical pair (i, i+1) counts with weight
+that also writes the gradient (float32 for float16 images): a vertical pair (i, i+1) counts with weight
 ``r(i, j) r(i+1, j)``, a horizontal pair with ``r(i, j) r(i, j+1)``, the error being ``|d|`` (p = 1) or
 ``d**2`` (p = 2). The region weight ``r`` is 1 ('all'), the known mask m ('known'), 1 - m ('hole') or
 the hole dilated by one pixel ('hole_dilated', ``inpaint_fast.reference.tv.dilate(1 - m)``, the PConv
@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from .. import _extension
-from .scale_grad import check_first_order, keep_inputs, saved_grad
+from .scale_grad import check_first_order, grad_buffer_dtype, keep_inputs, saved_grad
 
 OP = "inpaint_fast::masked_tv"
 REGIONS = {"all": 0, "known": 1, "hole": 2, "hole_dilated": 3}
@@ -76,9 +76,9 @@ def _fake(img: Tensor, mask: Optional[Tensor], mask_is_hole: bool, region: int, 
     loss = img.new_empty((), dtype=torch.float64 if img.dtype == torch.float64 else torch.float32)
     if compute_grad:
         layout = torch.channels_last if native_channels_last(img, mask, region) else torch.contiguous_format
-        grad = torch.empty_like(img, memory_format=layout)
+        grad = torch.empty_like(img, dtype=grad_buffer_dtype(img.dtype), memory_format=layout)
     else:
-        grad = img.new_empty((0,))
+        grad = img.new_empty((0,), dtype=grad_buffer_dtype(img.dtype))
     return loss, grad
 
 
@@ -92,6 +92,7 @@ def _setup_context(ctx, inputs, output, op: str = OP) -> None:
     ctx.mark_non_differentiable(grad)
     ctx.set_materialize_grads(False)  # no full-size zeros for the gradient output's (absent) gradient
     ctx.compute_grad = compute_grad
+    ctx.img_dtype = img.dtype
     ctx.save_for_backward(grad)
     keep_inputs(ctx, op, inputs)
 
@@ -103,7 +104,7 @@ def _backward(ctx, grad_loss: Optional[Tensor], grad_grad: Optional[Tensor]):
     if not ctx.compute_grad:
         raise RuntimeError("inpaint_fast::masked_tv was called with compute_grad=False: it has no gradient "
                            "(call it through inpaint_fast.ops.masked_tv.masked_tv)")
-    (grad,) = saved_grad(ctx, ctx.saved_tensors, grad_loss, lambda outputs: outputs[1:])
+    (grad,) = saved_grad(ctx, lambda: ctx.saved_tensors, grad_loss, lambda outputs: outputs[1:], dtype=ctx.img_dtype)
     return grad, None, None, None, None, None, None, None
 
 

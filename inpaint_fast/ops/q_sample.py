@@ -19,7 +19,7 @@ csrc/ops/q_sample.cpp), and their Python entry functions.
 Conventions: images (N, C, H, W) of one floating dtype (float16/bfloat16 are computed in float32,
 float64 in float64, the result in the images' dtype); ``t`` (N,) int64 (int32 accepted) in [0, T);
 ``alphas_cumprod`` (T,) floating, the schedule's ᾱ (moved to the images' device when it is elsewhere,
-as the reference does). ``mask`` is 1 for a KNOWN pixel, ``hole=`` its complement (DESIGN.md §1), of
+as the reference does). ``mask`` is 1 for a KNOWN pixel, ``hole=`` its complement, of
 shape (N|1, 1|C, H, W), (N, H, W) or (H, W): bool/uint8 are binary (nonzero = set) and select (the
 known pixels are ``q``, the others ``x_pred`` bitwise, whatever the other value is: no NaN leaks across);
 a floating mask is a soft weight ``v q + (1 - v) x_pred``.

@@ -16,12 +16,19 @@ common case ``loss.backward()`` (grad_output 1):
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor
 
 from .. import _extension
+
+
+def grad_buffer_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the gradient buffer a fused forward writes for inputs of ``dtype``: float32 for
+    float16 (the gradient for grad_output 1, e.g. 1 / numel, is subnormal in float16 before a loss
+    scaler multiplies it; :func:`saved_grad` casts after the multiplication), else ``dtype``."""
+    return torch.float32 if dtype == torch.float16 else dtype
 
 
 def check_first_order(op: str) -> None:
@@ -72,19 +79,25 @@ def _recompute(ctx) -> tuple:
     return getattr(getattr(torch.ops, namespace), name).default(*ctx.recompute_inputs)
 
 
-def saved_grad(ctx, saved: Sequence[Tensor], grad_output: Tensor,
-               pick: Callable[[tuple], Sequence[Tensor]]) -> list:
-    """``[g * grad_output for g in saved]`` for one backward call (see the module doc). ``saved``: the
-    gradient buffers the forward wrote; ``pick(outputs)``: the same buffers among the op's outputs, for
-    the recompute that a later backward of the graph runs (:func:`keep_inputs` must have run)."""
+def saved_grad(ctx, saved: Callable[[], Sequence[Tensor]], grad_output: Tensor,
+               pick: Callable[[tuple], Sequence[Tensor]], dtype: Optional[torch.dtype] = None) -> list:
+    """``[g * grad_output for g in saved()]`` for one backward call (see the module doc). ``saved``: gives
+    the gradient buffers the forward wrote (unpacked only by the first backward: the user may have changed
+    a handed-out buffer in place since); ``pick(outputs)``: the same buffers among the op's outputs, for
+    the recompute that a later backward of the graph runs (:func:`keep_inputs` must have run). ``dtype``:
+    the gradients' dtype when a buffer is wider (float32 for float16 inputs), cast after the scaling."""
     if ctx.grad_handed_out:
         with torch.no_grad():
             fresh = pick(_recompute(ctx))
-        return [_scaled_copy(g, grad_output) for g in fresh]
-    ctx.grad_handed_out = True
-    if not (_eager(grad_output) and all(_eager(g) for g in saved)):
-        return [_scaled_copy(g, grad_output) for g in saved]
-    return [_scale_in_place(g, grad_output) for g in saved]
+        grads = [_scaled_copy(g, grad_output) for g in fresh]
+    else:
+        ctx.grad_handed_out = True
+        buffers = saved()
+        if not (_eager(grad_output) and all(_eager(g) for g in buffers)):
+            grads = [_scaled_copy(g, grad_output) for g in buffers]
+        else:
+            grads = [_scale_in_place(g, grad_output) for g in buffers]
+    return grads if dtype is None else [g.to(dtype) for g in grads]
 
 
 def _scaled_copy(g: Tensor, grad_output: Tensor) -> Tensor:

@@ -9,7 +9,7 @@ convention for a real loss of a complex input, dL/dRe + i dL/dIm):
 ``grad_z_pred = scale * sign(a - b) / (1 + |z_pred|) * z_pred / |z_pred|`` (0 where |z_pred| = 0),
 ``grad_z_target`` likewise with the opposite sign. A gradient not asked for is a 0-element tensor.
 
-Autograd (DESIGN.md section 4): the op's gradient outputs are saved and marked non-differentiable;
+Autograd: the op's gradient outputs are saved and marked non-differentiable;
 backward only scales them by ``grad_output`` (``scale_grad.saved_grad``: in place, nothing done when it
 is 1; a second backward of the graph recomputes). Double backward (``create_graph=True``) raises.
 
@@ -102,7 +102,7 @@ def _backward(ctx, grad_loss: Optional[Tensor], _grad_gp: Optional[Tensor], _gra
         if needed and not computed:
             raise RuntimeError(f"inpaint_fast::spectral_l1: a gradient w.r.t. {name} is needed but the op "
                                f"was called with grad_{name[2:]}=False")
-    grads = iter(saved_grad(ctx, [g for g, n in zip(ctx.saved_tensors, need) if n], grad_loss,
+    grads = iter(saved_grad(ctx, lambda: [g for g, n in zip(ctx.saved_tensors, need) if n], grad_loss,
                             lambda outputs: [g for g, n in zip(outputs[1:], need) if n]))
     return (next(grads) if need[0] else None), (next(grads) if need[1] else None), None, None, None
 

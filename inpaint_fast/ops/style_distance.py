@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from .. import _extension
-from .scale_grad import check_first_order, keep_inputs, saved_grad
+from .scale_grad import check_first_order, grad_buffer_dtype, keep_inputs, saved_grad
 
 GRAM_OP = "inpaint_fast::gram"
 GRAM_BACKWARD_OP = "inpaint_fast::gram_backward"
@@ -97,11 +97,6 @@ def _fake_gram_backward(grad: Tensor, feat: Tensor, weight: Optional[Tensor], ep
     return _grad_like(feat)
 
 
-def _grad_dtype(dtype: torch.dtype) -> torch.dtype:
-    """style_distance's gradient buffer: float32 for float16 features (see the module doc)."""
-    return torch.float32 if dtype == torch.float16 else dtype
-
-
 def _fake_style(feat_pred: Tensor, feat_target: Tensor, weight: Optional[Tensor], eps: float,
                 compute_grad: bool) -> Tuple[Tensor, Tensor]:
     _check_feat(feat_pred, "feat_pred")
@@ -109,7 +104,7 @@ def _fake_style(feat_pred: Tensor, feat_target: Tensor, weight: Optional[Tensor]
                  lambda: f"feat_target shape {tuple(feat_target.shape)} must equal feat_pred shape "
                          f"{tuple(feat_pred.shape)}")
     loss = feat_pred.new_empty((), dtype=_loss_dtype(feat_pred.dtype))
-    grad_dtype = _grad_dtype(feat_pred.dtype)
+    grad_dtype = grad_buffer_dtype(feat_pred.dtype)
     grad = (_grad_like(feat_pred).to(grad_dtype) if compute_grad
             else feat_pred.new_empty((0,), dtype=grad_dtype))
     return loss, grad
@@ -181,9 +176,8 @@ def _style_backward(ctx, grad_loss: Optional[Tensor], _grad_of_grad: Optional[Te
         raise RuntimeError("inpaint_fast::style_distance was called with compute_grad=False, so "
                            "it has no gradient; call it with compute_grad=True when feat_pred "
                            "requires grad (inpaint_fast.ops.style_distance.style_distance does)")
-    (grad_pred,) = saved_grad(ctx, ctx.saved_tensors, grad_loss, lambda outputs: outputs[1:])
-    if grad_pred.dtype != ctx.feat_dtype:  # float16 features: float32 buffer
-        grad_pred = grad_pred.to(ctx.feat_dtype)
+    (grad_pred,) = saved_grad(ctx, lambda: ctx.saved_tensors, grad_loss, lambda outputs: outputs[1:],
+                              dtype=ctx.feat_dtype)
     return grad_pred, None, None, None, None
 
 

@@ -26,6 +26,8 @@ def resize_weight(weight: Optional[Tensor], size, mode: str = "nearest") -> Opti
     """The seed's ``F.interpolate(mask, size=..., mode='nearest')`` (or ``mode='area'``); None stays None."""
     if weight is None or tuple(weight.shape[-2:]) == tuple(size):
         return weight
+    if weight.numel() == 0 or 0 in tuple(size):  # interpolate refuses empty planes: a weight of nothing
+        return weight.new_zeros((*weight.shape[:2], *size))
     return F.interpolate(weight, size=tuple(size), mode=mode)
 
 
@@ -75,13 +77,14 @@ def gram_matrix(feat: Tensor, weight: Optional[Tensor] = None, *, eps: float = E
 
     With a spatial ``weight`` (N|1, 1, H, W) the Gram is taken over the weighted positions,
     ``F diag(w) F^T / (C * max(sum(w), eps))``, so an all-ones weight gives the plain Gram.
-    float16/bfloat16 features are multiplied in float32 and the result cast back.
+    float16/bfloat16 features are multiplied in float32 and the result cast back. Empty features
+    (H or W = 0) give a zero Gram.
     """
     n, c, h, w = feat.shape
     acc = accumulate_dtype(feat.dtype)
     f = feat.reshape(n, c, h * w).to(acc)
     if weight is None:
-        gram = torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+        gram = torch.bmm(f, f.transpose(1, 2)) / max(c * h * w, 1)  # no positions: a zero Gram
     else:
         wf = weight.to(acc).expand(n, 1, h, w).reshape(n, 1, h * w)
         area = wf.sum(dim=2, keepdim=True).clamp_min(eps)

@@ -32,6 +32,11 @@ def masked_mean(err: Tensor, weight: Optional[Tensor] = None, *, normalize: str 
     if reduction == "none":
         return weighted
     acc = accumulate_dtype(err.dtype)
+    if err.dtype == torch.float16 and weight is not None:
+        # The gradient of sum / max(area, eps) is 1 / eps = 1e8 for an empty region: it would be inf in
+        # float16, and inf * weight 0 = NaN. Weighted in float32, the float16 gradient is w / area.
+        return masked_mean(err.to(acc), weight.to(acc), normalize=normalize, reduction=reduction,
+                           eps=eps).to(err.dtype)
     if err.numel() == 0:  # 0, still a function of err (a zero gradient, not a missing one)
         return err.sum(dtype=acc).to(err.dtype)
     if weight is None:
@@ -48,13 +53,15 @@ def masked_mean(err: Tensor, weight: Optional[Tensor] = None, *, normalize: str 
 
 
 def pixel_error(pred: Tensor, target: Tensor, loss: str = "l1", charbonnier_eps: float = CHARBONNIER_EPS) -> Tensor:
-    """Elementwise error of d = pred - target: |d| ('l1'), d**2 ('l2') or sqrt(d**2 + eps**2) ('charbonnier')."""
+    """Elementwise error of d = pred - target: |d| ('l1'), d**2 ('l2') or sqrt(d**2 + eps**2) ('charbonnier',
+    computed in float32 for float16/bfloat16, where eps**2 may underflow to 0: its gradient would be 0/0)."""
     diff = pred - target
     if loss == "l1":
         return diff.abs()
     if loss == "l2":
         return diff ** 2
-    return (diff * diff + charbonnier_eps * charbonnier_eps).sqrt()
+    wide = diff.to(accumulate_dtype(diff.dtype))
+    return (wide * wide + charbonnier_eps * charbonnier_eps).sqrt().to(diff.dtype)
 
 
 def l1(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, **options) -> Tensor:
@@ -71,15 +78,19 @@ def masked_error(pred: Tensor, target: Tensor, known: Optional[Tensor], *, loss:
                  weight_hole: float = 1.0, weight_valid: float = 1.0,
                  charbonnier_eps: float = CHARBONNIER_EPS, **options) -> Tensor:
     """``weight_hole * masked_mean(e, 1 - known) + weight_valid * masked_mean(e, known)``, the
-    semantics of the fused ``masked_error`` op; terms of weight 0 are left out. Without a mask
-    (known None) it is ``weight_valid * masked_mean(e)``: the whole image counts as known.
+    semantics of the fused ``masked_error`` op; terms of weight 0 are left out (all of them: 0 with a
+    zero gradient). Without a mask (known None) it is ``weight_valid * masked_mean(e)``: the whole
+    image counts as known.
     """
     err = pixel_error(pred, target, loss, charbonnier_eps)
-    if known is None:
-        return weight_valid * masked_mean(err, None, **options)
-    terms = [(weight_hole, 1 - known), (weight_valid, known)]
+    terms = [(weight_valid, None)] if known is None else [(weight_hole, 1 - known), (weight_valid, known)]
     out = [w * masked_mean(err, region, **options) for w, region in terms if w != 0]
-    return sum(out[1:], out[0]) if out else masked_mean(err, known, **options) * 0
+    if out:
+        return sum(out[1:], out[0])
+    if options.get("reduction") == "none":
+        return err * 0
+    # both weights 0: 0 with a zero gradient, even for a NaN error (a sum of no element of the inputs)
+    return (pred.flatten()[:0].sum() + target.flatten()[:0].sum()).to(pred.dtype)
 
 
 def reconstruction(pred: Tensor, target: Tensor, known: Tensor, *, lambda_hole: float = 6.0,

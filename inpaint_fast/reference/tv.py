@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -19,8 +20,13 @@ def total_variation(img: Tensor, weight: Optional[Tensor] = None, *, p: int = 1,
 
     Each direction is normalised by its own pair-weight area ('mask') or pair count ('all').
     'none' returns an (N, C, H, W) map holding at each pixel its down and right pair terms
-    (0 on the last row / column), so that its sum is the 'sum' reduction.
+    (0 on the last row / column), so that its sum is the 'sum' reduction. float16 is computed in
+    float32 (the gradient of an empty region's 1 / eps overflows float16).
     """
+    if img.dtype == torch.float16:
+        wide = None if weight is None else weight.float()
+        return total_variation(img.float(), wide, p=p, normalize=normalize, reduction=reduction,
+                               eps=eps).to(img.dtype)
     dh = img[:, :, 1:, :] - img[:, :, :-1, :]
     dw = img[:, :, :, 1:] - img[:, :, :, :-1]
     dh, dw = (dh.abs(), dw.abs()) if p == 1 else (dh.square(), dw.square())
@@ -41,4 +47,6 @@ def total_variation(img: Tensor, weight: Optional[Tensor] = None, *, p: int = 1,
 def dilate(hole: Tensor) -> Tensor:
     """The hole grown by one pixel (3x3 neighbourhood, max for soft weights): the region P of the
     PConv paper's TV term, "the 1-pixel dilation of the hole region"."""
+    if hole.numel() == 0:  # max_pool2d refuses empty planes
+        return hole
     return F.max_pool2d(hole, kernel_size=3, stride=1, padding=1)

@@ -1,11 +1,13 @@
-"""What the Triton modules share: whether their kernels run in Triton's interpreter, and how a
-launcher becomes an ``inpaint_fast::<op>_triton`` op."""
+"""What the Triton modules share: whether their kernels run in Triton's interpreter, how a launcher
+becomes an ``inpaint_fast::<op>_triton`` op, and how a kernel reads a mask value as a weight."""
 from __future__ import annotations
 
 import os
 from typing import Callable
 
 import torch
+import triton
+import triton.language as tl
 
 # TRITON_INTERPRET=1 when triton.jit decorates the kernels (at import): they then run on CPU tensors,
 # each program interpreted in Python (fewer, bigger programs pay off there).
@@ -32,3 +34,14 @@ def define_op(name: str, fn: Callable):
     """
     make = torch.library.custom_op if INTERPRETED else torch.library.triton_op
     return make(name, fn, mutates_args=())
+
+
+@triton.jit
+def mask_weight(m, dtype: tl.constexpr):
+    """Loaded mask values as weights of ``dtype``: a bool/uint8 mask is binary (any non-zero value is 1,
+    so a 0/255 mask weighs 0/1), a floating mask is a soft weight (its value)."""
+    if m.dtype.is_floating():
+        w = m.to(dtype)
+    else:
+        w = (m != 0).to(dtype)
+    return w

@@ -4,7 +4,8 @@ launchers (schemas and semantics: csrc/ops/masked_error.cpp; registration: inpai
 Launches, all on the current stream, none reading a value back to the host (CUDA-graph safe):
 
 1. ``_mask_sum_kernel`` (only when a mask is given and the areas are needed: normalize='mask', or
-   the stats): sums each distinct (H, W) plane of the mask once, one partial per program.
+   the stats): sums each distinct (H, W) plane of the mask once, one partial per program (float32,
+   float64 for float64 images).
 2. ``_finish_kernel`` (AREA): one program adds those partials in a fixed order (float64), scales
    them by the broadcast factor and writes [k_hole, k_valid, A_hole, A_valid] (float64) to a small
    device buffer that the main kernel reads.
@@ -14,11 +15,14 @@ Launches, all on the current stream, none reading a value back to the host (CUDA
    loaded once per pixel tile and reused for every channel. channels_last (dense, C > 1): a tile
    is BLOCK consecutive elements of one image; the mask is gathered by (pixel, channel).
 4. ``_finish_kernel`` (LOSS / STATS): one program adds the partials in a fixed order (float64) and
-   writes the loss or the (6,) stats.
+   writes the loss (a term whose weight k is exactly 0 left out: 0, even when its sum is inf or NaN)
+   or the (6,) stats.
 
 Two-stage deterministic reduction: the grid and the tiles depend on the shape only, every program
 writes its own partial slot, and the partials are summed by one program in a fixed order; no atomics.
-Loads are converted to float32 (float64 stays float64) and accumulated there.
+Loads are converted to float32 (float64 stays float64) and accumulated there. A bool/uint8 mask is
+binary (any non-zero value is 1), a floating mask a soft weight. The gradient is float32 for float16
+images, else in the images' dtype.
 """
 from __future__ import annotations
 
@@ -30,7 +34,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._common import INTERPRETED, launch
+from ..ops.scale_grad import grad_buffer_dtype
+from ._common import INTERPRETED, launch, mask_weight
 
 INT32_MAX = 2**31 - 1  # offsets above it use int64 arithmetic
 # Kernels run in Triton's interpreter (on CPU tensors): fewer, bigger programs; see ops/masked_error.py.
@@ -54,7 +59,8 @@ def _scalar(x, dtype: tl.constexpr):
 @triton.jit
 def _mask_sum_kernel(m_ptr, part_ptr, CM, HW, PER_PLANE, m_sn, m_sc, m_shw, I64: tl.constexpr, BLOCK: tl.constexpr,
                      TILES: tl.constexpr):
-    """part[plane * programs_per_plane + pid] = sum of BLOCK * TILES mask values of one mask plane."""
+    """part[plane * programs_per_plane + pid] = sum of BLOCK * TILES mask weights of one mask plane, in
+    part's dtype."""
     flat = tl.program_id(0)
     plane = flat // PER_PLANE
     pid = flat - plane * PER_PLANE
@@ -63,10 +69,11 @@ def _mask_sum_kernel(m_ptr, part_ptr, CM, HW, PER_PLANE, m_sn, m_sc, m_shw, I64:
     n = plane // CM
     c = plane - n * CM
     base = m_ptr + n.to(tl.int64) * m_sn + c.to(tl.int64) * m_sc
-    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    acc_t = part_ptr.dtype.element_ty
+    acc = tl.zeros([BLOCK], dtype=acc_t)
     for it in tl.static_range(TILES):
         hw = (pid * TILES + it) * BLOCK + tl.arange(0, BLOCK)
-        acc += tl.load(base + hw * m_shw, mask=hw < HW, other=0).to(tl.float32)
+        acc += mask_weight(tl.load(base + hw * m_shw, mask=hw < HW, other=0), acc_t)
     tl.store(part_ptr + flat, tl.sum(acc, axis=0))
 
 
@@ -79,7 +86,8 @@ def _finish_kernel(part_ptr, P, out_ptr, coef_ptr,
     """Sums the ROWS x P partials (row-major) in a fixed order in float64 and writes the result.
 
     MODE_AREA: coef[0:4] = k_hole, k_valid, A_hole, A_valid (float64) from the mask sum * scale.
-    MODE_LOSS: out[0] = k_hole * S_hole + k_valid * S_valid (k from coef when COEF_PTR).
+    MODE_LOSS: out[0] = k_hole * S_hole + k_valid * S_valid (k from coef when COEF_PTR), a term of k = 0
+    left out.
     MODE_STATS: out[0:4] = the sums, out[4:6] = A_hole, A_valid (from coef when HAS_MASK).
     """
     scale = _scalar(scale, tl.float64)
@@ -113,7 +121,7 @@ def _finish_kernel(part_ptr, P, out_ptr, coef_ptr,
             kv = _scalar(k_valid, tl.float64)
         s_hole = tl.sum(tl.where(r == 0, sums, 0.0), axis=0)
         s_valid = tl.sum(tl.where(r == 1, sums, 0.0), axis=0)
-        value = kh * s_hole + kv * s_valid
+        value = tl.where(kh != 0, kh * s_hole, 0.0) + tl.where(kv != 0, kv * s_valid, 0.0)
         tl.store(out_ptr, value.to(out_ptr.dtype.element_ty))
     else:
         tl.store(out_ptr + r, sums.to(out_ptr.dtype.element_ty))
@@ -159,17 +167,16 @@ def _error_terms(p, t, v, valid, k_hole, k_valid, ceps2, LOSS: tl.constexpr, STA
 @triton.jit
 def _accumulate(s0, s1, s2, s3, e, de, v, valid, STATS: tl.constexpr, HAS_MASK: tl.constexpr):
     """Adds one tile to the per-lane sums: hole / valid error (s0, s1) and, for the stats, hole / valid
-    squared difference (s2, s3). v is the tile's known weight."""
+    squared difference (s2, s3). v is the tile's known weight; without a mask there is no hole (its sums
+    stay 0, also for a NaN error)."""
+    if HAS_MASK:
+        s0 += (1.0 - v) * e
+    s1 += v * e
     if STATS:
         q = tl.where(valid, de * de, 0.0)
-        s0 += (1.0 - v) * e
-        s1 += v * e
-        s2 += (1.0 - v) * q
-        s3 += v * q
-    else:
         if HAS_MASK:
-            s0 += (1.0 - v) * e
-        s1 += v * e
+            s2 += (1.0 - v) * q
+        s3 += v * q
     return s0, s1, s2, s3
 
 
@@ -225,7 +232,7 @@ def _main_kernel(p_ptr, t_ptr, m_ptr, g_ptr, part_ptr, coef_ptr,
             if HAS_MASK:
                 hw = i // C_CL  # C_CL == C: a division by a constant
                 c = i - hw * C_CL
-                m = tl.load(m_base + c * m_sc + hw * m_shw, mask=valid, other=0).to(acc_t)
+                m = mask_weight(tl.load(m_base + c * m_sc + hw * m_shw, mask=valid, other=0), acc_t)
                 v = a + b * m
             else:
                 v = tl.full([BLOCK], 1.0, acc_t)
@@ -257,7 +264,7 @@ def _main_kernel(p_ptr, t_ptr, m_ptr, g_ptr, part_ptr, coef_ptr,
             hw064 = hw0.to(tl.int64)
             if HAS_MASK:
                 if MASK_BCAST_C:
-                    mb = tl.load(m_base + hw064 * m_shw + j * m_shw, mask=hw_ok, other=0).to(acc_t)
+                    mb = mask_weight(tl.load(m_base + hw064 * m_shw + j * m_shw, mask=hw_ok, other=0), acc_t)
             for c0 in tl.range(0, C, BLOCK_C):
                 valid = hw_ok & ((c0 + cl) < C)
                 c064 = c0 + tl.zeros([], tl.int64)
@@ -269,8 +276,8 @@ def _main_kernel(p_ptr, t_ptr, m_ptr, g_ptr, part_ptr, coef_ptr,
                     if MASK_BCAST_C:
                         v = a + b * mb
                     else:
-                        m = tl.load(m_base + c064 * m_sc + hw064 * m_shw + cl * m_sc + j * m_shw, mask=valid,
-                                    other=0).to(acc_t)
+                        m = mask_weight(tl.load(m_base + c064 * m_sc + hw064 * m_shw + cl * m_sc + j * m_shw,
+                                                mask=valid, other=0), acc_t)
                         v = a + b * m
                 else:
                     v = tl.full([BLOCK_C, BLOCK], 1.0, acc_t)
@@ -375,7 +382,7 @@ def _mask_areas(prep: _Prepared, mask_is_hole: bool, weight_hole: float, weight_
     tiles = _tiles(per_plane * planes_n * planes_c, PROGRAMS)
     per_plane = triton.cdiv(per_plane, tiles) if per_plane else 0
     planes = planes_n * planes_c if per_plane and prep.numel else 0  # an empty batch reads no mask (data may be null)
-    partials = torch.empty(max(planes * per_plane, 1), dtype=torch.float32, device=dev)
+    partials = torch.empty(max(planes * per_plane, 1), dtype=prep.acc_dtype, device=dev)
     if planes:
         span = block * tiles  # positions a program may index past the plane's end
         i64 = max(_max_offset(mask) + span * max(1, abs(_hw_stride(mask))), prep.HW + span) > INT32_MAX
@@ -454,8 +461,8 @@ def masked_error_triton(pred: Tensor, target: Tensor, mask: Optional[Tensor], ma
     if normalize == 1:
         if prep.mask is not None:
             coef = _mask_areas(prep, mask_is_hole, weight_hole, weight_valid, eps)
-        else:  # everything known: A_valid = numel, A_hole = 0
-            k_hole = weight_hole / max(0.0, eps)
+        else:  # everything known: no hole term, A_valid = numel
+            k_hole = 0.0
             k_valid = weight_valid / max(float(numel), eps)
     elif normalize == 2:
         k_hole = weight_hole / max(numel, 1)
@@ -463,7 +470,7 @@ def masked_error_triton(pred: Tensor, target: Tensor, mask: Optional[Tensor], ma
     grad = None
     if compute_grad:
         fmt = torch.channels_last if prep.channels_last else torch.contiguous_format
-        grad = torch.empty_like(pred, memory_format=fmt)
+        grad = torch.empty_like(pred, dtype=grad_buffer_dtype(pred.dtype), memory_format=fmt)
     partials, P = _main(prep, mask_is_hole, loss, charbonnier_eps, k_hole, k_valid, coef, grad, stats=False)
     value = torch.empty((), dtype=prep.acc_dtype, device=pred.device)
     launch(_finish_kernel)[(1,)](
@@ -472,7 +479,7 @@ def masked_error_triton(pred: Tensor, target: Tensor, mask: Optional[Tensor], ma
         MODE=MODE_LOSS, ROWS=2, IS_HOLE=bool(mask_is_hole), HAS_MASK=prep.mask is not None,
         COEF_PTR=coef is not None, BLOCK=FINISH_BLOCK)
     if grad is None:
-        grad = pred.new_empty((0,))
+        grad = pred.new_empty((0,), dtype=grad_buffer_dtype(pred.dtype))
     return value, grad
 
 

@@ -21,7 +21,9 @@ Three launches, no host sync:
 Everything is addressed through strides (int64 offsets): NCHW, channels_last, slices, expanded
 (stride-0) masks are read in place and never copied. The gradient's memory format is the fake
 kernel's (``inpaint_fast.ops.masked_tv.native_channels_last``), written through its own strides.
-bool masks are read as they are (Triton loads them as bytes). Accumulation in fp32 (fp64 for fp64 images).
+bool masks are read as they are (Triton loads them as bytes); a bool/uint8 mask is binary (any non-zero
+value is 1), a floating mask a soft weight. Accumulation in fp32 (fp64 for fp64 images); the gradient is
+fp32 for fp16 images, else in the image dtype.
 """
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._common import INTERPRETED, launch
+from ..ops.scale_grad import grad_buffer_dtype
+from ._common import INTERPRETED, launch, mask_weight
 
 # Tile of the stencil and area kernels: BLOCK_W columns (a power of two) and as many rows as fit in
 # the tile's elements. On a GPU: 4 x 128 pixels, 4 warps (4 pixels per thread: the dilated region's
@@ -47,10 +50,10 @@ _NUM_WARPS = 4
 @triton.jit
 def _load_mask(m_base, rows, cols, H, W, msh, msw, FLIP: tl.constexpr, OOB: tl.constexpr,
                ACC: tl.constexpr):
-    """The mask (or 1 - mask when FLIP) at (rows, cols) as ACC; OOB outside the image."""
+    """The mask weight m (or 1 - m when FLIP) at (rows, cols) as ACC; OOB outside the image."""
     inside = (rows >= 0) & (rows < H) & (cols >= 0) & (cols < W)
     offs = rows.to(tl.int64) * msh + cols.to(tl.int64) * msw
-    m = tl.load(m_base + offs, mask=inside, other=0).to(ACC)
+    m = mask_weight(tl.load(m_base + offs, mask=inside, other=0), ACC)
     if FLIP:
         m = 1.0 - m
     return tl.where(inside, m, OOB)
@@ -197,18 +200,25 @@ def _tv_channel(x_base, g_base, rows, cols, H, W, xsh, xsw, gsh, gsw, wu, wd, wl
     r64 = rows.to(tl.int64)
     c64 = cols.to(tl.int64)
     offs = r64 * xsh + c64 * xsw
+    has_d = pix & (rows + 1 < H)
+    has_r = pix & (cols + 1 < W)
     x = tl.load(x_base + offs, mask=pix, other=0).to(ACC)
-    xd = tl.load(x_base + offs + xsh, mask=pix & (rows + 1 < H), other=0).to(ACC)
-    xr = tl.load(x_base + offs + xsw, mask=pix & (cols + 1 < W), other=0).to(ACC)
-    dd = xd - x
-    dr = xr - x
-    # wd, wr are 0 where the pair leaves the image: the masked loads' zeros add nothing.
+    xd = tl.load(x_base + offs + xsh, mask=has_d, other=0).to(ACC)
+    xr = tl.load(x_base + offs + xsw, mask=has_r, other=0).to(ACC)
+    # A pair that leaves the image (weight 0) does not exist: its difference is exactly 0, not one
+    # against the masked load's 0 (0 * err(0 - inf) would be NaN).
+    dd = tl.where(has_d, xd - x, 0.0)
+    dr = tl.where(has_r, xr - x, 0.0)
     loss = sv * (wd * _err(dd, P)) + sh * (wr * _err(dr, P))
     if COMPUTE_GRAD:
-        xu = tl.load(x_base + offs - xsh, mask=pix & (rows >= 1), other=0).to(ACC)
-        xl = tl.load(x_base + offs - xsw, mask=pix & (cols >= 1), other=0).to(ACC)
-        g = (gv * (wu * _slope(x - xu, P)) - gv * (wd * _slope(dd, P))) \
-            + (gh * (wl * _slope(x - xl, P)) - gh * (wr * _slope(dr, P)))
+        has_u = pix & (rows >= 1)
+        has_l = pix & (cols >= 1)
+        xu = tl.load(x_base + offs - xsh, mask=has_u, other=0).to(ACC)
+        xl = tl.load(x_base + offs - xsw, mask=has_l, other=0).to(ACC)
+        du = tl.where(has_u, x - xu, 0.0)
+        dl = tl.where(has_l, x - xl, 0.0)
+        g = (gv * (wu * _slope(du, P)) - gv * (wd * _slope(dd, P))) \
+            + (gh * (wl * _slope(dl, P)) - gh * (wr * _slope(dr, P)))
         tl.store(g_base + r64 * gsh + c64 * gsw, g.to(g_base.dtype.element_ty), mask=pix)
     return loss
 
@@ -302,9 +312,9 @@ def masked_tv_triton(img: Tensor, mask: Optional[Tensor], mask_is_hole: bool, re
     use_mask = region != 0
     if compute_grad:
         layout = torch.channels_last if native_channels_last(img, mask, region) else torch.contiguous_format
-        grad = torch.empty_like(img, memory_format=layout)
+        grad = torch.empty_like(img, dtype=grad_buffer_dtype(img.dtype), memory_format=layout)
     else:
-        grad = img.new_empty((0,))
+        grad = img.new_empty((0,), dtype=grad_buffer_dtype(img.dtype))
     if img.numel() == 0:
         return img.new_zeros((), dtype=loss_dtype), grad
 

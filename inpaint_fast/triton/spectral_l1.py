@@ -7,6 +7,9 @@ loss = scale * sum|a - b| and, when asked, the gradients (PyTorch's convention f
 complex input, dL/dRe + i dL/dIm)
     grad_z_pred   =  scale * sign(a - b) / (1 + |z_pred|)   * z_pred / |z_pred|    (0 where |z_pred| = 0)
     grad_z_target = -scale * sign(a - b) / (1 + |z_target|) * z_target / |z_target| (0 where |z_target| = 0)
+as torch autograd computes them (|z| = hypot, as torch.abs: inf when a part is infinite): sign(NaN) = 0
+(abs' backward), so a NaN z_pred makes grad_z_pred NaN (through 1 / (1 + |z_pred|)) and a NaN z_target
+alone gives grad_z_pred = 0; where |z| is inf or NaN the gradient is NaN + NaN i.
 
 Triton has no complex dtype: both spectra are read through ``torch.view_as_real`` as interleaved
 (re, im) arrays (a contiguous run of 2*BLOCK reals, reshaped to [BLOCK, 2] and split into re and im), and the gradients are written the same way
@@ -65,7 +68,8 @@ def _sqrt(x, FP64: tl.constexpr):
 @triton.jit
 def _magnitude(re, im, FP64: tl.constexpr):
     """|re + i im| as torch.abs (hypot): sqrt of the sum of squares where that neither under- nor
-    overflows, else max * sqrt(1 + (min/max)^2). NaN stays NaN (s is NaN: the first form)."""
+    overflows, else max * sqrt(1 + (min/max)^2); inf when a part is infinite (also when the other is
+    NaN), else NaN when a part is NaN (s is NaN: the first form)."""
     if FP64:
         TINY = 9.332636185032189e-302   # 2^-1000
         HUGE = 1.0715086071862673e+301  # 2^1000
@@ -80,9 +84,9 @@ def _magnitude(re, im, FP64: tl.constexpr):
     mn = tl.minimum(ar, ai)
     q = _div(mn, tl.where(mx > 0, mx, 1.0), FP64)
     m_slow = mx * _sqrt(1.0 + q * q, FP64)
-    m_slow = tl.where(mx == float("inf"), mx, m_slow)  # inf + i inf: q would be NaN
     robust = ((s < TINY) & ((re != 0) | (im != 0))) | (s > HUGE)
-    return tl.where(robust, m_slow, m_fast)
+    m = tl.where(robust, m_slow, m_fast)
+    return tl.where((ar == float("inf")) | (ai == float("inf")), float("inf"), m)
 
 
 @triton.jit
@@ -139,12 +143,15 @@ def _log1p(x, FP64: tl.constexpr, LIBDEVICE: tl.constexpr):
 
 @triton.jit
 def _direction_grad(re, im, m, sg, FP64: tl.constexpr):
-    """(re, im) parts of sg / (1 + m) * z / |z|, 0 where |z| = 0 (or NaN)."""
+    """(re, im) parts of sg / (1 + m) * sgn(z) as torch's autograd computes them: sgn(z) = z / |z|, 0
+    where |z| = 0; where |z| is inf or NaN, sgn(z) has a NaN part and torch's complex product spreads
+    it to both parts."""
     c = _div(sg, 1.0 + m, FP64)
-    nonzero = m > 0
-    m_safe = tl.where(nonzero, m, 1.0)
-    g_re = tl.where(nonzero, c * _div(re, m_safe, FP64), 0.0)
-    g_im = tl.where(nonzero, c * _div(im, m_safe, FP64), 0.0)
+    c = tl.where(m < float("inf"), c, float("nan"))
+    zero = m == 0
+    m_safe = tl.where(zero, 1.0, m)
+    g_re = tl.where(zero, 0.0, c * _div(re, m_safe, FP64))
+    g_im = tl.where(zero, 0.0, c * _div(im, m_safe, FP64))
     return g_re, g_im
 
 
@@ -183,8 +190,8 @@ def _spectral_l1_kernel(zp_ptr, zt_ptr, gp_ptr, gt_ptr, partial_ptr, scale_ptr, 
     d = _log1p(mp, FP64, LIBDEVICE) - _log1p(mt, FP64, LIBDEVICE)
     tl.store(partial_ptr + pid, tl.sum(tl.abs(d), axis=0))
     scale = tl.load(scale_ptr)
-    # scale * sign(d): sign(0) = 0, NaN stays NaN (unused, and removed, when no gradient is asked).
-    sg = tl.where(d > 0, scale, tl.where(d < 0, -scale, d * scale))
+    # scale * sign(d), sign(0) = sign(NaN) = 0 (unused, and removed, when no gradient is asked).
+    sg = tl.where(d > 0, scale, tl.where(d < 0, -scale, 0.0))
     if GRAD_PRED:
         gp_re, gp_im = _direction_grad(p_re, p_im, mp, sg, FP64)
         _store(gp_ptr, offs, tl.reshape(tl.join(gp_re, gp_im), [2 * BLOCK]), mask, full)

@@ -28,8 +28,9 @@ channels_last or any other layout, no copy), w_n the weight row of sample n, sca
 
 Precision of ``tl.dot``: float32 features use TF32 when ``torch.backends.cuda.matmul.allow_tf32`` is set
 (the caller's precision, as cuBLAS), IEEE float32 otherwise; float64 uses float64; in the interpreter
-(TRITON_INTERPRET=1, CPU tensors) always IEEE. Results are bitwise deterministic: the split of HW and
-the tiles depend on the shape and the device only, partials are summed in a fixed order.
+(TRITON_INTERPRET=1, CPU tensors) always IEEE, bfloat16 operands as float32. Results are bitwise
+deterministic: the split of HW and the tiles depend on the shape and the device only, partials are
+summed in a fixed order. Features without positions (H or W = 0) give a zero Gram and a 0 loss.
 """
 from __future__ import annotations
 
@@ -41,9 +42,21 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ..ops.scale_grad import grad_buffer_dtype
 from ._common import INTERPRETED, launch
 
 # ------------------------------------------------------------------------------------------ kernels
+
+# Triton's interpreter multiplies the bit patterns of bfloat16 tl.dot operands (unsupported there:
+# triton-lang/triton#11584); it gets them as float32, which holds them exactly. Compiled: never.
+_BF16_DOT_AS_FP32 = tl.constexpr(INTERPRETED)
+
+
+@triton.jit
+def _dot_operand(x):
+    if _BF16_DOT_AS_FP32 and x.dtype == tl.bfloat16:
+        return x.to(tl.float32)
+    return x
 
 
 @triton.jit
@@ -73,6 +86,8 @@ def _gram_tile(base, ws_row, acc, offs_i, offs_j, C, k_start, k_stop, W, s_c, s_
             wsv = tl.load(ws_row + offs_k, mask=mask_k, other=0.0)
             a = a.to(ws_row.dtype.element_ty) * wsv[None, :]
             b = b.to(ws_row.dtype.element_ty)
+        a = _dot_operand(a)
+        b = _dot_operand(b)
         if TF32:
             acc = tl.dot(a, tl.trans(b), acc, input_precision="tf32", out_dtype=acc.dtype)
         else:
@@ -201,7 +216,8 @@ def _grad_kernel(a_ptr, feat_ptr, ws_ptr, scale_ptr, grad_ptr,
                     mask=mask_m[:, None] & mask_j[None, :], other=0.0)
         f = tl.load(f_base + offs_j[:, None].to(tl.int64) * s_c + cols[None, :],
                     mask=mask_j[:, None] & mask_k[None, :], other=0.0)
-        f = f.to(a_ptr.dtype.element_ty)
+        f = _dot_operand(f.to(a_ptr.dtype.element_ty))
+        a = _dot_operand(a)
         if TF32:
             acc = tl.dot(a, f, acc, input_precision="tf32", out_dtype=acc.dtype)
         else:
@@ -389,8 +405,8 @@ def gram(feat: Tensor, weight: Optional[Tensor], eps: float) -> Tensor:
     out = feat.new_empty((n, c, c))
     if n * c == 0:
         return out
-    if h * w == 0:  # 0 * 1/0 without a weight (NaN, as F F^T / (C H W)), 0 with one
-        return out.fill_(0.0 if weight is not None else float("nan"))
+    if h * w == 0:  # no positions: a zero Gram
+        return out.zero_()
     scale, ws, ws_sn = _scales(feat, weight, eps)
     part, t, block_c, n_split = _gram_partials([feat], scale, ws, ws_sn, weight is not None)
     launch(_gram_finish_kernel)[(t * t * n,)](part, out, c, n_split, T=t, BLOCK_C=block_c,
@@ -438,13 +454,12 @@ def style_distance(feat_pred: Tensor, feat_target: Tensor, weight: Optional[Tens
     _check_eps(eps, op)
     n, c, h, w = feat_pred.shape
     acc = _acc_dtype(feat_pred.dtype)
-    grad_dtype = torch.float32 if feat_pred.dtype == torch.float16 else feat_pred.dtype
+    grad_dtype = grad_buffer_dtype(feat_pred.dtype)
     grad = _grad_like(feat_pred, grad_dtype) if compute_grad else feat_pred.new_empty((0,), dtype=grad_dtype)
     if n * c == 0 or h * w == 0:
-        value = 0.0 if (n * c == 0 or weight is not None) else float("nan")
         if compute_grad:
             grad.zero_()
-        return torch.full((), value, dtype=acc, device=feat_pred.device), grad
+        return torch.zeros((), dtype=acc, device=feat_pred.device), grad
     weighted = weight is not None
     scale, ws, ws_sn = _scales(feat_pred, weight, eps)
     part, t, block_c, n_split = _gram_partials([feat_pred, feat_target], scale, ws, ws_sn, weighted)

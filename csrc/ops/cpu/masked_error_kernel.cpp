@@ -3,12 +3,13 @@
 //
 // One pass: a cheap pre-pass sums the mask (the region areas), then every element of pred and
 // target is read once, its hole and valid error terms are accumulated and, when asked, its
-// gradient is written. Work units are fixed runs of elements (csrc/common/reduce.h), so the sums
-// are bitwise the same for any thread count.
+// gradient is written (float32 for float16 images, else their dtype). Work units are fixed runs of
+// elements (csrc/common/reduce.h), so the sums are bitwise the same for any thread count.
 //
 // Layouts, read in place: NCHW with contiguous (H, W) planes (slices along N and C included), and
 // channels_last. Anything else is copied with .contiguous(). The mask (N|1, C|1, H, W) is read in
-// its own dtype (bool/uint8 as 0/1, or the image dtype as a soft weight) and broadcast by stride 0.
+// its own dtype (bool/uint8 binary: any non-zero value is 1; or the image dtype as a soft weight) and
+// broadcast by stride 0.
 // The hot loop is compiled for x86-64-v3 and for the baseline ISA and chosen at run time
 // (common/cpu_dispatch.h).
 
@@ -39,7 +40,8 @@ using namespace masked_error_host;  // Loss, Normalize, the checks
 struct NoMask {};  // the mask type when there is no mask: every pixel is known (v = 1)
 
 // Per-call constants of the hot loop. v = a + b * m is the known weight (a=0, b=1 for a known
-// mask; a=1, b=-1 for a hole mask); the gradient is (k_hole * (1 - v) + k_valid * v) * e'(d).
+// mask; a=1, b=-1 for a hole mask; m = (mask != 0) for a bool/uint8 mask); the gradient is
+// (k_hole * (1 - v) + k_valid * v) * e'(d).
 template <typename acc_t>
 struct RunParams {
   acc_t a, b, k_hole, k_valid, charbonnier_eps2;
@@ -50,7 +52,7 @@ inline acc_t known_weight(const mask_t* m, int64_t j, const RunParams<acc_t>& rp
   if constexpr (std::is_same_v<mask_t, NoMask>) {
     return acc_t(1);
   } else {
-    return rp.a + rp.b * static_cast<acc_t>(m[j]);
+    return rp.a + rp.b * mask_weight<acc_t>(m[j]);
   }
 }
 
@@ -74,7 +76,7 @@ INPAINT_FAST_INLINE void error_run(const scalar_t* __restrict__ p,
                                                      const scalar_t* __restrict__ t,
                                                      const mask_t* __restrict__ m, int64_t len,
                                                      const RunParams<acc_t>& rp,
-                                                     scalar_t* __restrict__ g, acc_t* out) {
+                                                     grad_type<scalar_t>* __restrict__ g, acc_t* out) {
   acc_t s_hole[kLanes] = {};
   acc_t s_valid[kLanes] = {};
   auto step = [&](int64_t j, int k) {
@@ -84,7 +86,9 @@ INPAINT_FAST_INLINE void error_run(const scalar_t* __restrict__ p,
     const acc_t v = known_weight(m, j, rp);
     if constexpr (!std::is_same_v<mask_t, NoMask>) s_hole[k] += (acc_t(1) - v) * e;
     s_valid[k] += v * e;
-    if constexpr (GRAD) g[j] = static_cast<scalar_t>((rp.k_hole * (acc_t(1) - v) + rp.k_valid * v) * de);
+    if constexpr (GRAD) {
+      g[j] = static_cast<grad_type<scalar_t>>((rp.k_hole * (acc_t(1) - v) + rp.k_valid * v) * de);
+    }
   };
   int64_t j = 0;
   for (; j + kLanes <= len; j += kLanes) {
@@ -105,9 +109,12 @@ INPAINT_FAST_INLINE void stats_run(const scalar_t* __restrict__ p,
   auto step = [&](int64_t j, int k) {
     const acc_t d = static_cast<acc_t>(p[j]) - static_cast<acc_t>(t[j]);
     const acc_t a = std::abs(d), q = d * d, v = known_weight(m, j, rp);
-    s[0][k] += (acc_t(1) - v) * a;
+    // Without a mask there is no hole region: its sums stay exactly 0 (not 0 * NaN).
+    if constexpr (!std::is_same_v<mask_t, NoMask>) {
+      s[0][k] += (acc_t(1) - v) * a;
+      s[2][k] += (acc_t(1) - v) * q;
+    }
     s[1][k] += v * a;
-    s[2][k] += (acc_t(1) - v) * q;
     s[3][k] += v * q;
   };
   int64_t j = 0;
@@ -122,13 +129,13 @@ INPAINT_FAST_INLINE void stats_run(const scalar_t* __restrict__ p,
 template <typename scalar_t, typename mask_t, int64_t LOSS, bool GRAD, typename acc_t>
 INPAINT_FAST_V3_TARGET void error_run_v3(
     const scalar_t* p, const scalar_t* t, const mask_t* m, int64_t len, const RunParams<acc_t>& rp,
-    scalar_t* g, acc_t* out) {
+    grad_type<scalar_t>* g, acc_t* out) {
   error_run<scalar_t, mask_t, LOSS, GRAD>(p, t, m, len, rp, g, out);
 }
 
 template <typename scalar_t, typename mask_t, int64_t LOSS, bool GRAD, typename acc_t>
 void error_run_base(const scalar_t* p, const scalar_t* t, const mask_t* m, int64_t len,
-                    const RunParams<acc_t>& rp, scalar_t* g, acc_t* out) {
+                    const RunParams<acc_t>& rp, grad_type<scalar_t>* g, acc_t* out) {
   error_run<scalar_t, mask_t, LOSS, GRAD>(p, t, m, len, rp, g, out);
 }
 
@@ -198,7 +205,7 @@ Geometry geometry_of(const at::Tensor& pred, const at::Tensor& target, const at:
 // mask values of the unit's pixels are first gathered, repeated per channel, into `buffer`.
 template <typename scalar_t, typename mask_t, typename Run>
 void for_unit(const Geometry& geo, int64_t u, const scalar_t* p, const scalar_t* t,
-              const mask_t* m, scalar_t* g, std::vector<mask_t>& buffer, const Run& run) {
+              const mask_t* m, grad_type<scalar_t>* g, std::vector<mask_t>& buffer, const Run& run) {
   if (!geo.channels_last) {
     const int64_t row = u / geo.segments, n = row / geo.C, c = row % geo.C;
     const int64_t start = (u % geo.segments) * kSegment;
@@ -227,7 +234,8 @@ void for_unit(const Geometry& geo, int64_t u, const scalar_t* p, const scalar_t*
 // ---------------------------------------------------------------------------------------------
 // The mask pre-pass.
 
-// Area of the known region over the broadcast (N, C, H, W) shape: sum v with v = m or 1 - m.
+// Area of the known region over the broadcast (N, C, H, W) shape: sum v with v = m or 1 - m
+// (m = mask_weight of the mask).
 // Each distinct (H, W) plane of the mask is summed once (in double, deterministically) and
 // counted as often as it is broadcast.
 template <typename mask_t>
@@ -242,7 +250,7 @@ double known_area(const at::Tensor& mask, bool mask_is_hole, int64_t N, int64_t 
     const int64_t plane = u / segments, start = (u % segments) * kSegment;
     const mask_t* mp = m + (plane / planes_c) * mask.stride(0) + (plane % planes_c) * mask.stride(1);
     double acc = 0;
-    for (int64_t i = start; i < std::min(hw, start + kSegment); ++i) acc += static_cast<double>(mp[i]);
+    for (int64_t i = start; i < std::min(hw, start + kSegment); ++i) acc += mask_weight<double>(mp[i]);
     out[0] = acc;
   })[0];
   const double total = static_cast<double>(N * C * hw);
@@ -300,10 +308,11 @@ std::tuple<at::Tensor, at::Tensor> masked_error_cpu(
   const Geometry geo = geometry_of(pred, in.target, in.mask ? &*in.mask : nullptr);
   const int64_t numel = pred.numel();
 
+  const auto grad_options = pred.options().dtype(grad_dtype(pred.scalar_type()));
   at::Tensor grad = compute_grad
-      ? empty_output(pred.sizes(), pred.options(),
+      ? empty_output(pred.sizes(), grad_options,
                      geo.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous)
-      : at::empty({0}, pred.options());
+      : at::empty({0}, grad_options);
   at::Tensor result;
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, pred.scalar_type(), "masked_error_cpu", [&] {
@@ -325,6 +334,7 @@ std::tuple<at::Tensor, at::Tensor> masked_error_cpu(
       k_hole /= std::max<double>(numel, 1);
       k_valid /= std::max<double>(numel, 1);
     }
+    if (!in.mask) k_hole = 0.0;  // no hole term (not weight_hole / max(0, eps), which is NaN for eps = 0)
     RunParams<acc_t> rp = base_params<acc_t>(mask_is_hole);
     rp.k_hole = static_cast<acc_t>(k_hole);
     rp.k_valid = static_cast<acc_t>(k_valid);
@@ -332,7 +342,8 @@ std::tuple<at::Tensor, at::Tensor> masked_error_cpu(
 
     const scalar_t* p = pred.const_data_ptr<scalar_t>();
     const scalar_t* t = in.target.const_data_ptr<scalar_t>();
-    scalar_t* g = compute_grad ? grad.mutable_data_ptr<scalar_t>() : nullptr;
+    using grad_t = grad_type<scalar_t>;
+    grad_t* g = compute_grad ? grad.mutable_data_ptr<grad_t>() : nullptr;
     std::array<acc_t, 2> sums{};
     with_mask_type<scalar_t>(in.mask, [&](auto m) {
       using mask_t = std::remove_cv_t<std::remove_pointer_t<decltype(m)>>;
@@ -345,7 +356,7 @@ std::tuple<at::Tensor, at::Tensor> masked_error_cpu(
           std::vector<mask_t> buffer;
           for_unit<scalar_t, mask_t>(geo, u, p, t, m, g, buffer,
                                      [&](const scalar_t* pr, const scalar_t* tr, const mask_t* mr,
-                                         int64_t len, scalar_t* gr) { run_fn(pr, tr, mr, len, rp, gr, out); });
+                                         int64_t len, grad_t* gr) { run_fn(pr, tr, mr, len, rp, gr, out); });
         });
       };
       auto with_grad = [&](auto loss_tag) {
@@ -356,7 +367,9 @@ std::tuple<at::Tensor, at::Tensor> masked_error_cpu(
       else if (loss == kL2) with_grad(std::integral_constant<int64_t, kL2>{});
       else with_grad(std::integral_constant<int64_t, kCharbonnier>{});
     });
-    const double value = k_hole * static_cast<double>(sums[0]) + k_valid * static_cast<double>(sums[1]);
+    // A term of weight 0 is left out: its sum may be inf or NaN (0 * inf from an inf outside its region).
+    const double value = (k_hole != 0 ? k_hole * static_cast<double>(sums[0]) : 0.0) +
+                         (k_valid != 0 ? k_valid * static_cast<double>(sums[1]) : 0.0);
     result = at::scalar_tensor(value, pred.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
   });
   return {result, grad};
@@ -384,7 +397,7 @@ at::Tensor masked_error_stats_cpu(const at::Tensor& pred_in, const at::Tensor& t
         std::vector<mask_t> buffer;
         for_unit<scalar_t, mask_t>(geo, u, p, t, m, nullptr, buffer,
                                    [&](const scalar_t* pr, const scalar_t* tr, const mask_t* mr, int64_t len,
-                                       scalar_t*) { run_fn(pr, tr, mr, len, rp, out); });
+                                       grad_type<scalar_t>*) { run_fn(pr, tr, mr, len, rp, out); });
       });
     });
     result = at::empty({6}, in.pred.options().dtype(c10::CppTypeToScalarType<acc_t>::value));

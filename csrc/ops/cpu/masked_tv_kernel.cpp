@@ -34,8 +34,9 @@
 // channels when the mask is shared by the channels: a row is then one run of W*C interleaved
 // elements whose horizontal neighbours are C apart, its pair weights those of the pixels repeated
 // C times, and the gradient is channels_last. Any other layout is copied with .contiguous() (NCHW
-// gradient). The mask is broadcast over N and C with stride 0, never materialised; bool and uint8
-// masks are read as uint8. Indexing is int64.
+// gradient). The gradient is float32 for float16 images, else their dtype. The mask is broadcast over
+// N and C with stride 0, never materialised; bool and uint8 masks are read as uint8 and are binary
+// (any non-zero value is 1). Indexing is int64.
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -108,15 +109,19 @@ template <>
 struct Vec<float> {
   typedef float V __attribute__((vector_size(64)));
   typedef int32_t M __attribute__((vector_size(64)));
+  typedef uint32_t U __attribute__((vector_size(64)));
   static constexpr int L = 16;
   static constexpr int32_t kAbs = 0x7fffffff;
+  static constexpr uint32_t kInf = 0x7f800000;
 };
 template <>
 struct Vec<double> {
   typedef double V __attribute__((vector_size(64)));
   typedef int64_t M __attribute__((vector_size(64)));
+  typedef uint64_t U __attribute__((vector_size(64)));
   static constexpr int L = 8;
   static constexpr int64_t kAbs = 0x7fffffffffffffffLL;
+  static constexpr uint64_t kInf = 0x7ff0000000000000ULL;
 };
 
 template <typename acc_t, typename scalar_t>
@@ -155,9 +160,17 @@ INPAINT_FAST_ALWAYS_INLINE acc_t vfold(typename Vec<acc_t>::V v) {
   return t[0];
 }
 
+// v where keep is all ones, +0 where it is 0 (lane masks: -1 or 0).
+template <typename acc_t>
+INPAINT_FAST_ALWAYS_INLINE typename Vec<acc_t>::V vkeep(typename Vec<acc_t>::V v, typename Vec<acc_t>::M keep) {
+  using V = typename Vec<acc_t>::V;
+  using M = typename Vec<acc_t>::M;
+  return reinterpret_cast<V>(reinterpret_cast<M>(v) & keep);
+}
+
 // Scalar and vector forms of the pair error e(d) = |d| (p = 1) or d^2 (p = 2) and of the pair's
-// gradient term g(w, d) = w * de/dd / (1 or 2): w sign(d) (sign(0) = 0) for p = 1, w d for p = 2
-// (the factor 2 of p = 2 is folded into the gradient weights w, see grad_scale).
+// gradient term g(w, d) = w * de/dd / (1 or 2): w sign(d) (sign(0) = sign(NaN) = 0, as torch.sign)
+// for p = 1, w d for p = 2 (the factor 2 of p = 2 is folded into the gradient weights w, see grad_scale).
 template <int P, typename acc_t>
 INPAINT_FAST_ALWAYS_INLINE acc_t err(acc_t d) {
   if constexpr (P == 1) {
@@ -192,9 +205,13 @@ INPAINT_FAST_ALWAYS_INLINE typename Vec<acc_t>::V vgterm(typename Vec<acc_t>::V 
   using V = typename Vec<acc_t>::V;
   using M = typename Vec<acc_t>::M;
   if constexpr (P == 1) {
-    // w with d's sign bit xor-ed in (= w sign(d) for d != 0), zeroed where d == 0.
+    // w with d's sign bit xor-ed in (= w sign(d) for d != 0), zeroed where d is 0 or NaN (as gterm):
+    // where |d|'s bits minus 1, unsigned, are not below inf's. One integer compare: gcc splits the
+    // float compares false on NaN (<, >, ==), and a pair of compares, into one per lane.
+    using U = typename Vec<acc_t>::U;
     const M flipped = reinterpret_cast<M>(w) ^ (reinterpret_cast<M>(d) & ~Vec<acc_t>::kAbs);
-    return reinterpret_cast<V>(flipped & (d != acc_t(0)));
+    const U magnitude = reinterpret_cast<U>(reinterpret_cast<M>(d) & Vec<acc_t>::kAbs);
+    return reinterpret_cast<V>(flipped & (magnitude - 1u < Vec<acc_t>::kInf));
   } else {
     return w * d;
   }
@@ -207,7 +224,8 @@ constexpr double grad_scale() {
 }
 
 // Image row i of `channels` channels (one mask group). Rows i-1 and i+1 of a channel are at offsets
-// up and down from row i (0 at the image border, where the weights are 0). A row holds W elements;
+// up and down from row i (0 at the image border, where the weights are 0 and the pairs do not exist:
+// the kernel takes their differences as exactly 0, not x - x, NaN at x = inf). A row holds W elements;
 // the horizontal neighbour of element j is j + hs: hs = 1 for an NCHW plane row; for a channels_last
 // image one "channel" of W = (image width) * C interleaved elements and hs = C. The weights, one per
 // element, are the pair weights scaled by the direction's factor kv or kh (grad_scale times the
@@ -227,7 +245,7 @@ struct RowArgs {
   const acc_t* gw;    // gw[-hs .. -1] must be readable and 0
   int64_t W;
   int64_t hs;         // horizontal neighbour stride, 1 <= hs < Vec<acc_t>::L
-  scalar_t* out;  // row i of the first channel's gradient; null when no gradient is wanted
+  grad_type<scalar_t>* out;  // row i of the first channel's gradient; null when no gradient is wanted
   int64_t out_cstride;
   // Vertical gradient terms gv(i) g(x(i+1) - x(i)) of each channel (rows of t_cstride), written for
   // the next row; when have_t they hold row i-1's, the terms of the pairs (i-1, i), read instead of
@@ -262,17 +280,31 @@ INPAINT_FAST_ALWAYS_INLINE void tv_rows(const RowArgs<scalar_t, acc_t>& a, acc_t
   const int64_t last_j0 = W - L;
   M last_keep;  // lanes of the last step not done by the full steps
   M up_idx, down_idx;  // within one vector: the left / right neighbours (clamped at the ends)
+  // A pair that leaves the image does not exist: it adds exactly 0 to the loss and the gradient,
+  // never its weight 0 times a stand-in neighbour's difference (x - x is NaN for x = inf, and
+  // 0 * inf is NaN). The image's last row, without pairs below, has its own copy of the steps
+  // (dv = 0). The first / last step's lanes without a left / right neighbour, and the image's first
+  // row (no pairs above): masks. For p = 1 the gradient terms need none (vgterm(0, d) is +-0 for any
+  // d), only the loss of the last step (last_keep_h); p = 2 masks the differences (has_left,
+  // has_right, keep_up). Few masks: each one live through the hot loop costs a vector register.
+  M last_keep_h;  // last_keep without the lanes that have no right neighbour
+  M has_left, has_right;
   for (int k = 0; k < L; ++k) {
     last_keep[k] = last_j0 + k >= full * L ? -1 : 0;
     up_idx[k] = k >= hs ? k - hs : 0;
     down_idx[k] = k + hs < L ? k + hs : L - 1;
+    has_left[k] = k >= hs ? -1 : 0;
+    has_right[k] = k + hs < L ? -1 : 0;
+    last_keep_h[k] = last_keep[k] & has_right[k];
   }
+  const bool has_down = a.down != 0, has_up = a.up != 0;
+  const M keep_up = M{} + (has_up ? -1 : 0);
 
   for (int64_t ch = 0; ch < a.channels; ++ch) {
     const scalar_t* __restrict__ xc = a.x + ch * a.x_cstride;
     const scalar_t* __restrict__ xp = xc + a.up;
     const scalar_t* __restrict__ xn = xc + a.down;
-    scalar_t* __restrict__ out = kGrad ? a.out + ch * a.out_cstride : nullptr;
+    grad_type<scalar_t>* __restrict__ out = kGrad ? a.out + ch * a.out_cstride : nullptr;
     acc_t* __restrict__ t = kGrad ? a.t + ch * a.t_cstride : nullptr;
     const bool have_t = a.have_t;
 
@@ -280,34 +312,39 @@ INPAINT_FAST_ALWAYS_INLINE void tv_rows(const RowArgs<scalar_t, acc_t>& a, acc_t
     // outside the row (their pair weights gw[-hs..-1] are 0); kLast: j0 = W - L, the right
     // neighbours of the last hs lanes are outside the row (gw is 0 there), lanes outside
     // last_keep already counted. Both take the neighbours inside the vector by a shuffle.
-    auto step = [&](int64_t j0, auto first, auto last) INPAINT_FAST_LAMBDA_INLINE {
+    auto step = [&](int64_t j0, auto first, auto last, auto down) INPAINT_FAST_LAMBDA_INLINE {
       constexpr bool kFirst = decltype(first)::value;
       constexpr bool kLast = decltype(last)::value;
+      constexpr bool kDown = decltype(down)::value;  // row i+1 exists
       // Row i+2 of this channel is row i+1 of the next call: ask for it now (a row-sized stride
       // pattern across several streams that the hardware prefetchers alone keep too short).
       __builtin_prefetch(xc + 2 * a.row_stride + j0, 0, 3);
       const V c = vload<acc_t>(xc + j0);
       const V right = kLast ? __builtin_shuffle(c, down_idx) : vload<acc_t>(xc + j0 + hs);
-      const V dv = vload<acc_t>(xn + j0) - c;
-      const V dh = right - c;
+      const V dv = kDown ? vload<acc_t>(xn + j0) - c : V{};
+      V dh = right - c;
+      if constexpr (kLast && P == 2) dh = vkeep<acc_t>(dh, has_right);
       const V wc = vload<acc_t>(gv + j0);
       const V wr = vload<acc_t>(gw + j0);
       V ev = wc * verr<P, acc_t>(dv);
       V eh = wr * verr<P, acc_t>(dh);
       if constexpr (kLast) {
-        ev = reinterpret_cast<V>(reinterpret_cast<M>(ev) & last_keep);
-        eh = reinterpret_cast<V>(reinterpret_cast<M>(eh) & last_keep);
+        ev = vkeep<acc_t>(ev, last_keep);
+        eh = vkeep<acc_t>(eh, P == 2 ? last_keep : last_keep_h);
       }
       av += ev;
       ah += eh;
       if constexpr (kGrad) {
         const V left = kFirst ? __builtin_shuffle(c, up_idx) : vload<acc_t>(xc + j0 - hs);
-        const V dhp = c - left;
+        V dhp = c - left;
+        if constexpr (kFirst && P == 2) dhp = vkeep<acc_t>(dhp, has_left);
         const V tv = vgterm<P, acc_t>(wc, dv);
         // The last step may overlap the previous one, whose store replaced the overlapping lanes of
-        // t: it recomputes the terms of the pairs (i-1, i).
-        const V tvp = have_t && !kLast ? vload<acc_t>(t + j0)
-                                       : vgterm<P, acc_t>(vload<acc_t>(gvp + j0), c - vload<acc_t>(xp + j0));
+        // t: it recomputes the terms of the pairs (i-1, i). On the image's first row (gvp = 0) the
+        // difference is x - x, masked to 0 for p = 2.
+        V dup = c - vload<acc_t>(xp + j0);
+        if constexpr (P == 2) dup = vkeep<acc_t>(dup, keep_up);
+        const V tvp = have_t && !kLast ? vload<acc_t>(t + j0) : vgterm<P, acc_t>(vload<acc_t>(gvp + j0), dup);
         vstore<acc_t>(t + j0, tv);
         const V g = (tvp - tv) + (vgterm<P, acc_t>(vload<acc_t>(gw + j0 - hs), dhp) - vgterm<P, acc_t>(wr, dh));
         vstore<acc_t>(out + j0, g);  // overlapping lanes get the same value again
@@ -320,16 +357,17 @@ INPAINT_FAST_ALWAYS_INLINE void tv_rows(const RowArgs<scalar_t, acc_t>& a, acc_t
     // between the full steps and the last one when hs > 1), the same arithmetic as a step.
     auto element = [&](int64_t j) INPAINT_FAST_LAMBDA_INLINE {
       const acc_t c = static_cast<acc_t>(xc[j]);
-      const acc_t dv = static_cast<acc_t>(xn[j]) - c;
+      const acc_t dv = has_down ? static_cast<acc_t>(xn[j]) - c : acc_t(0);
       const acc_t dh = j + hs < W ? static_cast<acc_t>(xc[j + hs]) - c : acc_t(0);
       ls += gv[j] * err<P>(dv);
       ls += gw[j] * err<P>(dh);
       if constexpr (kGrad) {
         const acc_t dhp = j >= hs ? c - static_cast<acc_t>(xc[j - hs]) : acc_t(0);
         const acc_t tv = gterm<P>(gv[j], dv);
-        const acc_t tvp = have_t ? t[j] : gterm<P>(gvp[j], c - static_cast<acc_t>(xp[j]));
+        const acc_t tvp = have_t ? t[j] : gterm<P>(gvp[j], has_up ? c - static_cast<acc_t>(xp[j]) : acc_t(0));
         t[j] = tv;
-        out[j] = static_cast<scalar_t>((tvp - tv) + (gterm<P>(gw[j - hs], dhp) - gterm<P>(gw[j], dh)));
+        const acc_t g = (tvp - tv) + (gterm<P>(gw[j - hs], dhp) - gterm<P>(gw[j], dh));
+        out[j] = static_cast<grad_type<scalar_t>>(g);
       }
     };
 
@@ -337,14 +375,21 @@ INPAINT_FAST_ALWAYS_INLINE void tv_rows(const RowArgs<scalar_t, acc_t>& a, acc_t
       for (int64_t j = 0; j < W; ++j) element(j);
       continue;
     }
-    if (full == 0) {
-      step(0, True{}, True{});  // W == L
-      continue;
+    auto vector_steps = [&](auto down) INPAINT_FAST_LAMBDA_INLINE {
+      if (full == 0) {
+        step(0, True{}, True{}, down);  // W == L
+        return;
+      }
+      step(0, True{}, False{}, down);
+      for (int64_t s = 1; s < full; ++s) step(s * L, False{}, False{}, down);
+      for (int64_t j = full * L; j < last_j0; ++j) element(j);  // at most hs - 1 of them
+      step(last_j0, False{}, True{}, down);
+    };
+    if (has_down) {
+      vector_steps(True{});
+    } else {
+      vector_steps(False{});
     }
-    step(0, True{}, False{});
-    for (int64_t s = 1; s < full; ++s) step(s * L, False{}, False{});
-    for (int64_t j = full * L; j < last_j0; ++j) element(j);  // at most hs - 1 of them
-    step(last_j0, False{}, True{});
   }
   vstore<acc_t>(acc, av + ah);
   acc[L] = ls;
@@ -406,7 +451,7 @@ struct RowKernels<at::BFloat16> {
 // ------------------------------------------------------------------ per-row weight primitives
 // Each runs over one row of W elements in L1; they are cloned like the row kernels.
 
-// out = the mask row as acc_t, or 1 - it when flip.
+// out = the mask row's weights (mask_weight: (m != 0) for a uint8 mask), or 1 - them when flip.
 template <typename mask_t, typename acc_t>
 INPAINT_FAST_ALWAYS_INLINE void mask_row_impl(const mask_t* __restrict__ m, int64_t W, bool flip,
                                               acc_t* __restrict__ out) {
@@ -414,9 +459,9 @@ INPAINT_FAST_ALWAYS_INLINE void mask_row_impl(const mask_t* __restrict__ m, int6
   constexpr int64_t kLine = 64 / sizeof(mask_t);
   for (int64_t j = 0; j < W; j += kLine) __builtin_prefetch(m + W + j, 0, 3);
   if (flip) {
-    for (int64_t j = 0; j < W; ++j) out[j] = acc_t(1) - static_cast<acc_t>(m[j]);
+    for (int64_t j = 0; j < W; ++j) out[j] = acc_t(1) - mask_weight<acc_t>(m[j]);
   } else {
-    for (int64_t j = 0; j < W; ++j) out[j] = static_cast<acc_t>(m[j]);
+    for (int64_t j = 0; j < W; ++j) out[j] = mask_weight<acc_t>(m[j]);
   }
 }
 
@@ -656,7 +701,8 @@ std::array<double, 2> pair_areas(const Geometry& g, const mask_t* mask, int64_t 
 // scale the pair weights (grad_scale times the directions' normalisers).
 template <typename scalar_t, typename mask_t, typename acc_t>
 double stencil_pass(const Geometry& g, const scalar_t* img, const mask_t* mask, int64_t region,
-                    bool mask_is_hole, acc_t kv, acc_t kh, RowFn<scalar_t, acc_t> row_fn, scalar_t* out) {
+                    bool mask_is_hole, acc_t kv, acc_t kh, RowFn<scalar_t, acc_t> row_fn,
+                    grad_type<scalar_t>* out) {
   const int64_t N = g.N, C = g.C, H = g.H, W = g.W;
   const int64_t block = std::min(H, rows_per_unit(C * W));
   const int64_t blocks = (H + block - 1) / block;
@@ -703,8 +749,8 @@ double stencil_pass(const Geometry& g, const scalar_t* img, const mask_t* mask, 
         // Rows are contiguous runs of row_len elements, one after the other inside a plane (NCHW)
         // or an image (channels_last); the gradient has img's layout, densely packed.
         const scalar_t* x = img + n * g.img_sn + (g.nhwc ? 0 : c0 * g.img_sc) + i * row_len;
-        scalar_t* o = out == nullptr ? nullptr
-                                     : out + (g.nhwc ? n * H * W * C + i * row_len : ((n * C + c0) * H + i) * W);
+        grad_type<scalar_t>* o =
+            out == nullptr ? nullptr : out + (g.nhwc ? n * H * W * C + i * row_len : ((n * C + c0) * H + i) * W);
         RowArgs<scalar_t, acc_t> args{x, g.img_sc, i > 0 ? -row_len : 0, i + 1 < H ? row_len : 0, row_len,
                                       per_group, gvp, gv, gw, row_len, hs, o, H * W, tbuf.row(0), tbuf.stride(),
                                       i > i0};
@@ -754,8 +800,9 @@ std::tuple<at::Tensor, at::Tensor> masked_tv_cpu(const at::Tensor& img_in, const
   const auto loss_dtype = img.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor loss = at::zeros({}, img.options().dtype(loss_dtype));
   const auto grad_format = nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  at::Tensor grad = compute_grad ? empty_output(img.sizes(), img.options(), grad_format)
-                                 : at::empty({0}, img.options());
+  const auto grad_options = img.options().dtype(grad_dtype(img.scalar_type()));
+  at::Tensor grad = compute_grad ? empty_output(img.sizes(), grad_options, grad_format)
+                                 : at::empty({0}, grad_options);
   if (img.numel() == 0) return {loss, grad};
 
   const int64_t N = g.N, C = g.C, H = g.H, W = g.W;
@@ -789,7 +836,7 @@ std::tuple<at::Tensor, at::Tensor> masked_tv_cpu(const at::Tensor& img_in, const
       const double total = stencil_pass<scalar_t, mask_t, acc_t>(
           g, img.const_data_ptr<scalar_t>(), mask_ptr, region, mask_is_hole, static_cast<acc_t>(k * sv),
           static_cast<acc_t>(k * sh), RowKernels<scalar_t>::get(static_cast<int>(p), compute_grad),
-          compute_grad ? grad.mutable_data_ptr<scalar_t>() : nullptr);
+          compute_grad ? grad.mutable_data_ptr<grad_type<scalar_t>>() : nullptr);
       loss.fill_(total / k);
     };
     if (!use_mask) {

@@ -20,6 +20,10 @@
 // with std::hypot and std::log1p (the robust path). Image spectra essentially never take it; exact
 // zeros (|z| = 0, zero gradient, as torch's abs backward) stay on the fast path.
 //
+// Non-finite values follow torch autograd of the formula: sign(a - b) is 0 where a - b is NaN (as
+// torch.sign), and z / |z| is NaN where |z| is (only |z| = 0 gives a zero direction). So NaN in
+// z_target gives a zero gradient for z_pred, and NaN in z_pred a NaN one (0 / (1 + NaN)).
+//
 // log1p(m), m >= 0: the fast path for float uses u = 1 + m = 2^k f, f in [sqrt(1/2), sqrt(2)),
 // log1p(m) = k ln2 + log(f) + c/u (c: the rounding error of 1 + m, as in musl/FreeBSD log1pf) with
 // Cephes' logf polynomial for log(f); measured <= 0.8 ulp, as glibc's log1pf. double uses std::log1p.
@@ -167,9 +171,9 @@ INPAINT_FAST_INLINE bool fast_block_float_body(const float* __restrict__ zp,
     const float d = log1p_nonneg(mp) - log1p_nonneg(mt);
     const uint32_t d_abs = bits(d) & 0x7fffffffu;
     absd[i] = std::bit_cast<float>(d_abs);
-    // scale * sign(d) (scale > 0 carries d's sign bit); 0 for d = +-0, NaN for NaN.
+    // scale * sign(d) (scale > 0 carries d's sign bit); 0 for d = +-0 and for NaN.
     const float sg_sign = std::bit_cast<float>(bits(scale) | (bits(d) & 0x80000000u));
-    const float sg = select(d_abs > 0x7f800000u, d, select(d_abs == 0, 0.0f, sg_sign));
+    const float sg = select((d_abs == 0) | (d_abs > 0x7f800000u), 0.0f, sg_sign);
     // Zero gradient where |z| = 0 (s = +0 exactly: a sum of squares is never -0).
     if constexpr (GP) cp[i] = select(bits(sp) == 0, 0.0f, sg * rp / (1.0f + mp));
     if constexpr (GT) ct[i] = select(bits(st) == 0, 0.0f, -sg * rt / (1.0f + mt));
@@ -219,14 +223,14 @@ bool fast_block_double(const double* __restrict__ zp, const double* __restrict__
     const double mp = std::sqrt(sp), mt = std::sqrt(st);
     const double d = std::log1p(mp) - std::log1p(mt);
     absd[i] = std::abs(d);
-    const double sg = d > 0.0 ? scale : (d < 0.0 ? -scale : d * scale);
+    const double sg = d > 0.0 ? scale : (d < 0.0 ? -scale : 0.0);
     if constexpr (GP) {
-      const double cp = sp > 0.0 ? sg / ((1.0 + mp) * mp) : 0.0;
+      const double cp = sp == 0.0 ? 0.0 : sg / ((1.0 + mp) * mp);
       gp[2 * i] = cp * pr;
       gp[2 * i + 1] = cp * pi;
     }
     if constexpr (GT) {
-      const double ct = st > 0.0 ? -sg / ((1.0 + mt) * mt) : 0.0;
+      const double ct = st == 0.0 ? 0.0 : -sg / ((1.0 + mt) * mt);
       gt[2 * i] = ct * tr;
       gt[2 * i + 1] = ct * ti;
     }
@@ -249,7 +253,7 @@ inline bool fast_block(const double* zp, const double* zt, double* gp, double* g
 }
 
 // Robust path, element by element: |z| = hypot(re, im) (no overflow or underflow), z/|z| formed as
-// (re/|z|, im/|z|), std::log1p.
+// (re/|z|, im/|z|), std::log1p. NaN takes this path: sign(NaN) = 0, and z/|z| is NaN.
 template <typename real_t, bool GP, bool GT>
 void robust_block(const real_t* zp, const real_t* zt, real_t* gp, real_t* gt, int64_t len,
                   real_t scale, real_t* absd) {
@@ -259,16 +263,16 @@ void robust_block(const real_t* zp, const real_t* zt, real_t* gp, real_t* gt, in
     const real_t mp = std::hypot(pr, pi), mt = std::hypot(tr, ti);
     const real_t d = std::log1p(mp) - std::log1p(mt);
     absd[i] = std::abs(d);
-    const real_t sg = d > real_t(0) ? scale : (d < real_t(0) ? -scale : d * scale);
+    const real_t sg = d > real_t(0) ? scale : (d < real_t(0) ? -scale : real_t(0));
     if constexpr (GP) {
       const real_t cp = sg / (real_t(1) + mp);
-      gp[2 * i] = mp > real_t(0) ? cp * (pr / mp) : real_t(0);
-      gp[2 * i + 1] = mp > real_t(0) ? cp * (pi / mp) : real_t(0);
+      gp[2 * i] = mp == real_t(0) ? real_t(0) : cp * (pr / mp);
+      gp[2 * i + 1] = mp == real_t(0) ? real_t(0) : cp * (pi / mp);
     }
     if constexpr (GT) {
       const real_t ct = -sg / (real_t(1) + mt);
-      gt[2 * i] = mt > real_t(0) ? ct * (tr / mt) : real_t(0);
-      gt[2 * i + 1] = mt > real_t(0) ? ct * (ti / mt) : real_t(0);
+      gt[2 * i] = mt == real_t(0) ? real_t(0) : ct * (tr / mt);
+      gt[2 * i + 1] = mt == real_t(0) ? real_t(0) : ct * (ti / mt);
     }
   }
 }

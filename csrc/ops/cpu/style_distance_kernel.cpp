@@ -449,12 +449,6 @@ void apply_gradient(const scalar_t* feat, const Layout& L, int64_t N, int64_t C,
 
 // ------------------------------------------------------------------------------------ checks
 
-// Gram entries when HW == 0: 0 * 1/0 without a weight (NaN, as F F^T / (C*H*W) gives), 0 with one.
-template <typename acc_t>
-acc_t empty_gram_value(bool weighted) {
-  return weighted ? acc_t(0) : std::numeric_limits<acc_t>::quiet_NaN();
-}
-
 // ------------------------------------------------------------------------------------ gram
 
 at::Tensor gram_cpu(const at::Tensor& feat_in, const std::optional<at::Tensor>& weight, double eps) {
@@ -466,8 +460,8 @@ at::Tensor gram_cpu(const at::Tensor& feat_in, const std::optional<at::Tensor>& 
   const at::Tensor feat = matrices_of(feat_in, &L);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, feat.scalar_type(), "gram_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    if (HW == 0) {
-      out.fill_(static_cast<double>(empty_gram_value<acc_t>(weight.has_value())));
+    if (HW == 0) {  // no position: a zero Gram (as the reference's F F^T / max(C H W, 1))
+      out.zero_();
       return;
     }
     const auto W = weights_of<scalar_t, acc_t>(weight, N, C, HW, eps);
@@ -540,7 +534,7 @@ std::tuple<at::Tensor, at::Tensor> style_distance_cpu(const at::Tensor& pred_in,
   // float16 features get a float32 gradient: it is computed here, before the backward multiplies
   // it by grad_output (e.g. a GradScaler's 2^16), and is usually below float16's range before
   // that (2 scale / (N C C) ~ 1e-10). bfloat16 has float32's range and keeps its dtype.
-  const auto grad_type = pred_in.scalar_type() == at::kHalf ? at::kFloat : pred_in.scalar_type();
+  const auto grad_type = grad_dtype(pred_in.scalar_type());
   at::Tensor grad = compute_grad ? empty_like_layout(pred, L, grad_type)
                                  : at::empty({0}, pred.options().dtype(grad_type));
   at::Tensor loss = at::empty({}, pred.options().dtype(loss_type));
@@ -548,10 +542,9 @@ std::tuple<at::Tensor, at::Tensor> style_distance_cpu(const at::Tensor& pred_in,
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, pred.scalar_type(), "style_distance_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     if (N * C == 0 || HW == 0) {
-      // mean of an empty set of Gram entries is 0 (as the reference's masked mean);
-      // HW == 0 gives NaN Grams without a weight, zero Grams with one.
-      const double v = (N * C == 0) ? 0.0 : static_cast<double>(empty_gram_value<acc_t>(weight.has_value()));
-      *loss.mutable_data_ptr<acc_t>() = static_cast<acc_t>(v);
+      // the mean of an empty set of Gram entries is 0 (as the reference's masked mean); HW == 0
+      // gives zero Grams, so 0 too.
+      *loss.mutable_data_ptr<acc_t>() = acc_t(0);
       if (compute_grad) grad.zero_();
       return;
     }

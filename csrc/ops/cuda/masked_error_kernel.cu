@@ -11,13 +11,14 @@
 //      work item is VEC pixels of one image for all C channels, so a mask broadcast over C is
 //      loaded once per pixel vector; channels_last (dense, C > 1): VEC consecutive elements of one
 //      image, the mask gathered by (pixel, channel). Each block reduces its per-thread sums with
-//      warp shuffles (fixed tree) and writes one partial per sum; the gradient is written in the
-//      same pass when asked.
+//      warp shuffles (fixed tree) and writes one partial per sum; the gradient (float32 for float16
+//      images, else their dtype) is written in the same pass when asked.
 //   4. finish_kernel<LOSS|STATS> (one block): adds the partials in a fixed order (double) and writes
 //      the loss or the (6,) stats.
 // Determinism: the grid depends only on the device's SM count and the shape, every block writes its
 // own partial slot, the partials are summed by one block in a fixed order; no atomics. Loads are
-// converted to float (double stays double) and accumulated there; indices are int64.
+// converted to float (double stays double) and accumulated there; indices are int64. bool/uint8
+// masks are binary (any non-zero value is 1), floating masks soft weights.
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -82,7 +83,7 @@ __device__ void block_sum(acc_t (&v)[K]) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 1. Mask pre-pass: partial[block] = sum of the mask over its distinct planes (grid-stride).
+// 1. Mask pre-pass: partial[block] = sum of the mask weights over its distinct planes (grid-stride).
 
 template <typename mask_t>
 __global__ void __launch_bounds__(kThreads) area_kernel(const mask_t* __restrict__ m, int64_t planes_n,
@@ -94,7 +95,7 @@ __global__ void __launch_bounds__(kThreads) area_kernel(const mask_t* __restrict
   for (int64_t n = 0; n < planes_n; ++n) {
     for (int64_t c = 0; c < planes_c; ++c) {
       const mask_t* plane = m + n * m_sn + c * m_sc;
-      for (int64_t hw = first; hw < HW; hw += stride) acc[0] += static_cast<double>(plane[hw]);
+      for (int64_t hw = first; hw < HW; hw += stride) acc[0] += mask_weight<double>(plane[hw]);
     }
   }
   block_sum<1>(acc);
@@ -133,7 +134,8 @@ __global__ void __launch_bounds__(kFinishThreads) finish_kernel(const part_t* __
   } else if constexpr (MODE == kFinishLoss) {
     const double kh = fp.coef_from_device ? coef[0] : fp.k_hole;
     const double kv = fp.coef_from_device ? coef[1] : fp.k_valid;
-    out[0] = static_cast<out_t>(kh * s[0] + kv * s[1]);
+    // A term of weight 0 is left out: its sum may be inf or NaN (0 * inf from an inf outside its region).
+    out[0] = static_cast<out_t>((kh != 0.0 ? kh * s[0] : 0.0) + (kv != 0.0 ? kv * s[1] : 0.0));
   } else {
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) out[r] = static_cast<out_t>(s[r]);
@@ -168,9 +170,12 @@ __device__ __forceinline__ acc_t element(acc_t d, acc_t v, int64_t loss, bool st
                                          acc_t (&s)[4]) {
   if (stats) {
     const acc_t a = fabs(d), q = d * d;
-    s[0] += (acc_t(1) - v) * a;
+    // Without a mask there is no hole region: its sums stay exactly 0 (not 0 * NaN).
+    if constexpr (HAS_MASK) {
+      s[0] += (acc_t(1) - v) * a;
+      s[2] += (acc_t(1) - v) * q;
+    }
     s[1] += v * a;
-    s[2] += (acc_t(1) - v) * q;
     s[3] += v * q;
     return acc_t(0);
   }
@@ -192,7 +197,7 @@ __device__ __forceinline__ acc_t element(acc_t d, acc_t v, int64_t loss, bool st
 
 template <typename mask_t, typename acc_t>
 __device__ __forceinline__ acc_t known_weight(mask_t m, const Consts<acc_t>& k) {
-  return k.a + k.b * static_cast<acc_t>(m);
+  return k.a + k.b * mask_weight<acc_t>(m);
 }
 
 // CHANNELS_LAST: pred/target/grad dense channels_last, element (n, c, hw) at n * s_n + hw * C + c;
@@ -201,10 +206,11 @@ template <typename scalar_t, typename mask_t, bool CHANNELS_LAST, int VEC>
 __global__ void __launch_bounds__(kThreads) main_kernel(const scalar_t* __restrict__ p,
                                                         const scalar_t* __restrict__ t,
                                                         const mask_t* __restrict__ m,
-                                                        scalar_t* __restrict__ g,
+                                                        grad_type<scalar_t>* __restrict__ g,
                                                         at::opmath_type<scalar_t>* __restrict__ partials,
                                                         const double* __restrict__ coef, MainParams mp) {
   using acc_t = at::opmath_type<scalar_t>;
+  using grad_t = grad_type<scalar_t>;
   constexpr bool HAS_MASK = !std::is_same_v<mask_t, NoMask>;
   Consts<acc_t> k;
   k.a = static_cast<acc_t>(mp.a);
@@ -221,7 +227,7 @@ __global__ void __launch_bounds__(kThreads) main_kernel(const scalar_t* __restri
     if constexpr (CHANNELS_LAST) {
       const Vec<scalar_t, VEC> pv = load_vec<VEC>(p + n * mp.p_sn + i0);
       const Vec<scalar_t, VEC> tv = load_vec<VEC>(t + n * mp.t_sn + i0);
-      Vec<scalar_t, VEC> gv;
+      Vec<grad_t, VEC> gv;
       int64_t hw = 0, c = 0;  // pixel and channel of element i0 + j (one division per work item)
       if constexpr (HAS_MASK) {
         hw = i0 / mp.C;
@@ -238,9 +244,9 @@ __global__ void __launch_bounds__(kThreads) main_kernel(const scalar_t* __restri
           }
         }
         const acc_t d = static_cast<acc_t>(pv.x[j]) - static_cast<acc_t>(tv.x[j]);
-        gv.x[j] = static_cast<scalar_t>(element<HAS_MASK>(d, v, mp.loss, mp.stats, k, s));
+        gv.x[j] = static_cast<grad_t>(element<HAS_MASK>(d, v, mp.loss, mp.stats, k, s));
       }
-      if (g != nullptr) *reinterpret_cast<Vec<scalar_t, VEC>*>(g + n * mp.C * mp.HW + i0) = gv;
+      if (g != nullptr) *reinterpret_cast<Vec<grad_t, VEC>*>(g + n * mp.C * mp.HW + i0) = gv;
     } else {
       acc_t v[VEC];
       if constexpr (HAS_MASK) {
@@ -263,13 +269,13 @@ __global__ void __launch_bounds__(kThreads) main_kernel(const scalar_t* __restri
         }
         const Vec<scalar_t, VEC> pv = load_vec<VEC>(p + n * mp.p_sn + c * mp.p_sc + i0);
         const Vec<scalar_t, VEC> tv = load_vec<VEC>(t + n * mp.t_sn + c * mp.t_sc + i0);
-        Vec<scalar_t, VEC> gv;
+        Vec<grad_t, VEC> gv;
 #pragma unroll
         for (int j = 0; j < VEC; ++j) {
           const acc_t d = static_cast<acc_t>(pv.x[j]) - static_cast<acc_t>(tv.x[j]);
-          gv.x[j] = static_cast<scalar_t>(element<HAS_MASK>(d, v[j], mp.loss, mp.stats, k, s));
+          gv.x[j] = static_cast<grad_t>(element<HAS_MASK>(d, v[j], mp.loss, mp.stats, k, s));
         }
-        if (g != nullptr) *reinterpret_cast<Vec<scalar_t, VEC>*>(g + (n * mp.C + c) * mp.HW + i0) = gv;
+        if (g != nullptr) *reinterpret_cast<Vec<grad_t, VEC>*>(g + (n * mp.C + c) * mp.HW + i0) = gv;
       }
     }
   }
@@ -385,8 +391,10 @@ std::tuple<at::Tensor, int64_t> run_main(const Prepared& in, MainParams mp, cons
   const int64_t extent = in.channels_last ? mp.C * mp.HW : mp.HW;  // elements per work-item row
   const scalar_t* p = pred.const_data_ptr<scalar_t>();
   const scalar_t* t = target.const_data_ptr<scalar_t>();
-  scalar_t* g = grad ? grad->mutable_data_ptr<scalar_t>() : nullptr;
-  bool vec = extent % kVec == 0 && aligned(p, 16) && aligned(t, 16) && (g == nullptr || aligned(g, 16)) &&
+  using grad_t = grad_type<scalar_t>;
+  grad_t* g = grad ? grad->mutable_data_ptr<grad_t>() : nullptr;
+  bool vec = extent % kVec == 0 && aligned(p, 16) && aligned(t, 16) &&
+             (g == nullptr || aligned(g, sizeof(Vec<grad_t, kVec>))) &&
              mp.p_sn % kVec == 0 && mp.t_sn % kVec == 0;
   if (!in.channels_last) {
     vec = vec && mp.p_sc % kVec == 0 && mp.t_sc % kVec == 0;
@@ -443,10 +451,11 @@ std::tuple<at::Tensor, at::Tensor> masked_error_cuda(
   const Prepared in = prepare(pred_in, target_in, mask_in);
   const at::Tensor& pred = in.pred;
   const int64_t numel = pred.numel();
+  const auto grad_options = pred.options().dtype(grad_dtype(pred.scalar_type()));
   at::Tensor grad = compute_grad
-      ? at::empty(pred.sizes(), pred.options(),
+      ? at::empty(pred.sizes(), grad_options,
                   in.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous)
-      : at::empty({0}, pred.options());
+      : at::empty({0}, grad_options);
 
   MainParams mp{};
   mp.a = mask_is_hole ? 1.0 : 0.0;
@@ -460,13 +469,13 @@ std::tuple<at::Tensor, at::Tensor> masked_error_cuda(
     if (in.mask) {
       coef = mask_areas(*in.mask, mask_is_hole, pred.size(0), pred.size(1), numel, weight_hole, weight_valid, eps);
     } else {  // everything known: A_valid = numel, A_hole = 0
-      k_hole /= std::max(0.0, eps);
       k_valid /= std::max(static_cast<double>(numel), eps);
     }
   } else if (normalize == kAllElements) {
     k_hole /= std::max<double>(numel, 1);
     k_valid /= std::max<double>(numel, 1);
   }
+  if (!in.mask) k_hole = 0.0;  // no hole term (not weight_hole / max(0, eps), which is NaN for eps = 0)
   mp.k_hole = k_hole;
   mp.k_valid = k_valid;
   at::Tensor result;

@@ -27,8 +27,9 @@
 // Layouts: img, mask and the gradient are addressed through their strides (int64 offsets): NCHW,
 // channels_last, slices and expanded (stride-0) masks are read in place, nothing is copied. The
 // gradient's memory format is the CPU kernel's (and the fake kernel's): channels_last when img is
-// channels_last with 2 to 7 channels and a mask shared by the channels, NCHW-contiguous otherwise.
-// bool masks are read as uint8. Accumulation in float (double for float64 images).
+// channels_last with 2 to 7 channels and a mask shared by the channels, NCHW-contiguous otherwise;
+// its dtype is float32 for float16 images, else theirs. bool masks are read as uint8; bool/uint8
+// masks are binary (any non-zero value is 1). Accumulation in float (double for float64 images).
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -66,9 +67,10 @@ struct MaskView {
   bool flip;  // region weight = 1 - mask (known/hole) or the hole = 1 - mask (hole_dilated)
 };
 
+// The mask's weight (mask_weight) at (i, j), or 1 - it when v.flip.
 template <typename mask_t, typename acc_t>
 __device__ __forceinline__ acc_t mask_value(const mask_t* __restrict__ m, const MaskView& v, int64_t i, int64_t j) {
-  const acc_t x = static_cast<acc_t>(m[i * v.sh + j * v.sw]);
+  const acc_t x = mask_weight<acc_t>(m[i * v.sh + j * v.sw]);
   return v.flip ? acc_t(1) - x : x;
 }
 
@@ -200,7 +202,8 @@ struct ImageView {
 
 template <typename scalar_t, typename mask_t, typename acc_t, int P>
 __global__ void __launch_bounds__(kThreads) tv_kernel(const scalar_t* __restrict__ img, const mask_t* __restrict__ mask,
-                                                        scalar_t* __restrict__ grad, ImageView g, MaskView v, Tiles t,
+                                                        grad_type<scalar_t>* __restrict__ grad, ImageView g, MaskView v,
+                                                        Tiles t,
                                                         const double* __restrict__ scale,
                                                         double* __restrict__ partials) {
   __shared__ double shared[kWarps];
@@ -217,7 +220,7 @@ __global__ void __launch_bounds__(kThreads) tv_kernel(const scalar_t* __restrict
     const int64_t plane = tile / (t.col_tiles * t.row_tiles);  // n * C + c
     const int64_t n = plane / g.C, c = plane % g.C;
     const scalar_t* x = img + n * g.xsn + c * g.xsc;
-    scalar_t* out = grad == nullptr ? nullptr : grad + n * g.gsn + c * g.gsc;
+    grad_type<scalar_t>* out = grad == nullptr ? nullptr : grad + n * g.gsn + c * g.gsc;
     const mask_t* m = mask == nullptr ? nullptr : mask + n * g.msn + c * g.msc;
     const int64_t j = ct * blockDim.x + threadIdx.x;
     const bool col = j < W;
@@ -244,14 +247,17 @@ __global__ void __launch_bounds__(kThreads) tv_kernel(const scalar_t* __restrict
       if (lane == 31) rr = has_r ? region_at<mask_t, acc_t>(m, v, i, j + 1) : acc_t(0);
       const acc_t wd = has_d ? rc * rd : acc_t(0);
       const acc_t wr = has_r ? rc * rr : acc_t(0);
-      const acc_t dd = xd - xc, dr = xr - xc;
+      // A pair that leaves the image does not exist: its difference is exactly 0, not one against
+      // the zero stand-in loaded for the missing neighbour (its weight 0 times -inf would be NaN).
+      const acc_t dd = has_d ? xd - xc : acc_t(0), dr = has_r ? xr - xc : acc_t(0);
       acc += sv * (wd * err<P>(dd)) + sh * (wr * err<P>(dr));
       if (out != nullptr && col) {
         const acc_t wu = i > 0 ? ru * rc : acc_t(0);
         const acc_t wl = has_l ? rl * rc : acc_t(0);
-        const acc_t gr = (gv * (wu * slope<P>(xc - xu)) - gv * (wd * slope<P>(dd))) +
-                         (gh * (wl * slope<P>(xc - xl)) - gh * (wr * slope<P>(dr)));
-        out[i * g.gsh + j * g.gsw] = static_cast<scalar_t>(gr);
+        const acc_t du = i > 0 ? xc - xu : acc_t(0), dl = has_l ? xc - xl : acc_t(0);
+        const acc_t gr = (gv * (wu * slope<P>(du)) - gv * (wd * slope<P>(dd))) +
+                         (gh * (wl * slope<P>(dl)) - gh * (wr * slope<P>(dr)));
+        out[i * g.gsh + j * g.gsw] = static_cast<grad_type<scalar_t>>(gr);
       }
       xu = xc;
       xc = xd;
@@ -303,8 +309,9 @@ std::tuple<at::Tensor, at::Tensor> masked_tv_cuda(const at::Tensor& img, const s
   const int64_t N = img.size(0), C = img.size(1), H = img.size(2), W = img.size(3);
   const auto loss_dtype = img.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   const auto grad_format = nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  at::Tensor grad = compute_grad ? at::empty(img.sizes(), img.options().memory_format(grad_format))
-                                 : at::empty({0}, img.options());
+  const auto grad_options = img.options().dtype(grad_dtype(img.scalar_type()));
+  at::Tensor grad = compute_grad ? at::empty(img.sizes(), grad_options.memory_format(grad_format))
+                                 : at::empty({0}, grad_options);
   if (img.numel() == 0) return {at::zeros({}, img.options().dtype(loss_dtype)), grad};
   at::Tensor loss = at::empty({}, img.options().dtype(loss_dtype));
 
@@ -375,7 +382,7 @@ std::tuple<at::Tensor, at::Tensor> masked_tv_cuda(const at::Tensor& img, const s
       C10_CUDA_KERNEL_LAUNCH_CHECK();
 
       const scalar_t* x = img.const_data_ptr<scalar_t>();
-      scalar_t* out = compute_grad ? grad.mutable_data_ptr<scalar_t>() : nullptr;
+      grad_type<scalar_t>* out = compute_grad ? grad.mutable_data_ptr<grad_type<scalar_t>>() : nullptr;
       if (p == 1) {
         tv_kernel<scalar_t, mask_t, acc_t, 1><<<static_cast<unsigned>(grid), kThreads, 0, stream>>>(
             x, mask_ptr, out, g, v, tiles, scale.const_data_ptr<double>(), partials.mutable_data_ptr<double>());

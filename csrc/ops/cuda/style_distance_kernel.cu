@@ -354,8 +354,8 @@ at::Tensor gram_cuda(const at::Tensor& feat_in, const std::optional<at::Tensor>&
   const int64_t N = feat_in.size(0), C = feat_in.size(1), HW = feat_in.size(2) * feat_in.size(3);
   at::Tensor out = at::empty({N, C, C}, feat_in.options().memory_format(at::MemoryFormat::Contiguous));
   if (N * C == 0) return out;
-  if (HW == 0) {  // 0 * 1/0 without a weight (NaN, as F F^T / (C H W)), 0 with one
-    out.fill_(weight.has_value() ? 0.0 : std::numeric_limits<double>::quiet_NaN());
+  if (HW == 0) {  // no position: a zero Gram (as the reference's F F^T / max(C H W, 1))
+    out.zero_();
     return out;
   }
   bool cl = false;
@@ -406,12 +406,12 @@ std::tuple<at::Tensor, at::Tensor> style_distance_cuda(const at::Tensor& pred_in
   const at::Tensor pred = matrices_of(pred_in, &cl);
   const at::Tensor target = matrices_of(target_in, &cl_t);
   // float16 features get a float32 gradient (see csrc/ops/style_distance.cpp).
-  const auto grad_type = dtype == at::kHalf ? at::kFloat : dtype;
+  const auto grad_type = grad_dtype(dtype);
   at::Tensor grad = compute_grad ? empty_in_layout(pred, cl, grad_type) : at::empty({0}, pred.options().dtype(grad_type));
   at::Tensor loss = at::empty({}, pred.options().dtype(acc_type));
   if (N * C == 0 || HW == 0) {
-    // mean of an empty set is 0; HW == 0 gives NaN Grams without a weight, zero Grams with one
-    loss.fill_((N * C == 0 || weight.has_value()) ? 0.0 : std::numeric_limits<double>::quiet_NaN());
+    // the mean of an empty set is 0; HW == 0 gives zero Grams, so 0 too
+    loss.zero_();
     if (compute_grad) grad.zero_();
     return {loss, grad};
   }
