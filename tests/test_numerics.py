@@ -33,14 +33,15 @@ CHARBONNIER_EPS = 1e-3
 PIXEL_LOSSES = ["masked_l1", "masked_l2", "masked_charbonnier"]
 
 
-@pytest.fixture(params=CPU_BACKENDS + ["triton"])
+@pytest.fixture(params=CPU_BACKENDS + ["triton", "cuda"])
 def each_backend(request):
-    """(name, device): the conftest's CPU backends on CPU tensors, and 'triton' on its device."""
+    """(name, device): the conftest's CPU backends on CPU tensors, 'triton' on its device and 'cuda' on a
+    GPU (skipped where it cannot run)."""
     reason = _backend.availability()[request.param]
     if reason is not None:
         pytest.skip(f"backend {request.param!r}: {reason}")
     with IF.use_backend(request.param):
-        yield request.param, GPU_DEVICE if request.param == "triton" else torch.device("cpu")
+        yield request.param, GPU_DEVICE if request.param in ("triton", "cuda") else torch.device("cpu")
 
 
 def images(shape=SHAPE, dtype=torch.float32, device="cpu", seed=0):
