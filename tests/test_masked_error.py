@@ -13,7 +13,7 @@ from inpaint_fast.ops import masked_error as ops_module
 from inpaint_fast.reference import pixel
 
 from .conftest import TRITON_INTERPRETED
-from .triton_aot import run_script, sm90_available
+from .triton_aot import require_sm90, run_script
 
 # The C++ tests (CPU kernels) need the compiled extension; the GPU-backend tests below (gpu_backend
 # fixture) skip by themselves: 'triton' does not need the extension.
@@ -558,9 +558,7 @@ print("sm90 ok")
 def test_triton_kernels_compile_for_sm90():
     """The interpreter never runs Triton's compiler: compile the kernels for an H100 (sm_90) ahead of time,
     without a GPU, and check that the loads and stores are vectorised (fresh process, no TRITON_INTERPRET)."""
-    pytest.importorskip("triton")
-    if sm90_available():
-        pytest.skip(sm90_available())
+    require_sm90()
     done = run_script(_SM90_COMPILE)
     assert done.returncode == 0 and "sm90 ok" in done.stdout, done.stderr[-3000:]
 
@@ -584,9 +582,7 @@ def test_compile_trace_passes_a_bool_mask_on_as_it_is():
     """What torch.compile makes of the triton_ops: the bool mask reaches the kernels unconverted (Inductor
     in torch 2.11 cannot lower the bool -> uint8 view the launcher used to make)."""
     import json
-    pytest.importorskip("triton")
-    if sm90_available():
-        pytest.skip(sm90_available())
+    require_sm90()
     done = run_script(_BOOL_MASK_GRAPHS)
     assert done.returncode == 0, done.stderr[-3000:]
     for code in json.loads(done.stdout.strip().splitlines()[-1]):

@@ -16,7 +16,7 @@ from inpaint_fast.ops.masked_tv import NORMALIZE, REGIONS, masked_tv, native_cha
 from inpaint_fast.reference import tv
 
 from .conftest import GPU_DEVICE, TRITON_INTERPRETED
-from .triton_aot import run_script, sm90_available
+from .triton_aot import require_sm90, run_script
 
 # The tests of the C++ CPU kernel need the built extension (marked at the end of the module); the
 # GPU-backend tests (test_gpu_*) run whatever the gpu_backend fixture finds (Triton needs no extension).
@@ -750,9 +750,7 @@ def test_triton_kernels_compile_for_sm90():
     masks as i1 included), and torch.compile's trace of the op, whose bool mask reaches the kernels
     unconverted (Inductor in torch 2.11 cannot lower the bool -> uint8 view the launcher used to make)."""
     import json
-    pytest.importorskip("triton")
-    if sm90_available():
-        pytest.skip(sm90_available())
+    require_sm90()
     done = run_script(_SM90_COMPILE)
     assert done.returncode == 0, done.stderr[-3000:]
     graph = json.loads(done.stdout.strip().splitlines()[-1])

@@ -415,7 +415,7 @@ def test_baseline_isa_build_and_the_benchmark(tmp_path):
 from inpaint_fast import _backend  # noqa: E402
 from inpaint_fast.functional import frequency_loss  # noqa: E402
 from tests.conftest import GPU_DEVICE, TRITON_INTERPRETED  # noqa: E402
-from tests.triton_aot import run_script, sm90_available  # noqa: E402
+from tests.triton_aot import require_sm90, run_script  # noqa: E402
 
 GPU_IMAGE_DTYPES = [torch.float32, torch.float16, torch.bfloat16]  # bfloat16: on a GPU only
 TRITON_BLOCK = 1024  # BLOCK of inpaint_fast/triton/spectral_l1.py: complex elements per program
@@ -716,9 +716,7 @@ print(json.dumps(out))
 
 
 def test_triton_kernels_compile_for_sm90():
-    pytest.importorskip("triton")
-    if sm90_available():
-        pytest.skip(sm90_available())
+    require_sm90()
     done = run_script(_COMPILE_SM90)
     assert done.returncode == 0, done.stderr[-3000:]
     import json

@@ -17,7 +17,7 @@ from inpaint_fast.ops.style_distance import gram_matrix, style_distance  # noqa:
 from inpaint_fast.reference import features as ref  # noqa: E402
 
 from tests.conftest import TRITON_INTERPRETED  # noqa: E402
-from tests.triton_aot import run_script, sm90_available  # noqa: E402
+from tests.triton_aot import require_sm90, run_script  # noqa: E402
 
 HAVE_EXT = _extension.load_error() is None
 GRAM = torch.ops.inpaint_fast.gram.default if HAVE_EXT else None
@@ -675,8 +675,6 @@ def test_triton_kernels_compile_for_sm90():
     """The interpreter does not compile: compile the GPU path's kernels ahead of time for sm_90 (no GPU
     needed) in the dtype/precision variants the launchers use, so that a Triton compile error (e.g. a
     dot's dtype or precision; triton 3.6 wants the accumulator's dtype as out_dtype) fails here too."""
-    pytest.importorskip("triton")
-    if sm90_available():
-        pytest.skip(sm90_available())
+    require_sm90()
     res = run_script(_COMPILE_SM90)
     assert res.returncode == 0 and "compiled" in res.stdout, res.stderr[-4000:]

@@ -18,14 +18,15 @@ def run_script(code: str, timeout: float = 600) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
-def sm90_available() -> str:
-    """'' when Triton's NVIDIA backend can compile here, else why not (a test then skips)."""
+def require_sm90() -> None:
+    """Skips the calling test unless triton and its NVIDIA backend (the sm_90 compiler) import here."""
+    import pytest
+    pytest.importorskip("triton")
     try:
         from triton.backends.compiler import GPUTarget  # noqa: F401
         from triton.backends.nvidia.compiler import get_ptxas  # noqa: F401
     except ImportError as exc:
-        return f"triton without its NVIDIA backend: {exc}"
-    return ""
+        pytest.skip(f"triton without its NVIDIA backend: {exc}")
 
 
 def compile_sm90(fn, types: dict, constexprs: dict, divisible_by_16=(), num_warps: int = 4, num_stages: int = 3):
