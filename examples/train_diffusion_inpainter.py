@@ -15,7 +15,8 @@ import time
 import torch
 from torch import nn
 
-from inpaint_fast import diffusion
+import inpaint_fast as IF
+from inpaint_fast.functional import diffusion
 from inpaint_fast.demo import load_photo, save_figure
 
 
@@ -78,7 +79,7 @@ def main(argv=None):
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     photo = load_photo(args.image, size=128) * 2 - 1  # the diffusion model works in [-1, 1]
-    loss_fn = diffusion.DiffusionInpaintingLoss(conditional=False)  # DDPM: ε-prediction, linear β
+    loss_fn = IF.DiffusionInpaintingLoss(conditional=False)  # DDPM: ε-prediction, linear β
     model = TinyEpsModel(loss_fn.num_steps)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, args.steps), eta_min=2e-4)

@@ -4,7 +4,7 @@
 
 Generator: examples/train_inpainter.py's TinyInpainter (dilated convs, input x*m and m, output
 composited with the known pixels). Discriminator: a small SN-PatchGAN (DeepFill v2,
-inpaint_fast.gan.SNPatchDiscriminator) on the image and its hole map, trained with the hinge loss and
+inpaint_fast.IF.SNPatchDiscriminator) on the image and its hole map, trained with the hinge loss and
 LaMa's mask_as_fake_target (fake patches are "fake" in the hole, "real" in the known region), plus an R1
 penalty on the real crops every --r1-interval D steps (StyleGAN2's lazy regularisation).
 The generator's loss is inpaint_fast.reconstruction_loss (hole weight 6) + --adv-weight * the hinge G
@@ -19,7 +19,7 @@ import time
 import torch
 
 import inpaint_fast as IF
-from inpaint_fast import gan
+from inpaint_fast.functional import adversarial as gan
 from inpaint_fast.demo import load_photo, save_figure
 
 
@@ -64,8 +64,8 @@ def train(args):
     g = torch.Generator().manual_seed(0)
     photo = load_photo(args.image, size=256)
     G = TinyInpainter()
-    D = gan.SNPatchDiscriminator(base_channels=16, num_layers=4)  # 64x64 crops -> 4x4 patch logits
-    r1 = gan.R1Penalty(gamma=args.r1_gamma, interval=args.r1_interval)
+    D = IF.SNPatchDiscriminator(base_channels=16, num_layers=4)  # 64x64 crops -> 4x4 patch logits
+    r1 = IF.R1Penalty(gamma=args.r1_gamma, interval=args.r1_interval)
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-3, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-3, betas=(0.5, 0.999))
 

@@ -15,7 +15,7 @@ from torch import nn
 
 import inpaint_fast as IF
 from inpaint_fast.demo import load_photo, save_figure
-from inpaint_fast.features import pretrained_available
+from inpaint_fast.nets.vgg import pretrained_available
 
 
 def random_crops(photo, batch, size, generator):

@@ -34,7 +34,9 @@ def supported_torch() -> Optional[Tuple[str, bool]]:
 
 def info(print_fn=print) -> None:
     """Versions, the extension, and which backend runs each fused op on each device."""
-    from . import __version__, _backend, _extension
+    from . import __version__
+    from .ops import backend as _backend
+    from .ops import library as _extension
 
     print_fn(f"inpaint_fast {__version__}")
     try:

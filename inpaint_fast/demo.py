@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import functional as LF
-from . import gan
-from .features import VGGFeatures, pretrained_available
-from .losses.feature import SEED_LAYERS
+from .functional.adversarial import discriminator_loss, generator_loss
+from .losses import composite_loss
+from .nets.vgg import SEED_LAYERS, VGGFeatures, pretrained_available
 
 SKIMAGE_PHOTOS = ("chelsea", "astronaut", "coffee")
 SEED_GAN_CASES = {
@@ -178,12 +178,12 @@ def run(image: str = "chelsea", out: Optional[str] = "demo_out", vgg_weights: Op
     adversarial = {}
     for name, case in SEED_GAN_CASES.items():
         real, fake = torch.tensor(case["real"]), torch.tensor(case["fake"])
-        d = gan.discriminator_loss(real, fake)
-        adversarial[name] = {"D real loss": d.real, "D fake loss": d.fake, "G adv loss": gan.generator_loss(fake)}
+        d = discriminator_loss(real, fake)
+        adversarial[name] = {"D real loss": d.real, "D fake loss": d.fake, "G adv loss": generator_loss(fake)}
     tables["Adversarial (BCE with logits)"] = adversarial
     tables["Frequency loss"] = {name: {"Frequency loss": LF.frequency_loss(img, x)} for name, img in preds.items()}
     tables["Composite (rec 1, perc 0.1, style 10, tv 0.01, freq 0.1)"] = {
-        name: LF.composite_loss(img, x, mask=mask, extractor=vgg) for name, img in preds.items()}
+        name: composite_loss(img, x, mask=mask, extractor=vgg) for name, img in preds.items()}
 
     for title, rows in tables.items():
         print_fn("\n" + format_table(title, rows))

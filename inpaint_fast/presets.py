@@ -10,10 +10,9 @@ from typing import Callable, Dict, List, Optional
 from torch import Tensor
 
 from . import _validation as V
-from .features import VGGFeatures
-from .gan import AdversarialLoss, FeatureMatchingLoss, R1Penalty
-from .hrf import HRFPerceptualLoss
-from .losses import CompositeLoss, PerceptualLoss, ReconstructionLoss, StyleLoss, TVLoss
+from .losses import (AdversarialLoss, CompositeLoss, FeatureMatchingLoss, HRFPerceptualLoss, PerceptualLoss, R1Penalty,
+                     ReconstructionLoss, StyleLoss, TVLoss)
+from .nets import VGGFeatures
 
 __all__ = ["pconv_loss", "lama_loss", "deepfill_v2_loss", "PCONV_LAYERS"]
 

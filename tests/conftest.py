@@ -10,7 +10,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import inpaint_fast  # noqa: E402
-from inpaint_fast import _backend  # noqa: E402
+from inpaint_fast.ops import backend as _backend  # noqa: E402
 
 CPU_BACKENDS = ["reference"] + (["cpu"] if _backend.availability()["cpu"] is None else [])
 GPU_BACKENDS = ["cuda", "triton"]

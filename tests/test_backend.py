@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import inpaint_fast as IF
-from inpaint_fast import _backend, _extension
+from inpaint_fast.ops import backend as _backend
+from inpaint_fast.ops import library
 
 CPU = torch.device("cpu")
 HAS_CPU_KERNELS = _backend.availability()["cpu"] is None
@@ -52,7 +53,7 @@ def test_forced_cpu_backend_rejects_other_devices_and_keeps_reference_ops():
 def test_environment_variable(value, expected):
     if expected == "cpu" and not HAS_CPU_KERNELS:
         pytest.skip("the C++ extension is not built")
-    code = ("import torch; from inpaint_fast import _backend\n"
+    code = ("import torch; from inpaint_fast.ops import backend as _backend\n"
             "try: print(_backend.choose('masked_error', torch.device('cpu')))\n"
             "except ValueError as e: print('error', e)")
     env = dict(os.environ, INPAINT_FAST_BACKEND=value)
@@ -69,8 +70,8 @@ def test_environment_variable(value, expected):
 ])
 def test_cuda_tensors_prefer_cuda_then_triton_then_reference(monkeypatch, kernels, unavailable, expected):
     """The GPU order of issue 4, with the kernel table and availability of a GPU machine emulated."""
-    from inpaint_fast import _extension
-    monkeypatch.setitem(_extension._KERNELS, "masked_error", frozenset(kernels))
+    from inpaint_fast.ops import library
+    monkeypatch.setitem(library._KERNELS, "masked_error", frozenset(kernels))
     monkeypatch.setattr(_backend, "_AVAILABILITY", {"reference": None, "cpu": None, "cuda": None, "triton": None,
                                                     **{name: "emulated: unavailable" for name in unavailable}})
     assert _backend.choose("masked_error", torch.device("cuda")) == expected
@@ -83,19 +84,19 @@ def test_triton_on_cpu_tensors_only_when_interpreted():
             with IF.use_backend("triton"):
                 pass
     elif not torch.cuda.is_available():  # TRITON_INTERPRET=1 (tests/conftest.py sets it without a GPU)
-        from inpaint_fast import _extension
+        from inpaint_fast.ops import library
         with IF.use_backend("triton"):
-            expected = "triton" if "triton" in _extension.kernels("masked_error") else "reference"
+            expected = "triton" if "triton" in library.kernels("masked_error") else "reference"
             assert _backend.choose("masked_error", CPU) == expected
 
 
 def test_triton_ops_have_the_schemas_of_the_cpp_ops():
     """Each ``<op>_triton`` op takes its schema from its launcher's annotations (torch 2.11's triton_op
     infers it even when given one): they must be complete and say what the C++ op's schema says."""
-    from inpaint_fast import _extension
-    if _extension.load_error() is not None:
-        pytest.skip(_extension.load_error())
-    names = [op[:-len("_triton")] for op in _extension._dispatcher_ops() if op.endswith("_triton")]
+    from inpaint_fast.ops import library
+    if library.load_error() is not None:
+        pytest.skip(library.load_error())
+    names = [op[:-len("_triton")] for op in library._dispatcher_ops() if op.endswith("_triton")]
     if not names:
         pytest.skip("triton is not installed")
     assert len(names) == 7, names  # masked_error(_stats), masked_tv, gram(_backward), style_distance, spectral_l1
@@ -131,7 +132,7 @@ def test_use_backend_is_per_thread():
         t.start()
     for t in threads:
         t.join(20)
-    default = "cpu" if "cpu" in _extension.kernels("masked_error") else "reference"  # not forced
+    default = "cpu" if "cpu" in library.kernels("masked_error") else "reference"  # not forced
     assert seen == {"forcing": "reference", "other": default}
 
 

@@ -28,7 +28,7 @@ if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 import common  # noqa: E402
 
-from inpaint_fast import _extension  # noqa: E402
+from inpaint_fast.ops import library  # noqa: E402
 
 # script, the op it dispatches (its kernel module), a tiny shape
 SCRIPTS = {
@@ -80,7 +80,7 @@ def test_bench_scripts_cpu_and_interpreted_gpu_provider(tmp_path, name):
         return
     ours = [r for r in rows if r["provider"] == "triton"]
     assert ours and {r["mode"] for r in ours} == {"forward", "full"}, rows
-    if "triton" in _extension.kernels(module):  # the kernel exists: timed (and equal to eager, above)
+    if "triton" in library.kernels(module):  # the kernel exists: timed (and equal to eager, above)
         for r in ours:
             if r["op"] == "gram" and "skipped" in r["note"]:
                 continue  # gram_triton may not exist even where style_distance_triton does
@@ -111,7 +111,7 @@ def test_bench_composite_quick(tmp_path):
 # --------------------------------------------------------------------------------------------- helpers
 
 def fake_backends(monkeypatch, avail, table):
-    from inpaint_fast import _backend
+    from inpaint_fast.ops import backend as _backend
     monkeypatch.setattr(_backend, "availability", lambda: dict(avail))
     monkeypatch.setattr(_extension, "kernels", lambda op: frozenset(table.get(op, ())))
 

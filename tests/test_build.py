@@ -12,16 +12,16 @@ import pytest
 import torch
 
 import inpaint_fast
-from inpaint_fast import _extension
+from inpaint_fast.ops import library
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.skipif(_extension.load_error() is not None, reason=str(_extension.load_error()))
+@pytest.mark.skipif(library.load_error() is not None, reason=str(library.load_error()))
 def test_extension_version_is_package_version():
     # setup.py passes __version__ of inpaint_fast/__init__.py to the C++ build; a mismatch means the
     # built _C is stale (rebuild with pip install --no-build-isolation -e .).
-    assert _extension.version() == inpaint_fast.__version__
+    assert library.version() == inpaint_fast.__version__
 
 
 # Run in a fresh interpreter: loading a second library that defines the inpaint_fast namespace into
@@ -75,13 +75,13 @@ def test_cmake_builds_the_cpu_library(tmp_path):
 def test_cuda_kernels_are_compiled_in():
     """CI installs with FORCE_CUDA=1: every csrc/ops/cuda/<op>_kernel.cu must then be in the extension
     (a compile error fails the install; this catches a build that silently left CUDA out)."""
-    assert _extension.load_error() is None, _extension.load_error()
+    assert library.load_error() is None, library.load_error()
     sources = sorted(os.path.basename(f)[:-len("_kernel.cu")]
                      for f in glob.glob(os.path.join(ROOT, "csrc", "ops", "cuda", "*_kernel.cu")))
     assert sources, "FORCE_CUDA=1 but csrc/ops/cuda has no kernels"
     for op in sources:  # the op named after the file, or its in-place form (scale_grad_kernel.cu: scale_grad_)
-        backends = _extension.kernels(op) | _extension.kernels(op + "_")
-        assert "cuda" in backends, f"{op}: no CUDA kernel registered; kernels: {_extension.kernel_table()}"
+        backends = library.kernels(op) | library.kernels(op + "_")
+        assert "cuda" in backends, f"{op}: no CUDA kernel registered; kernels: {library.kernel_table()}"
 
 
 def _bash_blocks(path):

@@ -235,12 +235,12 @@ def test_generator_and_discriminator_gan_terms():
                             feature_matching=IF.FeatureMatchingLoss("l2"), r1=IF.R1Penalty(gamma=4.0),
                             mask_as_fake_target=True)
     g = loss(pred, x, mask=mask, fake_logits=fake_logits, fake_features=feats, real_features=real_feats)
-    torch.testing.assert_close(g["adv"], IF.gan.generator_loss(fake_logits, loss="lsgan", mask=mask.double()))
+    torch.testing.assert_close(g["adv"], IF.functional.adversarial.generator_loss(fake_logits, loss="lsgan", mask=mask.double()))
     torch.testing.assert_close(g["fm"], torch.stack([((f - r) ** 2).mean() for f, r in zip(feats, real_feats)]).mean())
     torch.testing.assert_close(g["total"], 2 * g["adv"] + 3 * g["fm"])
     d = loss.discriminator_loss(real_logits, fake_logits.detach(), real_images=real_images, hole=~mask)
-    expected = IF.gan.discriminator_loss(real_logits, fake_logits.detach(), loss="lsgan", hole=~mask)
-    r1 = IF.gan.r1_penalty(real_logits, real_images, gamma=4.0)
+    expected = IF.functional.adversarial.discriminator_loss(real_logits, fake_logits.detach(), loss="lsgan", hole=~mask)
+    r1 = IF.functional.adversarial.r1_penalty(real_logits, real_images, gamma=4.0)
     assert list(d) == ["real", "fake", "r1", "total"]
     torch.testing.assert_close(d["fake"], expected.fake)
     torch.testing.assert_close(d["r1"], r1)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import inpaint_fast as IF
-from inpaint_fast import diffusion
+from inpaint_fast.functional import diffusion
 
 ABAR = diffusion.alphas_cumprod(diffusion.linear_beta_schedule())
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from inpaint_fast import _backend
+from inpaint_fast.ops import backend as _backend
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision import models
 
-from inpaint_fast.features import VGGFeatures, layer_names, pretrained_available
+from inpaint_fast.nets.vgg import VGGFeatures, layer_names, pretrained_available
 
 TV = {"vgg16": models.vgg16, "vgg19": models.vgg19}
 SEED_MEAN = (0.485, 0.456, 0.406)

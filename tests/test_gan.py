@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import inpaint_fast as IF
-from inpaint_fast import gan
+from inpaint_fast.functional import adversarial as gan
 from inpaint_fast.demo import SEED_GAN_CASES
 
 # the seed notebook's adversarial table (image-free, so a test target): D real, D fake, G adv
@@ -104,7 +104,7 @@ def test_lsgan_closed_form():
 
 
 def test_bce_seed_table_through_the_module():
-    adv = gan.AdversarialLoss("bce")
+    adv = IF.AdversarialLoss("bce")
     real, fake = torch.tensor(SEED_GAN_CASES["G fools D"]["real"]), torch.tensor(SEED_GAN_CASES["G fools D"]["fake"])
     assert round(adv(fake).item(), 4) == SEED_TABLE["G fools D"][2]
     assert round(adv.discriminator_loss(real, fake).fake.item(), 4) == SEED_TABLE["G fools D"][1]
@@ -218,7 +218,7 @@ def test_r1_trains_d_gradcheck():
 def test_r1_lazy_interval():
     torch.manual_seed(2)
     w, x = torch.randn(1, 2, 3, 3, dtype=torch.float64), torch.randn(2, 2, 3, 3, dtype=torch.float64)
-    r1, got, due = gan.R1Penalty(gamma=4.0, interval=3), [], []
+    r1, got, due = IF.R1Penalty(gamma=4.0, interval=3), [], []
     for _ in range(6):
         due.append(r1.due)
         xr = x.clone().requires_grad_(r1.due)
@@ -230,7 +230,7 @@ def test_r1_lazy_interval():
     assert got == pytest.approx([3 * plain, 0, 0, 3 * plain, 0, 0])
     # the step counter is checkpointed
     state = r1.state_dict()
-    fresh = gan.R1Penalty(gamma=4.0, interval=3)
+    fresh = IF.R1Penalty(gamma=4.0, interval=3)
     fresh.steps = 1
     fresh.load_state_dict(state)
     assert fresh.steps == 6 and fresh.due
@@ -313,7 +313,7 @@ def conv_params(cin, cout, k):
 
 def test_sn_patch_discriminator_shapes_and_params():
     from torch.nn.utils.parametrize import is_parametrized
-    d = gan.SNPatchDiscriminator()
+    d = IF.SNPatchDiscriminator()
     widths = [4, 64, 128, 256, 256, 256, 256]  # image + hole channel, then DeepFill v2's widths
     assert sum(p.numel() for p in d.parameters()) == sum(conv_params(a, b, 5) for a, b in zip(widths, widths[1:]))
     convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
@@ -322,7 +322,7 @@ def test_sn_patch_discriminator_shapes_and_params():
     x = torch.rand(2, 3, 96, 128)
     hole = torch.zeros(2, 1, 96, 128)
     assert d(x, hole=hole).shape == (2, 256, 2, 2)  # ceil(96 / 64), ceil(128 / 64)
-    small = gan.SNPatchDiscriminator(base_channels=8, num_layers=3, flatten=True)
+    small = IF.SNPatchDiscriminator(base_channels=8, num_layers=3, flatten=True)
     assert small(x[:, :, :16, :16], mask=torch.ones(16, 16)).shape == (2, 32 * 2 * 2)
     with pytest.raises(ValueError, match="a mask is required"):
         d(x)
@@ -330,14 +330,14 @@ def test_sn_patch_discriminator_shapes_and_params():
 
 def test_sn_patch_discriminator_sees_the_mask():
     torch.manual_seed(0)
-    d = gan.SNPatchDiscriminator(base_channels=4, num_layers=2).eval()
+    d = IF.SNPatchDiscriminator(base_channels=4, num_layers=2).eval()
     x = torch.rand(1, 3, 8, 8)
     assert not torch.allclose(d(x, hole=torch.zeros(8, 8)), d(x, hole=torch.ones(8, 8)))
     torch.testing.assert_close(d(x, hole=torch.ones(8, 8)), d(x, mask=torch.zeros(8, 8)))
 
 
 def test_nlayer_discriminator_shapes_features_and_params():
-    d = gan.NLayerDiscriminator(norm="instance")
+    d = IF.NLayerDiscriminator(norm="instance")
     # pix2pixHD widths 64, 128, 256, 512 and the 1-channel head, 4x4 convs with bias (instance norm: no params)
     widths = [3, 64, 128, 256, 512, 1]
     assert sum(p.numel() for p in d.parameters()) == sum(conv_params(a, b, 4) for a, b in zip(widths, widths[1:]))
@@ -345,22 +345,22 @@ def test_nlayer_discriminator_shapes_features_and_params():
     # padding 2: stride 2 maps H -> H / 2 + 1 (64, 33, 17, 9), stride 1 maps H -> H + 1 (10, 11)
     assert logits.shape == (2, 1, 11, 11)
     assert [tuple(f.shape) for f in feats] == [(2, 64, 33, 33), (2, 128, 17, 17), (2, 256, 9, 9), (2, 512, 10, 10)]
-    batch = gan.NLayerDiscriminator()  # batch norm adds 2 parameters per channel of the 3 normed blocks
+    batch = IF.NLayerDiscriminator()  # batch norm adds 2 parameters per channel of the 3 normed blocks
     assert sum(p.numel() for p in batch.parameters()) == sum(p.numel() for p in d.parameters()) + 2 * (128 + 256 + 512)
-    sn = gan.NLayerDiscriminator(in_channels=4, base_channels=8, n_layers=2, norm="spectral", padding=1)
+    sn = IF.NLayerDiscriminator(in_channels=4, base_channels=8, n_layers=2, norm="spectral", padding=1)
     assert sn(torch.rand(1, 4, 32, 32)).shape == (1, 1, 6, 6)  # 32 -> 16 -> 8 -> 7 -> 6
 
 
 def test_gradients_flow_through_a_gan_step():
     torch.manual_seed(0)
-    d = gan.NLayerDiscriminator(base_channels=8, n_layers=2)
+    d = IF.NLayerDiscriminator(base_channels=8, n_layers=2)
     real = torch.rand(2, 3, 32, 32).requires_grad_()
     fake = torch.rand(2, 3, 32, 32, requires_grad=True)
     hole = torch.zeros(2, 1, 32, 32)
     hole[..., 8:20, 8:24] = 1
     real_logits, real_feats = d(real, return_features=True)
     dl = gan.discriminator_loss(real_logits, d(fake.detach()), loss="hinge", hole=hole, resize="maxpool")
-    (dl.total + gan.R1Penalty(gamma=1.0)(real_logits, real)).backward()
+    (dl.total + IF.R1Penalty(gamma=1.0)(real_logits, real)).backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in d.parameters())
     assert fake.grad is None
     fake_logits, fake_feats = d(fake, return_features=True)
@@ -398,17 +398,17 @@ def test_new_errors():
     with pytest.raises(ValueError, match="real_images must require grad"):
         gan.r1_penalty(torch.nn.Conv2d(3, 1, 1)(x), x)
     with pytest.raises(ValueError, match="interval must be an integer >= 1"):
-        gan.R1Penalty(interval=0)
+        IF.R1Penalty(interval=0)
     with pytest.raises(ValueError, match="gamma must be a finite number >= 0"):
-        gan.R1Penalty(gamma=-1.0)
+        IF.R1Penalty(gamma=-1.0)
     with pytest.raises(ValueError, match="one length"):
         gan.feature_matching_loss([x], [x, x])
     with pytest.raises(ValueError, match="norm must be one of"):
-        gan.NLayerDiscriminator(norm="layer")
+        IF.NLayerDiscriminator(norm="layer")
 
 
 def test_adversarial_loss_module_options():
-    adv = gan.AdversarialLoss("hinge", resize="maxpool")
+    adv = IF.AdversarialLoss("hinge", resize="maxpool")
     fake, real = patch([0.3, -0.7, 1.1, 0.2]), patch([0.0] * 4)
     hole = torch.zeros(1, 1, 4, 4)
     hole[0, 0, 1, 2] = 1  # maxpool: only the top-right logit (-0.7) is hole

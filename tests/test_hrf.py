@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.models import ResNet50_Weights, VGG16_Weights, resnet50
 
-from inpaint_fast.hrf import HRFPerceptualLoss, ResNetFeatures, hrf_perceptual_loss, pretrained_available
+from inpaint_fast import HRFPerceptualLoss, ResNetFeatures, hrf_perceptual_loss
+from inpaint_fast.nets.resnet import pretrained_available
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)

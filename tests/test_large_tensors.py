@@ -9,7 +9,7 @@ import gc
 import pytest
 import torch
 
-from inpaint_fast import _backend
+from inpaint_fast.ops import backend as _backend
 from inpaint_fast.reference import diffusion as ref_diffusion
 from inpaint_fast.reference import pixel as ref_pixel
 from inpaint_fast.reference import tv as ref_tv

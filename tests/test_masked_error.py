@@ -8,7 +8,7 @@ import itertools
 import pytest
 import torch
 
-from inpaint_fast import _extension
+from inpaint_fast.ops import library
 from inpaint_fast.ops import masked_error as ops_module
 from inpaint_fast.reference import pixel
 
@@ -17,10 +17,10 @@ from .triton_aot import require_sm90, run_script
 
 # The C++ tests (CPU kernels) need the compiled extension; the GPU-backend tests below (gpu_backend
 # fixture) skip by themselves: 'triton' does not need the extension.
-requires_extension = pytest.mark.skipif(_extension.load_error() is not None,
-                                        reason=str(_extension.load_error()))
-OP = torch.ops.inpaint_fast.masked_error.default if _extension.load_error() is None else None
-STATS_OP = torch.ops.inpaint_fast.masked_error_stats.default if _extension.load_error() is None else None
+requires_extension = pytest.mark.skipif(library.load_error() is not None,
+                                        reason=str(library.load_error()))
+OP = torch.ops.inpaint_fast.masked_error.default if library.load_error() is None else None
+STATS_OP = torch.ops.inpaint_fast.masked_error_stats.default if library.load_error() is None else None
 
 
 def masked_error(pred, target, mask, *, backend="cpu", **kw):
@@ -64,9 +64,9 @@ def run_ours(pred, target, mask, is_hole, backend="cpu", **kw):
 def run_oracle(pred, target, mask, is_hole, *, loss, charbonnier_eps, weight_hole, weight_valid, normalize, eps):
     p = pred.to(torch.float64, copy=True).requires_grad_()
     known = None if mask is None else (1 - mask.double() if is_hole else mask.double())
-    reduction = "sum" if normalize == "none" else "mean"
+    reduction = "sum" if normalize == "sum" else "mean"
     value = pixel.masked_error(p, target.double(), known, loss=loss, weight_hole=weight_hole, weight_valid=weight_valid,
-                               charbonnier_eps=charbonnier_eps, normalize="mask" if normalize == "none" else normalize,
+                               charbonnier_eps=charbonnier_eps, normalize="mask" if normalize == "sum" else normalize,
                                reduction=reduction, eps=eps)
     value.backward()
     return value, p.grad
@@ -87,7 +87,7 @@ OPTIONS = dict(loss="l1", charbonnier_eps=1e-3, weight_hole=6.0, weight_valid=1.
 
 @requires_extension
 @pytest.mark.parametrize("loss,normalize,weights", list(itertools.product(
-    ["l1", "l2", "charbonnier"], ["mask", "all", "none"], [(6.0, 1.0), (1.0, 0.0), (0.0, 1.0)])))
+    ["l1", "l2", "charbonnier"], ["mask", "all", "sum"], [(6.0, 1.0), (1.0, 0.0), (0.0, 1.0)])))
 def test_losses_normalisers_and_region_weights(loss, normalize, weights):
     pred, target, gen = make_images((2, 3, 17, 23), torch.float64)
     mask = make_mask((2, 1, 17, 23), "soft", torch.float64, gen)
@@ -335,7 +335,7 @@ def test_gpu_losses_and_normalisers(gpu_backend, loss):
     pred, target, gen = make_images((2, 3, 17, 23), torch.float32)
     mask = make_mask((2, 1, 17, 23), "soft", torch.float32, gen)
     for normalize, weights, is_hole in (("mask", (6.0, 1.0), False), ("all", (1.0, 0.0), True),
-                                        ("none", (0.0, 1.0), False), ("mask", (6.0, 0.5), True)):
+                                        ("sum", (0.0, 1.0), False), ("mask", (6.0, 0.5), True)):
         gpu_check(gpu_backend, pred, target, mask, is_hole,
                   **dict(OPTIONS, loss=loss, normalize=normalize, weight_hole=weights[0], weight_valid=weights[1]))
 
@@ -353,7 +353,7 @@ def test_gpu_mask_kinds_shapes_and_dtypes(gpu_backend, dtype, kind):
 def test_gpu_no_mask_and_empty(gpu_backend):
     name, device = gpu_backend
     pred, target, _ = make_images((2, 3, 9, 8), torch.float32)
-    for normalize in ("mask", "all", "none"):
+    for normalize in ("mask", "all", "sum"):
         gpu_check(gpu_backend, pred, target, None, False, **dict(OPTIONS, normalize=normalize, loss="l2"))
     empty = torch.zeros(0, 3, 8, 8, device=device)
     assert masked_error(empty, empty, None, mask_is_hole=False, backend=name, **OPTIONS).item() == 0.0
@@ -372,7 +372,7 @@ def test_gpu_no_mask_and_empty(gpu_backend):
 def test_gpu_odd_sizes_and_several_programs(gpu_backend, monkeypatch):
     name, _ = gpu_backend
     if name == "triton":  # small tiles: many programs, several tiles per program, int64 offsets
-        from inpaint_fast.triton import masked_error as tk
+        from inpaint_fast.ops.triton import masked_error as tk
         monkeypatch.setattr(tk, "MAIN_BLOCK", 256)
         monkeypatch.setattr(tk, "MAIN_BLOCK_CL", 128)
         monkeypatch.setattr(tk, "MASK_BLOCK", 64)
@@ -508,7 +508,7 @@ def test_gpu_stats_match_the_reference(gpu_backend, kind):
 
 _SM90_COMPILE = r"""
 from tests.triton_aot import compile_sm90
-from inpaint_fast.triton import masked_error as k
+from inpaint_fast.ops.triton import masked_error as k
 
 # as a launch specialises them: 16-byte aligned pointers, ints divisible by 16, unit strides
 DIV16 = ("p_ptr", "t_ptr", "m_ptr", "g_ptr", "part_ptr", "coef_ptr", "out_ptr", "HW", "p_sn", "p_sc", "t_sn", "t_sc",

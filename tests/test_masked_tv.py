@@ -11,7 +11,7 @@ import itertools
 import pytest
 import torch
 
-from inpaint_fast import _extension
+from inpaint_fast.ops import library
 from inpaint_fast.ops.masked_tv import NORMALIZE, REGIONS, masked_tv, native_channels_last
 from inpaint_fast.reference import tv
 
@@ -20,7 +20,7 @@ from .triton_aot import require_sm90, run_script
 
 # The tests of the C++ CPU kernel need the built extension (marked at the end of the module); the
 # GPU-backend tests (test_gpu_*) run whatever the gpu_backend fixture finds (Triton needs no extension).
-NO_EXTENSION = _extension.load_error()
+NO_EXTENSION = library.load_error()
 OP = torch.ops.inpaint_fast.masked_tv.default if NO_EXTENSION is None else None
 UNIT_ELEMENTS = 1 << 16  # kUnitElements of csrc/ops/cpu/masked_tv_kernel.cpp: image elements per work unit
 LANES = 16               # float lanes of one vector step of the row kernel (8 for float64)
@@ -81,7 +81,7 @@ def oracle(img, mask, *, mask_is_hole=False, region="hole", p=1, normalize="mask
     """(loss, grad) of the reference in float64."""
     x = img.detach().double().requires_grad_()
     w = region_weight(img, mask, mask_is_hole, region)
-    if normalize == "none":
+    if normalize == "sum":
         loss = tv.total_variation(x, w, p=p, normalize="mask", reduction="sum", eps=eps)
     else:
         loss = tv.total_variation(x, w, p=p, normalize=normalize, reduction="mean", eps=eps)
@@ -121,7 +121,7 @@ def test_closed_forms():
     opts = dict(mask_is_hole=False, eps=1e-8)
     # all pairs: vertical |2-0|, |2-1|, |2-3| (mean 4/3), horizontal 1, 2, 0, 0 (mean 3/4)
     assert masked_tv(img, None, region="all", p=1, normalize="mask", **opts).item() == pytest.approx(4 / 3 + 3 / 4)
-    assert masked_tv(img, None, region="all", p=2, normalize="none", **opts).item() == pytest.approx(6 + 5)
+    assert masked_tv(img, None, region="all", p=2, normalize="sum", **opts).item() == pytest.approx(6 + 5)
     # hole pixels (0,1), (0,2), (1,1): vertical hole pair column 1 (|2-1|), horizontal (0,1)-(0,2) (|3-1|)
     assert masked_tv(img, known, region="hole", p=1, normalize="mask", **opts).item() == pytest.approx(1 + 2)
     assert masked_tv(img, known, region="hole", p=1, normalize="all", **opts).item() == pytest.approx(1 / 3 + 2 / 4)
@@ -129,10 +129,10 @@ def test_closed_forms():
     assert masked_tv(img, 1 - known, region="known", p=1, normalize="mask", mask_is_hole=True,
                      eps=1e-8).item() == pytest.approx(2)
     # the hole dilated by one pixel covers the whole 2x3 image: every pair counts
-    assert masked_tv(img, known, region="hole_dilated", p=1, normalize="none", **opts).item() == pytest.approx(4 + 3)
+    assert masked_tv(img, known, region="hole_dilated", p=1, normalize="sum", **opts).item() == pytest.approx(4 + 3)
     # gradient of the 'sum' TV at x(0,1) = 1: vertical +sign(1-2), horizontal sign(1-0) - sign(3-1)
     x = img.clone().requires_grad_()
-    (g,) = torch.autograd.grad(masked_tv(x, None, region="all", p=1, normalize="none", **opts), x)
+    (g,) = torch.autograd.grad(masked_tv(x, None, region="all", p=1, normalize="sum", **opts), x)
     assert g[0, 0, 0, 1].item() == -1 + (1 - 1)
     assert g[0, 0, 1, 1].item() == 1 + (0 - 0)  # ties with both horizontal neighbours: sign(0) = 0
 
@@ -144,7 +144,7 @@ def test_dilated_region_closed_form():
     known[0, 0, 2, 2] = 0
     block = img[0, 0, 1:4, 1:4]
     expected = (block[1:] - block[:-1]).abs().sum() + (block[:, 1:] - block[:, :-1]).abs().sum()
-    loss = masked_tv(img, known, mask_is_hole=False, region="hole_dilated", p=1, normalize="none", eps=1e-8)
+    loss = masked_tv(img, known, mask_is_hole=False, region="hole_dilated", p=1, normalize="sum", eps=1e-8)
     assert loss.item() == pytest.approx(expected.item())
 
 
@@ -177,7 +177,7 @@ def test_every_option_fp64(region, mshape):
 def test_reduced_precision(dtype, region):
     shape = (2, 3, 12, 37)
     img = make_image(shape, dtype)
-    for kind, p, normalize in itertools.product(["bool", "soft", "zeros"], (1, 2), ("mask", "all", "none")):
+    for kind, p, normalize in itertools.product(["bool", "soft", "zeros"], (1, 2), ("mask", "all", "sum")):
         mask = _mask_for(kind, (2, 1, 12, 37), dtype)
         check(img, mask, mask_is_hole=kind == "soft", region=region, p=p, normalize=normalize)
 
@@ -313,7 +313,7 @@ def test_channels_last_fallbacks_and_batch_slices():
     assert grad.is_contiguous()
     batch = _channels_last(make_image((4, 3, 7, 30), torch.float32))[1:3]
     mask = make_mask((2, 1, 7, 30), "box", torch.float32)
-    loss, grad = check(batch, mask, region="hole_dilated", p=1, normalize="none")
+    loss, grad = check(batch, mask, region="hole_dilated", p=1, normalize="sum")
     assert grad.is_contiguous(memory_format=torch.channels_last) and not grad.is_contiguous()
 
 
@@ -402,7 +402,7 @@ def test_opcheck(dtype):
 
 
 def test_extension_reports_the_cpu_kernel():
-    assert "cpu" in _extension.kernels("masked_tv")
+    assert "cpu" in library.kernels("masked_tv")
 
 
 def test_torch_compile_fullgraph():
@@ -533,7 +533,7 @@ def test_gpu_every_option_fp64(gpu_backend, region):
     img = make_image(GPU_SHAPE, seed=3)
     mshapes = {"N1HW": (n, 1, h, w), "NCHW": GPU_SHAPE, "11HW": (1, 1, h, w)}
     cases = [("bool", "N1HW", 1, "mask", False), ("uint8", "NCHW", 2, "mask", True),
-             ("soft", "11HW", 1, "all", True), ("soft", "NCHW", 2, "none", False),
+             ("soft", "11HW", 1, "all", True), ("soft", "NCHW", 2, "sum", False),
              ("box", "11HW", 2, "mask", True), ("zeros", "N1HW", 1, "mask", False)]
     for kind, mshape, p, normalize, hole in cases:
         mask = _mask_for(kind, mshapes[mshape], torch.float64, seed=len(kind)) if kind != "box" else \
@@ -552,7 +552,7 @@ def test_gpu_reduced_precision(gpu_backend, dtype):
         pytest.skip("bfloat16 is only checked on a GPU (the Triton interpreter's bf16 is not faithful)")
     img = make_image((2, 2, 18, 67), dtype, seed=5)
     for region, kind, p, normalize in [("all", "bool", 2, "mask"), ("known", "soft", 1, "all"),
-                                       ("hole", "uint8", 2, "none"), ("hole_dilated", "binary", 1, "mask"),
+                                       ("hole", "uint8", 2, "sum"), ("hole_dilated", "binary", 1, "mask"),
                                        ("hole_dilated", "soft", 2, "all")]:
         mask = _mask_for(kind, (2, 1, 18, 67), dtype)
         gpu_check(name, device, img, mask, mask_is_hole=kind == "soft", region=region, p=p, normalize=normalize)
@@ -564,7 +564,7 @@ def test_gpu_degenerate_and_odd_shapes(gpu_backend, shape):
     img = make_image(shape, torch.float32, seed=sum(shape))
     mask = make_mask((shape[0], 1) + shape[2:], "binary", torch.float32)
     for region, p, normalize, eps in [("hole", 1, "mask", 1e-8), ("hole_dilated", 2, "mask", 0.0),
-                                      ("all", 1, "all", 1e-8), ("known", 2, "none", 1e-8)]:
+                                      ("all", 1, "all", 1e-8), ("known", 2, "sum", 1e-8)]:
         loss, grad = gpu_check(name, device, img, mask, region=region, p=p, normalize=normalize, eps=eps)
         assert torch.isfinite(loss) and torch.isfinite(grad).all()
 
@@ -627,7 +627,7 @@ def test_gpu_channels_last_and_broadcast_masks(gpu_backend):
     # a batch slice of a channels_last tensor, and an expanded (stride-0) mask
     batch = _channels_last(make_image((4, 3, 7, 30), torch.float32))[1:3]
     gpu_check(name, device, batch, make_mask((2, 1, 7, 30), "box", torch.float32), region="hole_dilated", p=1,
-              normalize="none")
+              normalize="sum")
     plane = make_mask((1, 1, 8, 40), "binary", torch.float32).to(device)
     expanded = plane.expand(3, 2, 8, 40)  # stride 0 along N and C, on the device
     assert expanded.stride(0) == 0 and expanded.stride(1) == 0
@@ -689,7 +689,7 @@ def test_gpu_bitwise_deterministic(gpu_backend):
 def test_gpu_public_api_uses_the_backend(gpu_backend):
     # inpaint_fast.total_variation under use_backend(name) runs the backend's op (the fixture forces it)
     import inpaint_fast
-    from inpaint_fast import _backend
+    from inpaint_fast.ops import backend as _backend
     name, device = gpu_backend
     assert _backend.choose("masked_tv", device) == name
     img = make_image((2, 3, 10, 30), torch.float32).to(device)
@@ -726,7 +726,7 @@ import json
 import torch
 import inpaint_fast  # noqa: F401  (registers the op: triton_op, since nothing is interpreted)
 from tests.triton_aot import aot_forward_graph, compile_sm90
-from inpaint_fast.triton import masked_tv as k
+from inpaint_fast.ops.triton import masked_tv as k
 
 DIV16 = ("x_ptr", "m_ptr", "g_ptr", "part_ptr", "scale_ptr")
 for img, mask, region, per_c, p, grad in (("fp32", "i1", 3, False, 1, True), ("bf16", "u8", 2, True, 2, True),

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 import inpaint_fast as IF
-from inpaint_fast import _backend
+from inpaint_fast.ops import backend as _backend
 
 from .conftest import CPU_BACKENDS, GPU_DEVICE
 

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from inpaint_fast import _backend
+from inpaint_fast.ops import backend as _backend
 
 OPS = torch.ops.inpaint_fast
 F32 = torch.float32
@@ -147,6 +147,6 @@ def test_bad_argument_raises_a_named_error(op, args, error, message, backend, de
 def test_every_op_is_covered():
     """A new op gets its cases here too."""
     covered = {case[0] for case in CASES}
-    from inpaint_fast import _extension
-    ops = {op for op in _extension._dispatcher_ops() if not op.endswith("_triton")} - {"version"}
+    from inpaint_fast.ops import library
+    ops = {op for op in library._dispatcher_ops() if not op.endswith("_triton")} - {"version"}
     assert ops <= covered, sorted(ops - covered)

@@ -39,7 +39,7 @@ import pytest
 import torch
 
 import inpaint_fast as IF
-from inpaint_fast import _backend
+from inpaint_fast.ops import backend as _backend
 
 from . import property_cases as P
 

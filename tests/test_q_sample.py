@@ -8,14 +8,14 @@ Oracles: the formulas written out here from the math, in float64 on the upcast i
 import pytest
 import torch
 
-from inpaint_fast import _extension
+from inpaint_fast.ops import library
 
 requires_extension = pytest.mark.skipif(
-    _extension.load_error() is not None or "cpu" not in _extension.kernels("q_sample"),
-    reason=str(_extension.load_error() or "the extension has no q_sample kernel"))
+    library.load_error() is not None or "cpu" not in library.kernels("q_sample"),
+    reason=str(library.load_error() or "the extension has no q_sample kernel"))
 pytestmark = requires_extension
 
-if _extension.load_error() is None and "cpu" in _extension.kernels("q_sample"):
+if library.load_error() is None and "cpu" in library.kernels("q_sample"):
     from inpaint_fast.ops import q_sample as Q
     OP = torch.ops.inpaint_fast.q_sample.default
     BACK_OP = torch.ops.inpaint_fast.q_sample_backward.default
@@ -397,7 +397,8 @@ def test_public_diffusion_functions_use_the_fused_ops_and_agree_with_the_referen
     """diffusion.q_sample, diffusion_loss and the RePaint sampler run the fused CPU ops by default; the
     reference backend gives the same results (the same random draws, the same formulas)."""
     import inpaint_fast as IF
-    from inpaint_fast import _backend, diffusion
+    from inpaint_fast.functional import diffusion
+    from inpaint_fast.ops import backend as _backend
 
     assert _backend.choose("q_sample", torch.device("cpu")) == "cpu"
     abar = diffusion.alphas_cumprod(diffusion.linear_beta_schedule(20))

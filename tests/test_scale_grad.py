@@ -5,10 +5,10 @@ import pytest
 import torch
 
 import inpaint_fast as IF
-from inpaint_fast import _extension
+from inpaint_fast.ops import library
 
-if _extension.load_error() is not None:
-    pytest.skip(_extension.load_error(), allow_module_level=True)
+if library.load_error() is not None:
+    pytest.skip(library.load_error(), allow_module_level=True)
 
 from inpaint_fast.ops.scale_grad import scale_grad_  # noqa: E402
 
@@ -55,7 +55,7 @@ def _losses(mask):
         "masked_error": lambda p: IF.reconstruction_loss(p, target, mask=mask),
         "masked_tv": lambda p: IF.total_variation(p, mask=mask, region="hole_dilated"),
         "spectral_l1": lambda p: IF.frequency_loss(p, target),
-        "style_distance": lambda p: IF.functional._style_distance([p[:, :, :6, :5].repeat(1, 2, 1, 1)[:, :4]],
+        "style_distance": lambda p: IF.functional.feature._style_distance([p[:, :, :6, :5].repeat(1, 2, 1, 1)[:, :4]],
                                                                   [feat_target], None),
     }
 
@@ -124,7 +124,7 @@ def test_second_backward_after_an_input_changed_is_an_error(images):
         loss.backward()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available() or "cuda" not in _extension.kernels("scale_grad_"),
+@pytest.mark.skipif(not torch.cuda.is_available() or "cuda" not in library.kernels("scale_grad_"),
                     reason="needs a GPU and the CUDA build of the extension")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 def test_cuda_kernel_tests_the_scale_on_the_device(dtype):

@@ -14,10 +14,10 @@ import sys
 import pytest
 import torch
 
-from inpaint_fast import _extension
+from inpaint_fast.ops import library
 
-if _extension.load_error() is not None:
-    pytest.skip(_extension.load_error(), allow_module_level=True)
+if library.load_error() is not None:
+    pytest.skip(library.load_error(), allow_module_level=True)
 
 from inpaint_fast.ops.spectral_l1 import frequency_l1, spectral_l1  # noqa: E402
 from inpaint_fast.reference import frequency as ref  # noqa: E402
@@ -368,7 +368,7 @@ def test_bitwise_deterministic_across_runs_and_threads():
 # ---------------------------------------------------------------- registration and C++ checks
 
 def test_extension_reports_the_cpu_kernel():
-    assert "cpu" in _extension.kernels("spectral_l1")
+    assert "cpu" in library.kernels("spectral_l1")
 
 
 def test_cpp_checks():
@@ -412,7 +412,7 @@ def test_baseline_isa_build_and_the_benchmark(tmp_path):
 # the contract); the op-level tests take the Triton op directly (fixture triton_device). Without a
 # GPU, 'triton' runs the kernels on CPU tensors in Triton's interpreter and 'cuda' is skipped.
 
-from inpaint_fast import _backend  # noqa: E402
+from inpaint_fast.ops import backend as _backend  # noqa: E402
 from inpaint_fast.functional import frequency_loss  # noqa: E402
 from tests.conftest import GPU_DEVICE, TRITON_INTERPRETED  # noqa: E402
 from tests.triton_aot import require_sm90, run_script  # noqa: E402
@@ -463,7 +463,7 @@ def test_gpu_frequency_loss_matches_reference(gpu_backend, dtype, reduction):
     name, device = gpu_backend
     if dtype == torch.bfloat16 and device.type != "cuda":
         pytest.skip("bfloat16 is checked on a GPU only (Triton's interpreter mishandles it)")
-    expected = "triton" if name == "triton" else ("cuda" if "cuda" in _extension.kernels("spectral_l1")
+    expected = "triton" if name == "triton" else ("cuda" if "cuda" in library.kernels("spectral_l1")
                                                   else "reference")
     assert _backend.choose("spectral_l1", device) == expected
     # 2*3*40*33 = 7920 complex elements: 8 Triton programs, the last one partial.
@@ -679,9 +679,9 @@ def test_extension_reports_the_triton_kernel():
         import triton  # noqa: F401
     except ImportError:
         pytest.skip("triton is not installed")
-    assert "triton" in _extension.kernels("spectral_l1")
+    assert "triton" in library.kernels("spectral_l1")
     assert hasattr(torch.ops.inpaint_fast, "spectral_l1_triton")
-    from inpaint_fast.triton import spectral_l1 as kernels
+    from inpaint_fast.ops.triton import spectral_l1 as kernels
     assert kernels.BLOCK == TRITON_BLOCK
 
 
@@ -692,7 +692,7 @@ import json
 import torch
 import inpaint_fast  # noqa: F401  (registers the op; triton_op, since nothing is interpreted)
 from tests.triton_aot import aot_forward_graph, compile_sm90
-from inpaint_fast.triton import spectral_l1 as k
+from inpaint_fast.ops.triton import spectral_l1 as k
 assert type(k._spectral_l1_kernel).__name__ == "JITFunction"
 aligned = ("zp_ptr", "zt_ptr", "gp_ptr", "gt_ptr", "partial_ptr", "scale_ptr")  # what the JIT infers for fresh buffers
 out = {}

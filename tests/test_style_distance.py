@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from inpaint_fast import _extension
+from inpaint_fast.ops import library
 
 from inpaint_fast.ops.style_distance import gram_matrix, style_distance  # noqa: E402
 from inpaint_fast.reference import features as ref  # noqa: E402
@@ -19,7 +19,7 @@ from inpaint_fast.reference import features as ref  # noqa: E402
 from tests.conftest import TRITON_INTERPRETED  # noqa: E402
 from tests.triton_aot import require_sm90, run_script  # noqa: E402
 
-HAVE_EXT = _extension.load_error() is None
+HAVE_EXT = library.load_error() is None
 GRAM = torch.ops.inpaint_fast.gram.default if HAVE_EXT else None
 GRAM_BACKWARD = torch.ops.inpaint_fast.gram_backward.default if HAVE_EXT else None
 STYLE = torch.ops.inpaint_fast.style_distance.default if HAVE_EXT else None
@@ -31,7 +31,7 @@ def _needs_extension(request):
     skip by themselves what cannot run, and the test_triton_* ones need none (the Triton ops do not
     depend on the extension)."""
     if not HAVE_EXT and "gpu_backend" not in request.fixturenames and not request.node.name.startswith("test_triton"):
-        pytest.skip(_extension.load_error())
+        pytest.skip(library.load_error())
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
@@ -339,7 +339,7 @@ def test_opcheck(dtype):
 
 def test_extension_reports_the_cpu_kernels():
     for op in ("gram", "gram_backward", "style_distance"):
-        assert "cpu" in _extension.kernels(op)
+        assert "cpu" in library.kernels(op)
 
 
 @pytest.mark.parametrize("dynamic", [False, True])
@@ -643,13 +643,13 @@ def test_gpu_torch_compile_fullgraph(gpu_backend):
 
 def test_triton_kernels_are_listed():
     pytest.importorskip("triton")
-    assert "triton" in _extension.kernels("style_distance")
+    assert "triton" in library.kernels("style_distance")
     assert hasattr(torch.ops.inpaint_fast, "style_distance_triton")
 
 
 _COMPILE_SM90 = r"""
 from tests.triton_aot import compile_sm90
-from inpaint_fast.triton import style_distance as m
+from inpaint_fast.ops.triton import style_distance as m
 
 gram = dict(T=2, NF=2, FLAT=True, BLOCK_C=128)
 for dt, acc, weighted, tf32, bk in [("fp16", "fp32", False, False, 64), ("fp32", "fp32", True, True, 32),

@@ -1,22 +1,18 @@
-"""Feature-space loss modules (perceptual, style) and the composite objective that shares their
-feature pass."""
+"""Feature-space loss modules: perceptual, style and LaMa's HRF perceptual loss. Each can compute its
+term from a shared :class:`inpaint_fast.functional.FeatureCache` (``from_cache``), as
+:class:`inpaint_fast.CompositeLoss` does."""
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 from torch import Tensor, nn
 
 from .. import _validation as V
-from .. import functional as LF
-from ..features import FeatureCache, VGGFeatures
-from ..gan import AdversarialLoss, FeatureMatchingLoss, R1Penalty
-from ..hrf import HRFPerceptualLoss
-from .pixel import FrequencyLoss, ReconstructionLoss, TVLoss
-
-SEED_LAYERS = ("relu1_2", "relu2_2", "relu3_3")  # the seed's VGG16 layers 3, 8, 15
-TERMS = ("rec", "hole", "valid", "perc", "style", "tv", "freq", "hrf", "adv", "fm")
-IMAGES = ("output", "composite")
-
+from ..functional import feature as LF
+from ..functional.feature import FeatureCache
+from ..nets.resnet import RESNET_LAYERS, ResNetFeatures
+from ..nets.vgg import SEED_LAYERS, VGGFeatures
+from ..nets.weights import WeightsArg
 
 def _make_extractor(extractor, arch, layers, weights, channels_last: bool = False) -> Callable[[Tensor], List[Tensor]]:
     if extractor is None:
@@ -106,203 +102,55 @@ class StyleLoss(nn.Module):
         return f"region={self.region!r}, layer_weights={self.layer_weights}, mask_resize={self.mask_resize!r}"
 
 
-def _check_module(module, name: str, cls):
-    if module is not None and not isinstance(module, cls):
-        raise TypeError(f"{name} must be an inpaint_fast.{cls.__name__}; got {type(module).__name__}")
-    return module
+class HRFPerceptualLoss(nn.Module):
+    """LaMa's high-receptive-field perceptual loss (ResNetPL):
+    ``weight * sum_l mean((phi_l(pred) - phi_l(target))**2)`` over the stages of a dilated ResNet-50.
 
+    Args:
+        weight: the loss multiplier (LaMa's ``weight``; big-lama trains with 30).
+        extractor: a callable returning a list of feature maps; default a :class:`ResNetFeatures` built from
+            ``weights``/``layers``/``dilated``.
+        weights, layers, dilated: passed to :class:`ResNetFeatures` ('DEFAULT' = torchvision's ImageNet weights,
+            None = untrained, or a local state-dict path).
+        region, normalize, reduction, eps: as :class:`inpaint_fast.PerceptualLoss`. Without a mask this is
+            LaMa's loss exactly (per layer ``F.mse_loss``, summed). With ``mask=``/``hole=`` (single-channel,
+            resized to each stage by nearest neighbour) each layer's squared error is averaged over ``region``
+            (default 'hole'), an extension LaMa's ResNetPL does not have.
+        layer_weights: per-layer multipliers; default all 1 (LaMa's sum).
 
-class CompositeLoss(nn.Module):
-    """A weighted sum of named inpainting terms; the feature terms share one feature pass per extractor.
-
-    ``forward(pred, target, mask=... | hole=..., ...)`` returns a dict of the terms named in ``weights``
-    (each unweighted) and their weighted sum ``'total'``. Terms:
-
-    ======== =====================================================================================
-    'rec'    ``reconstruction`` (hole/valid weighted pixel loss; the seed's 6 / 1 L1) on ``pred``
-    'hole'   the pixel loss of ``reconstruction`` (its ``loss``, ``normalize``) over the hole of ``pred``
-    'valid'  the same over the known pixels
-    'perc'   ``perceptual`` on each of ``feature_images``, summed
-    'style'  ``style`` on each of ``feature_images``, summed (target Grams computed once)
-    'tv'     ``tv`` of ``tv_image``
-    'freq'   ``frequency`` of ``pred``
-    'hrf'    ``hrf`` (LaMa's ResNetPL, its own ``weight`` included) on each of ``feature_images``
-    'adv'    ``adversarial.generator_loss(fake_logits)``; the mask is passed when its region is 'hole'/'known'
-    'fm'     ``feature_matching(fake_features, real_features)``; the mask as for 'adv'
-    ======== =====================================================================================
-
-    ``feature_images``: any of 'output' (``pred``) and 'composite' (``mask * target + (1 - mask) * pred``);
-    ``tv_image``: one of them. With ``coarse=`` (a coarse-stage output, DeepFill's x1), 'rec', 'hole'
-    and 'valid' also add their value on it. A mask is always required.
-
-    Each term is configured by its module (default: the seed's settings): ``reconstruction``
-    (:class:`ReconstructionLoss`), ``perceptual`` (:class:`PerceptualLoss`), ``style``
-    (:class:`StyleLoss`), ``tv`` (:class:`TVLoss`), ``frequency`` (:class:`FrequencyLoss`), ``hrf``
-    (:class:`HRFPerceptualLoss`), ``adversarial`` (:class:`AdversarialLoss`), ``feature_matching``
-    (:class:`FeatureMatchingLoss`). When 'perc' or 'style' is weighted and its module is not given, one
-    VGG extractor is built (``extractor`` / ``arch`` / ``layers`` / ``vgg_weights``; channels_last) and shared.
-    Feature terms whose modules hold the same extractor object share its :class:`FeatureCache`: the
-    target goes through it once under no_grad, all ``feature_images`` once in one batched forward.
-
-    ``discriminator_loss(real_logits, fake_logits, real_images=..., mask=... | hole=...)`` is the
-    discriminator's side: ``adversarial``'s D loss (with the mask only when ``mask_as_fake_target``:
-    LaMa's fake target) plus ``r1`` (:class:`R1Penalty`) when given.
-
-    With no arguments this is the seed's composite: {rec 1, perc 0.1, style 10, tv 0.01, freq 0.1}.
-    Presets: :func:`inpaint_fast.pconv_loss`, :func:`inpaint_fast.lama_loss`, :func:`inpaint_fast.deepfill_v2_loss`.
+    ``forward(pred, target, mask=... | hole=...)``: the target's features are taken without grad; gradient
+    reaches ``pred`` only (never the ResNet's weights). reduction='none' returns the list of per-layer maps
+    (unweighted by ``weight`` and ``layer_weights``).
     """
 
-    def __init__(self, weights: Optional[Mapping[str, float]] = None,
-                 extractor: Optional[Callable[[Tensor], List[Tensor]]] = None, *, arch: str = "vgg16",
-                 layers: Sequence = SEED_LAYERS, vgg_weights="DEFAULT",
-                 reconstruction: Optional[ReconstructionLoss] = None, perceptual: Optional[PerceptualLoss] = None,
-                 style: Optional[StyleLoss] = None, tv: Optional[TVLoss] = None,
-                 frequency: Optional[FrequencyLoss] = None, hrf: Optional[HRFPerceptualLoss] = None,
-                 adversarial: Optional[AdversarialLoss] = None, feature_matching: Optional[FeatureMatchingLoss] = None,
-                 r1: Optional[R1Penalty] = None, feature_images: Sequence[str] = ("output",), tv_image: str = "output",
-                 mask_as_fake_target: bool = False):
+    def __init__(self, weight: float = 1.0, extractor=None, *, weights: WeightsArg = "DEFAULT",
+                 layers: Sequence[str] = RESNET_LAYERS, dilated: bool = True, region: Optional[str] = None,
+                 layer_weights: Optional[Sequence[float]] = None, normalize: str = "mask", reduction: str = "mean",
+                 eps: float = LF.EPS):
         super().__init__()
-        self.weights = LF.check_composite_weights(weights, TERMS)
-        modules = {"reconstruction": (reconstruction, ReconstructionLoss, ("rec", "hole", "valid")),
-                   "perceptual": (perceptual, PerceptualLoss, ("perc",)), "style": (style, StyleLoss, ("style",)),
-                   "tv": (tv, TVLoss, ("tv",)), "frequency": (frequency, FrequencyLoss, ("freq",)),
-                   "hrf": (hrf, HRFPerceptualLoss, ("hrf",)), "adversarial": (adversarial, AdversarialLoss, ("adv",)),
-                   "feature_matching": (feature_matching, FeatureMatchingLoss, ("fm",)), "r1": (r1, R1Penalty, ("adv",))}
-        for name, (module, cls, terms) in modules.items():
-            _check_module(module, name, cls)
-            if module is not None and not any(t in self.weights for t in terms):
-                raise ValueError(f"{name}= is given but weights has none of its terms {list(terms)}; "
-                                 f"weights: {self.weights}")
-        if isinstance(feature_images, str) or not isinstance(feature_images, Sequence) or not feature_images:
-            raise ValueError(f"feature_images must be a non-empty sequence of {IMAGES}; got {feature_images!r}")
-        for image in feature_images:
-            V.check_choice(image, "feature_images", IMAGES)
-        if len(set(feature_images)) != len(feature_images):
-            raise ValueError(f"feature_images names an image twice; got {list(feature_images)}")
-        self.feature_images = tuple(feature_images)
-        self.tv_image = V.check_choice(tv_image, "tv_image", IMAGES)
-        if not isinstance(mask_as_fake_target, bool):
-            raise TypeError(f"mask_as_fake_target must be a bool; got {type(mask_as_fake_target).__name__}")
-        self.mask_as_fake_target = mask_as_fake_target
+        self.weight = V.check_nonnegative(weight, "weight")
+        if extractor is None:
+            extractor = ResNetFeatures(weights=weights, layers=layers, dilated=dilated)
+        else:
+            V.check_extractor(extractor)
+        self.extractor = extractor
+        V.check_region(region)
+        V.check_loss_options(reduction, normalize, eps)
+        self.region, self.layer_weights = region, layer_weights
+        self.normalize, self.reduction, self.eps = normalize, reduction, eps
 
-        w = self.weights
-        if ("perc" in w and perceptual is None) or ("style" in w and style is None):
-            shared = _make_extractor(extractor, arch, layers, vgg_weights, channels_last=True)
-            if "perc" in w and perceptual is None:
-                perceptual = PerceptualLoss(shared)
-            if "style" in w and style is None:
-                style = StyleLoss(shared)
-        if any(t in w for t in ("rec", "hole", "valid")) and reconstruction is None:
-            reconstruction = ReconstructionLoss()
-        defaults = {"tv": (tv, TVLoss), "freq": (frequency, FrequencyLoss), "hrf": (hrf, HRFPerceptualLoss),
-                    "adv": (adversarial, AdversarialLoss), "fm": (feature_matching, FeatureMatchingLoss)}
-        built = {t: (m if m is not None or t not in w else cls()) for t, (m, cls) in defaults.items()}
-        self.reconstruction, self.perceptual, self.style = reconstruction, perceptual, style
-        self.tv, self.frequency, self.hrf = built["tv"], built["freq"], built["hrf"]
-        self.adversarial, self.feature_matching, self.r1 = built["adv"], built["fm"], r1
-        for name in ("perceptual", "style", "hrf"):
-            module = getattr(self, name)
-            if module is not None and module.reduction == "none":
-                raise ValueError(f"{name} has reduction='none'; a composite term must be a scalar ('mean' or 'sum')")
+    def forward(self, pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None,
+                hole: Optional[Tensor] = None):
+        return LF.hrf_perceptual_loss(pred, target, extractor=self.extractor, weight=self.weight, mask=mask, hole=hole,
+                                   region=self.region, layer_weights=self.layer_weights, normalize=self.normalize,
+                                   reduction=self.reduction, eps=self.eps)
 
-    @property
-    def extractor(self):
-        """The VGG extractor of the perceptual/style terms (None when neither is weighted)."""
-        module = self.perceptual if self.perceptual is not None else self.style
-        return None if module is None else module.extractor
-
-    def _pixel_terms(self, image: Tensor, target: Tensor, mask: V.Mask) -> Dict[str, Tensor]:
-        rec, out = self.reconstruction, {}
-        if rec is None:
-            return out
-        options = dict(loss=rec.loss, normalize=rec.normalize, reduction=rec.reduction, eps=rec.eps,
-                       charbonnier_eps=rec.charbonnier_eps)
-        if "rec" in self.weights:
-            out["rec"] = LF._masked_error(image, target, mask, weight_hole=rec.lambda_hole,
-                                          weight_valid=rec.lambda_valid, **options)
-        for term, weights in (("hole", (1.0, 0.0)), ("valid", (0.0, 1.0))):
-            if term in self.weights:
-                out[term] = LF._masked_error(image, target, mask, weight_hole=weights[0], weight_valid=weights[1],
-                                             **options)
-        return out
-
-    def _gan_mask(self, module, known: Tensor) -> Dict[str, Tensor]:
-        return {"mask": known} if module.region in ("hole", "known") else {}
-
-    def forward(self, pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
-                fake_logits: Optional[Tensor] = None, fake_features: Optional[Sequence[Tensor]] = None,
-                real_features: Optional[Sequence[Tensor]] = None, coarse: Optional[Tensor] = None) -> Dict[str, Tensor]:
-        pred, target = V.check_pair(pred, target)
-        m = V.mask_arg(mask, hole, pred, required=True)
-        known = m.known(pred.dtype)
-        w = self.weights
-        feature_modules = [mod for t, mod in (("perc", self.perceptual), ("style", self.style), ("hrf", self.hrf))
-                           if t in w]
-        needs = set(self.feature_images) if feature_modules else set()
-        if "tv" in w:
-            needs.add(self.tv_image)
-        images = {"output": pred}
-        if "composite" in needs:
-            images["composite"] = known * target.detach() + (1 - known) * pred  # the target stays a constant
-
-        terms = self._pixel_terms(pred, target, m)
-        if coarse is not None:
-            coarse, _ = V.check_pair(coarse, target, "coarse", "target")
-            for k, v in self._pixel_terms(coarse, target, m).items():
-                terms[k] = terms[k] + v
-        if feature_modules:
-            V.check_spatial_weight(known, "mask" if mask is not None else "hole")
-            caches: Dict[int, FeatureCache] = {}
-            for term, module in (("perc", self.perceptual), ("style", self.style), ("hrf", self.hrf)):
-                if term in w:
-                    cache = caches.get(id(module.extractor))
-                    if cache is None:
-                        cache = FeatureCache(module.extractor, target, {k: images[k] for k in self.feature_images})
-                        caches[id(module.extractor)] = cache
-                    terms[term] = module.from_cache(cache, known)
-        if "tv" in w:
-            terms["tv"] = self.tv(images[self.tv_image], mask=known)
-        if "freq" in w:
-            terms["freq"] = self.frequency(pred, target)
-        if "adv" in w:
-            if fake_logits is None:
-                raise ValueError("the 'adv' term needs fake_logits= (the discriminator's logits of the fake images)")
-            terms["adv"] = self.adversarial.generator_loss(fake_logits, **self._gan_mask(self.adversarial, known))
-        if "fm" in w:
-            if fake_features is None or real_features is None:
-                raise ValueError("the 'fm' term needs fake_features= and real_features= (the discriminator's "
-                                 "intermediate features of the fake and the real images)")
-            terms["fm"] = self.feature_matching(fake_features, real_features,
-                                                **self._gan_mask(self.feature_matching, known))
-        terms = {k: terms[k] for k in w}
-        terms["total"] = sum(w[k] * terms[k] for k in w)
-        return terms
-
-    def discriminator_loss(self, real_logits: Tensor, fake_logits: Tensor, *, real_images: Optional[Tensor] = None,
-                           mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
-                           scaler=None) -> Dict[str, Tensor]:
-        """The discriminator's objective: {'real', 'fake', 'r1' (with ``r1``), 'total'}.
-
-        ``mask=``/``hole=`` is required with ``mask_as_fake_target`` (LaMa: a fake logit's target is
-        "real" where its cell is known) and ignored otherwise; ``real_images`` (requiring grad, what D
-        saw for ``real_logits``) is required with ``r1`` on its due steps; ``scaler``: see :func:`r1_penalty`.
-        """
-        if self.adversarial is None:
-            raise ValueError("discriminator_loss needs an adversarial term: weights has no 'adv'")
-        masks = {}
-        if self.mask_as_fake_target:
-            if mask is None and hole is None:
-                raise ValueError("mask_as_fake_target=True: pass mask= (1 = known) or hole= (1 = missing)")
-            masks = {"mask": mask, "hole": hole}
-        d = self.adversarial.discriminator_loss(real_logits, fake_logits, **masks)
-        out = {"real": d.real, "fake": d.fake}
-        if self.r1 is not None:
-            if real_images is None and self.r1.due:
-                raise ValueError("the R1 penalty needs real_images= (the real batch D saw, with requires_grad=True)")
-            out["r1"] = self.r1(real_logits, real_images, scaler=scaler)
-        out["total"] = sum(out.values())
-        return out
+    def from_cache(self, cache: FeatureCache, known: Optional[Tensor]) -> Tensor:
+        """``weight`` times the loss summed over the images of ``cache`` (``known``: the validated known
+        weight (N|1, 1, H, W), or None)."""
+        region = V.resolve_region(self.region, known)
+        return self.weight * sum(LF.hrf_distance(cache[name], cache.target, known, region, self.layer_weights,
+                                           self.normalize, self.reduction, self.eps) for name in cache.names)
 
     def extra_repr(self) -> str:
-        return (f"weights={self.weights}, feature_images={self.feature_images}, tv_image={self.tv_image!r}, "
-                f"mask_as_fake_target={self.mask_as_fake_target}")
+        return f"weight={self.weight}, region={self.region!r}, reduction={self.reduction!r}"

@@ -1,4 +1,4 @@
-"""Pixel-space loss modules: reconstruction, total variation, frequency."""
+"""Pixel loss modules: reconstruction and total variation."""
 from __future__ import annotations
 
 from typing import Optional
@@ -6,8 +6,7 @@ from typing import Optional
 from torch import Tensor, nn
 
 from .. import _validation as V
-from .. import functional as LF
-
+from ..functional import pixel as LF
 
 class ReconstructionLoss(nn.Module):
     """``lambda_hole * L(hole) + lambda_valid * L(known)`` (the seed's defaults: 6 and 1, L1).
@@ -58,17 +57,3 @@ class TVLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"region={self.region!r}, p={self.p}, normalize={self.normalize!r}, reduction={self.reduction!r}"
-
-
-class FrequencyLoss(nn.Module):
-    """L1 between log-magnitude spectra; see :func:`inpaint_fast.functional.frequency_loss`."""
-
-    def __init__(self, reduction: str = "mean"):
-        super().__init__()
-        self.reduction = V.check_choice(reduction, "reduction", V.REDUCTIONS)
-
-    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
-        return LF.frequency_loss(pred, target, reduction=self.reduction)
-
-    def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}"

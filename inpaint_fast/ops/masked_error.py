@@ -10,26 +10,45 @@ grad to the reference). Inputs are validated by the caller (``inpaint_fast._vali
 from __future__ import annotations
 
 import functools
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from .. import _extension
+from . import library
+from .checks import NORMALIZE, check_code, check_eps, check_image, check_like, check_mask
 from .scale_grad import check_first_order, grad_buffer_dtype, keep_inputs, saved_grad
 
+OP, STATS_OP = "inpaint_fast::masked_error", "inpaint_fast::masked_error_stats"
+OP_TRITON, STATS_OP_TRITON = OP + "_triton", STATS_OP + "_triton"
 LOSSES = {"l1": 0, "l2": 1, "charbonnier": 2}
-NORMALIZES = {"none": 0, "mask": 1, "all": 2}
+
+
+def check_inputs(op: str, pred: Tensor, target: Tensor, mask: Optional[Tensor]) -> None:
+    """The op's tensor checks (csrc/ops/masked_error.h ``check_tensors``)."""
+    check_image(pred, op, "pred")
+    check_like(target, pred, op, "target", "pred")
+    check_mask(mask, pred, op, "pred")
+
+
+def check_options(op: str, loss: int, charbonnier_eps: float, normalize: int, eps: float) -> None:
+    """The op's option checks (csrc/ops/masked_error.h ``check_options``)."""
+    check_code(loss, LOSSES, op, "loss")
+    check_code(normalize, NORMALIZE, op, "normalize")
+    check_eps(charbonnier_eps, op, "charbonnier_eps")
+    check_eps(eps, op)
+
+
+def use_channels_last(pred: Tensor, target: Tensor) -> bool:
+    """The layout rule (csrc/ops/masked_error.h ``use_channels_last``): both images channels_last-dense with
+    C > 1 are read in place and the gradient is channels_last; otherwise the kernels work on NCHW (H, W)
+    planes and the gradient is NCHW-contiguous."""
+    return (pred.shape[1] > 1 and pred.is_contiguous(memory_format=torch.channels_last)
+            and target.is_contiguous(memory_format=torch.channels_last))
 
 
 def _sums_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def _grad_memory_format(pred: Tensor, target: Tensor) -> torch.memory_format:
-    channels_last = (pred.shape[1] > 1 and pred.is_contiguous(memory_format=torch.channels_last)
-                     and target.is_contiguous(memory_format=torch.channels_last))
-    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def masked_error(pred: Tensor, target: Tensor, mask: Optional[Tensor], *, mask_is_hole: bool, loss: str,
@@ -46,7 +65,7 @@ def masked_error(pred: Tensor, target: Tensor, mask: Optional[Tensor], *, mask_i
     op = torch.ops.inpaint_fast.masked_error_triton if backend == "triton" else torch.ops.inpaint_fast.masked_error
     value, _ = op.default(
         pred, target, mask, mask_is_hole, LOSSES[loss], charbonnier_eps, weight_hole, weight_valid,
-        NORMALIZES[normalize], eps, compute_grad)
+        NORMALIZE[normalize], eps, compute_grad)
     return value.to(pred.dtype)
 
 
@@ -59,15 +78,35 @@ def masked_error_stats(pred: Tensor, target: Tensor, mask: Optional[Tensor], *, 
 
 
 def _fake(pred, target, mask, mask_is_hole, loss, charbonnier_eps, weight_hole, weight_valid, normalize, eps,
-          compute_grad):
+          compute_grad, op: str = OP):
+    check_inputs(op, pred, target, mask)
+    check_options(op, loss, charbonnier_eps, normalize, eps)
     value = pred.new_empty((), dtype=_sums_dtype(pred.dtype))
     if not compute_grad:
         return value, pred.new_empty((0,), dtype=grad_buffer_dtype(pred.dtype))
-    return value, torch.empty_like(pred, dtype=grad_buffer_dtype(pred.dtype), memory_format=_grad_memory_format(pred, target))
+    layout = torch.channels_last if use_channels_last(pred, target) else torch.contiguous_format
+    return value, torch.empty_like(pred, dtype=grad_buffer_dtype(pred.dtype), memory_format=layout)
 
 
-def _fake_stats(pred, target, mask, mask_is_hole):
+def _fake_stats(pred, target, mask, mask_is_hole, op: str = STATS_OP):
+    check_inputs(op, pred, target, mask)
     return pred.new_empty((6,), dtype=_sums_dtype(pred.dtype))
+
+
+def _masked_error_triton(pred: Tensor, target: Tensor, mask: Optional[Tensor], mask_is_hole: bool, loss: int,
+                         charbonnier_eps: float, weight_hole: float, weight_valid: float, normalize: int, eps: float,
+                         compute_grad: bool) -> Tuple[Tensor, Tensor]:
+    check_inputs(OP_TRITON, pred, target, mask)
+    check_options(OP_TRITON, loss, charbonnier_eps, normalize, eps)
+    return _triton_kernels.masked_error(pred, target, mask, mask_is_hole, loss, charbonnier_eps, weight_hole,
+                                        weight_valid, normalize, eps, compute_grad,
+                                        channels_last=use_channels_last(pred, target))
+
+
+def _masked_error_stats_triton(pred: Tensor, target: Tensor, mask: Optional[Tensor], mask_is_hole: bool) -> Tensor:
+    check_inputs(STATS_OP_TRITON, pred, target, mask)
+    return _triton_kernels.masked_error_stats(pred, target, mask, mask_is_hole,
+                                              channels_last=use_channels_last(pred, target))
 
 
 def _setup_context(ctx, inputs, output, op: str) -> None:
@@ -92,21 +131,21 @@ def _backward(ctx, grad_value: Optional[Tensor], _unused: Optional[Tensor]):
     return (grad_pred if ctx.needs_input_grad[0] else None), grad_target, *([None] * 9)
 
 
-def _register(name: str, stats_name: str) -> None:
-    torch.library.register_fake(name)(_fake)
-    torch.library.register_fake(stats_name)(_fake_stats)
-    torch.library.register_autograd(name, _backward, setup_context=functools.partial(_setup_context, op=name))
+def _register(op: str, stats_op: str) -> None:
+    torch.library.register_fake(op)(functools.partial(_fake, op=op))
+    torch.library.register_fake(stats_op)(functools.partial(_fake_stats, op=stats_op))
+    torch.library.register_autograd(op, _backward, setup_context=functools.partial(_setup_context, op=op))
 
 
-if _extension.load_error() is None:
-    _register("inpaint_fast::masked_error", "inpaint_fast::masked_error_stats")
+if library.load_error() is None:
+    _register(OP, STATS_OP)
 
-if "triton" in _extension.kernels("masked_error"):
-    # The Triton ops (inpaint_fast/triton/masked_error.py) do not depend on the compiled extension;
-    # triton_op on a GPU, custom_op in the interpreter (see triton/_common.define_op).
-    from ..triton import masked_error as _triton_kernels
-    from ..triton._common import define_op
+if "triton" in library.kernels("masked_error"):
+    # The Triton ops do not depend on the compiled extension: triton_op on a GPU, custom_op in the
+    # interpreter (see triton/_common.define_op); the same checks, layout rule, fake kernel and autograd.
+    from .triton import masked_error as _triton_kernels
+    from .triton._common import define_op
 
-    define_op("inpaint_fast::masked_error_triton", _triton_kernels.masked_error_triton)
-    define_op("inpaint_fast::masked_error_stats_triton", _triton_kernels.masked_error_stats_triton)
-    _register("inpaint_fast::masked_error_triton", "inpaint_fast::masked_error_stats_triton")
+    define_op(OP_TRITON, _masked_error_triton)
+    define_op(STATS_OP_TRITON, _masked_error_stats_triton)
+    _register(OP_TRITON, STATS_OP_TRITON)

@@ -24,17 +24,30 @@ only re-checks them (RuntimeError). When the extension is not built this module 
 from __future__ import annotations
 
 import functools
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from .. import _extension
+from . import library
+from .checks import NORMALIZE, check_code, check_eps, check_image, check_mask
 from .scale_grad import check_first_order, grad_buffer_dtype, keep_inputs, saved_grad
 
 OP = "inpaint_fast::masked_tv"
+OP_TRITON = OP + "_triton"
 REGIONS = {"all": 0, "known": 1, "hole": 2, "hole_dilated": 3}
-NORMALIZE = {"none": 0, "mask": 1, "all": 2}
+
+
+def check_inputs(op: str, img: Tensor, mask: Optional[Tensor], region: int, p: int, normalize: int,
+                 eps: float) -> None:
+    """The op's checks (csrc/ops/masked_tv.h ``check_inputs``)."""
+    check_image(img, op, "img")
+    check_code(region, REGIONS, op, "region")
+    torch._check(p in (1, 2), lambda: f"{op}: p must be 1 or 2; got {p}")
+    check_code(normalize, NORMALIZE, op, "normalize")
+    check_eps(eps, op)
+    torch._check(region == 0 or mask is not None, lambda: f"{op}: region {region} needs a mask; got None")
+    check_mask(mask, img, op, "img")
 
 def masked_tv(img: Tensor, mask: Optional[Tensor], *, mask_is_hole: bool, region: str, p: int,
               normalize: str, eps: float, backend: str = "cpu") -> Tensor:
@@ -42,7 +55,7 @@ def masked_tv(img: Tensor, mask: Optional[Tensor], *, mask_is_hole: bool, region
 
     ``mask``: None (only for region='all') or (N|1, C|1, H, W), bool/uint8 or img's dtype; it holds the
     known mask m, or the hole h = 1 - m when ``mask_is_hole``. ``region`` in 'all', 'known', 'hole',
-    'hole_dilated'; ``p`` in 1, 2; ``normalize`` in 'mask', 'all', 'none' ('none' = the sum).
+    'hole_dilated'; ``p`` in 1, 2; ``normalize`` in 'mask', 'all', 'sum'.
     Differentiable w.r.t. img. ``backend``: 'cpu'/'cuda' run the C++ op, 'triton' the Triton op.
     """
     compute_grad = torch.is_grad_enabled() and img.requires_grad
@@ -70,9 +83,8 @@ def native_channels_last(img: Tensor, mask: Optional[Tensor], region: int) -> bo
 
 
 def _fake(img: Tensor, mask: Optional[Tensor], mask_is_hole: bool, region: int, p: int, normalize: int,
-          eps: float, compute_grad: bool):
-    torch._check(img.dim() == 4, lambda: f"img must be 4-D (N, C, H, W); got {tuple(img.shape)}")
-    torch._check(region == 0 or mask is not None, lambda: f"region {region} needs a mask")
+          eps: float, compute_grad: bool, op: str = OP):
+    check_inputs(op, img, mask, region, p, normalize, eps)
     loss = img.new_empty((), dtype=torch.float64 if img.dtype == torch.float64 else torch.float32)
     if compute_grad:
         layout = torch.channels_last if native_channels_last(img, mask, region) else torch.contiguous_format
@@ -108,18 +120,26 @@ def _backward(ctx, grad_loss: Optional[Tensor], grad_grad: Optional[Tensor]):
     return grad, None, None, None, None, None, None, None
 
 
-if _extension.load_error() is None:
-    torch.library.register_fake(OP)(_fake)
-    torch.library.register_autograd(OP, _backward, setup_context=_setup_context)
+def _masked_tv_triton(img: Tensor, mask: Optional[Tensor], mask_is_hole: bool, region: int, p: int, normalize: int,
+                      eps: float, compute_grad: bool) -> Tuple[Tensor, Tensor]:
+    check_inputs(OP_TRITON, img, mask, region, p, normalize, eps)
+    return _triton_kernels.masked_tv(img, mask, mask_is_hole, region, p, normalize, eps, compute_grad,
+                                     channels_last=native_channels_last(img, mask, region))
 
-# The Triton twin ``inpaint_fast::masked_tv_triton`` (inpaint_fast/triton/masked_tv.py): same schema,
-# the same fake kernel and autograd. Registered whenever triton imports, built extension or not.
-OP_TRITON = "inpaint_fast::masked_tv_triton"
-if "triton" in _extension.kernels("masked_tv"):
-    from ..triton import masked_tv as _triton_masked_tv
-    from ..triton._common import define_op
 
-    define_op(OP_TRITON, _triton_masked_tv.masked_tv_triton)
+def _register(op: str) -> None:
+    torch.library.register_fake(op)(functools.partial(_fake, op=op))
+    torch.library.register_autograd(op, _backward, setup_context=functools.partial(_setup_context, op=op))
 
-    torch.library.register_fake(OP_TRITON)(_fake)
-    torch.library.register_autograd(OP_TRITON, _backward, setup_context=functools.partial(_setup_context, op=OP_TRITON))
+
+if library.load_error() is None:
+    _register(OP)
+
+if "triton" in library.kernels("masked_tv"):
+    # The Triton op (triton_op on a GPU, custom_op interpreted: triton/_common.define_op), with the same
+    # checks, layout rule, fake kernel and autograd; registered whether or not the extension is built.
+    from .triton import masked_tv as _triton_kernels
+    from .triton._common import define_op
+
+    define_op(OP_TRITON, _masked_tv_triton)
+    _register(OP_TRITON)

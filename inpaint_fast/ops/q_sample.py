@@ -33,7 +33,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .. import _extension
+from . import library
 from .. import _validation as V
 
 __all__ = ["q_sample", "repaint_blend_fused", "repaint_blend"]
@@ -201,5 +201,5 @@ def _register() -> None:
                                     setup_context=_setup_repaint_blend)
 
 
-if _extension.load_error() is None and "cpu" in _extension.kernels("q_sample"):
+if library.load_error() is None and "cpu" in library.kernels("q_sample"):
     _register()

@@ -21,7 +21,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import Tensor
 
-from .. import _extension
+from . import library
 
 
 def grad_buffer_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -107,10 +107,10 @@ def _scaled_copy(g: Tensor, grad_output: Tensor) -> Tensor:
 
 
 def _scale_in_place(g: Tensor, grad_output: Tensor) -> Tensor:
-    if g.numel() == 0 or g.device.type not in _extension.kernels("scale_grad_"):
+    if g.numel() == 0 or g.device.type not in library.kernels("scale_grad_"):
         return _scaled_copy(g, grad_output)
     return scale_grad_(g, grad_output)
 
 
-if _extension.load_error() is None:
+if library.load_error() is None:
     torch.library.register_fake("inpaint_fast::scale_grad_")(lambda grad, scale: None)

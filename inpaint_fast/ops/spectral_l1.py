@@ -31,12 +31,21 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from .. import _extension
+from . import library
+from .checks import check_like
 from .scale_grad import check_first_order, keep_inputs, saved_grad
 from ..reference.pixel import accumulate_dtype
 
 OP = "inpaint_fast::spectral_l1"
+OP_TRITON = OP + "_triton"
 REDUCTIONS = ("mean", "sum")
+
+
+def check_inputs(op: str, z_pred: Tensor, z_target: Tensor) -> None:
+    """The op's checks (csrc/ops/spectral_l1.h)."""
+    torch._check(z_pred.dtype in (torch.complex64, torch.complex128),
+                 lambda: f"{op}: z_pred must be complex64 or complex128; got {z_pred.dtype}")
+    check_like(z_target, z_pred, op, "z_target", "z_pred")
 
 def _loss_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.complex128 else torch.float32
@@ -69,13 +78,8 @@ def frequency_l1(pred: Tensor, target: Tensor, reduction: str = "mean", backend:
     return loss.to(pred.dtype)
 
 
-def _fake(z_pred: Tensor, z_target: Tensor, scale: float, grad_pred: bool, grad_target: bool):
-    torch._check(z_pred.dtype in (torch.complex64, torch.complex128),
-                 lambda: f"z_pred must be complex64 or complex128; got {z_pred.dtype}")
-    torch._check(z_target.dtype == z_pred.dtype,
-                 lambda: f"z_target dtype {z_target.dtype} must equal z_pred dtype {z_pred.dtype}")
-    torch._check(z_target.shape == z_pred.shape,
-                 lambda: f"z_target shape {tuple(z_target.shape)} must equal z_pred shape {tuple(z_pred.shape)}")
+def _fake(z_pred: Tensor, z_target: Tensor, scale: float, grad_pred: bool, grad_target: bool, op: str = OP):
+    check_inputs(op, z_pred, z_target)
 
     def grad(wanted: bool) -> Tensor:
         return z_pred.new_empty(z_pred.shape if wanted else (0,))  # contiguous, as the kernel's
@@ -107,23 +111,25 @@ def _backward(ctx, grad_loss: Optional[Tensor], _grad_gp: Optional[Tensor], _gra
     return (next(grads) if need[0] else None), (next(grads) if need[1] else None), None, None, None
 
 
-if _extension.load_error() is None:
-    torch.library.register_fake(OP)(_fake)
-    torch.library.register_autograd(OP, _backward, setup_context=_setup_context)
+def _spectral_l1_triton(z_pred: Tensor, z_target: Tensor, scale: float, grad_pred: bool,
+                        grad_target: bool) -> Tuple[Tensor, Tensor, Tensor]:
+    check_inputs(OP_TRITON, z_pred, z_target)
+    return _triton_kernels.spectral_l1(z_pred, z_target, scale, grad_pred, grad_target)
 
-# The Triton op (inpaint_fast/triton/spectral_l1.py): the same schema, fake kernel and autograd as the
-# C++ op; registered whenever triton imports, with or without the compiled extension.
-OP_TRITON = "inpaint_fast::spectral_l1_triton"
 
-if "triton" in _extension.kernels("spectral_l1"):
-    from ..triton import spectral_l1 as _triton_kernels
+def _register(op: str) -> None:
+    torch.library.register_fake(op)(functools.partial(_fake, op=op))
+    torch.library.register_autograd(op, _backward, setup_context=functools.partial(_setup_context, op=op))
 
-    # triton_op makes the kernels visible to torch.compile (AOTAutograd decomposes the op into
-    # wrap_triton calls). Under the interpreter wrap_triton hands back the plain interpreted kernel,
-    # which cannot run on fake or functional tensors (opcheck's test_faketensor and
-    # test_aot_dispatch_* fail), so there the op is an opaque custom_op with the same launcher.
-    from ..triton._common import define_op
 
-    define_op(OP_TRITON, _triton_kernels.spectral_l1_triton)
-    torch.library.register_fake(OP_TRITON)(_fake)
-    torch.library.register_autograd(OP_TRITON, _backward, setup_context=functools.partial(_setup_context, op=OP_TRITON))
+if library.load_error() is None:
+    _register(OP)
+
+if "triton" in library.kernels("spectral_l1"):
+    # The Triton op (triton_op on a GPU, custom_op interpreted: triton/_common.define_op), with the same
+    # checks, fake kernel and autograd; registered whether or not the extension is built.
+    from .triton import spectral_l1 as _triton_kernels
+    from .triton._common import define_op
+
+    define_op(OP_TRITON, _spectral_l1_triton)
+    _register(OP_TRITON)

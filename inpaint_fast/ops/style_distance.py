@@ -36,7 +36,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from .. import _extension
+from . import library
+from .checks import check_eps, check_image, check_like
 from .scale_grad import check_first_order, grad_buffer_dtype, keep_inputs, saved_grad
 
 GRAM_OP = "inpaint_fast::gram"
@@ -74,40 +75,93 @@ def _loss_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _grad_like(feat: Tensor) -> Tensor:
-    """What the kernels allocate: feat's layout when NCHW- or channels_last-contiguous, else NCHW."""
+def grad_layout(feat: Tensor) -> torch.memory_format:
+    """The layout rule of the gradients w.r.t. features (csrc/ops/style_distance.h): feat's layout when
+    channels_last-contiguous (and not also NCHW-contiguous), else NCHW."""
     if not feat.is_contiguous() and feat.is_contiguous(memory_format=torch.channels_last):
-        return torch.empty_like(feat, memory_format=torch.channels_last)
-    return torch.empty_like(feat, memory_format=torch.contiguous_format)
+        return torch.channels_last
+    return torch.contiguous_format
 
 
-def _check_feat(feat: Tensor, name: str) -> None:
-    torch._check(feat.dim() == 4, lambda: f"{name} must be 4-D (N, C, H, W); got {tuple(feat.shape)}")
+def check_weight(op: str, weight: Optional[Tensor], feat: Tensor) -> None:
+    """``weight`` None or (N|1, 1, H, W) of feat's dtype and device."""
+    if weight is None:
+        return
+    torch._check(weight.dim() == 4 and weight.size(0) in (1, feat.size(0)) and weight.size(1) == 1
+                 and weight.size(2) == feat.size(2) and weight.size(3) == feat.size(3),
+                 lambda: f"{op}: weight shape {tuple(weight.shape)} must be (N|1, 1, H, W) for features of "
+                         f"shape {tuple(feat.shape)}")
+    torch._check(weight.dtype == feat.dtype,
+                 lambda: f"{op}: weight dtype {weight.dtype} must equal the features' dtype {feat.dtype}")
+    torch._check(weight.device == feat.device,
+                 lambda: f"{op}: weight must be on the features' device {feat.device}; got {weight.device}")
 
 
-def _fake_gram(feat: Tensor, weight: Optional[Tensor], eps: float) -> Tensor:
-    _check_feat(feat, "feat")
+def check_gram_inputs(op: str, feat: Tensor, weight: Optional[Tensor], eps: float) -> None:
+    """gram's checks (csrc/ops/style_distance.h ``check_gram_inputs``)."""
+    check_image(feat, op, "feat")
+    check_weight(op, weight, feat)
+    check_eps(eps, op, positive=True)
+
+
+def check_gram_backward_inputs(op: str, grad: Tensor, feat: Tensor, weight: Optional[Tensor], eps: float) -> None:
+    """gram_backward's checks (csrc/ops/style_distance.h ``check_gram_backward_inputs``)."""
+    check_gram_inputs(op, feat, weight, eps)
+    n, c = feat.shape[0], feat.shape[1]
+    torch._check(grad.dim() == 3 and grad.size(0) == n and grad.size(1) == c and grad.size(2) == c,
+                 lambda: f"{op}: grad must have shape (N, C, C) = ({n}, {c}, {c}); got {tuple(grad.shape)}")
+    torch._check(grad.dtype.is_floating_point, lambda: f"{op}: grad must be floating; got {grad.dtype}")
+    torch._check(grad.device == feat.device,
+                 lambda: f"{op}: grad must be on feat's device {feat.device}; got {grad.device}")
+
+
+def check_style_inputs(op: str, feat_pred: Tensor, feat_target: Tensor, weight: Optional[Tensor], eps: float) -> None:
+    """style_distance's checks (csrc/ops/style_distance.h ``check_style_inputs``)."""
+    check_image(feat_pred, op, "feat_pred")
+    check_like(feat_target, feat_pred, op, "feat_target", "feat_pred")
+    check_weight(op, weight, feat_pred)
+    check_eps(eps, op, positive=True)
+
+
+def _fake_gram(feat: Tensor, weight: Optional[Tensor], eps: float, op: str = GRAM_OP) -> Tensor:
+    check_gram_inputs(op, feat, weight, eps)
     n, c = feat.shape[0], feat.shape[1]
     return feat.new_empty((n, c, c))
 
 
-def _fake_gram_backward(grad: Tensor, feat: Tensor, weight: Optional[Tensor], eps: float) -> Tensor:
-    _check_feat(feat, "feat")
-    torch._check(grad.dim() == 3, lambda: f"grad must be (N, C, C); got {tuple(grad.shape)}")
-    return _grad_like(feat)
+def _fake_gram_backward(grad: Tensor, feat: Tensor, weight: Optional[Tensor], eps: float,
+                        op: str = GRAM_BACKWARD_OP) -> Tensor:
+    check_gram_backward_inputs(op, grad, feat, weight, eps)
+    return torch.empty_like(feat, memory_format=grad_layout(feat))
 
 
 def _fake_style(feat_pred: Tensor, feat_target: Tensor, weight: Optional[Tensor], eps: float,
-                compute_grad: bool) -> Tuple[Tensor, Tensor]:
-    _check_feat(feat_pred, "feat_pred")
-    torch._check(feat_target.shape == feat_pred.shape,
-                 lambda: f"feat_target shape {tuple(feat_target.shape)} must equal feat_pred shape "
-                         f"{tuple(feat_pred.shape)}")
+                compute_grad: bool, op: str = STYLE_OP) -> Tuple[Tensor, Tensor]:
+    check_style_inputs(op, feat_pred, feat_target, weight, eps)
     loss = feat_pred.new_empty((), dtype=_loss_dtype(feat_pred.dtype))
     grad_dtype = grad_buffer_dtype(feat_pred.dtype)
-    grad = (_grad_like(feat_pred).to(grad_dtype) if compute_grad
+    grad = (torch.empty_like(feat_pred, dtype=grad_dtype, memory_format=grad_layout(feat_pred)) if compute_grad
             else feat_pred.new_empty((0,), dtype=grad_dtype))
     return loss, grad
+
+
+# ------------------------------------------------------------------------------ Triton ops
+
+def _gram_triton(feat: Tensor, weight: Optional[Tensor], eps: float) -> Tensor:
+    check_gram_inputs(GRAM_TRITON_OP, feat, weight, eps)
+    return _triton_kernels.gram(feat, weight, eps)
+
+
+def _gram_backward_triton(grad: Tensor, feat: Tensor, weight: Optional[Tensor], eps: float) -> Tensor:
+    check_gram_backward_inputs(GRAM_BACKWARD_TRITON_OP, grad, feat, weight, eps)
+    return _triton_kernels.gram_backward(grad, feat, weight, eps, grad_layout=grad_layout(feat))
+
+
+def _style_distance_triton(feat_pred: Tensor, feat_target: Tensor, weight: Optional[Tensor], eps: float,
+                           compute_grad: bool) -> Tuple[Tensor, Tensor]:
+    check_style_inputs(STYLE_TRITON_OP, feat_pred, feat_target, weight, eps)
+    return _triton_kernels.style_distance(feat_pred, feat_target, weight, eps, compute_grad,
+                                          grad_layout=grad_layout(feat_pred))
 
 
 # ------------------------------------------------------------------------------ autograd
@@ -181,30 +235,26 @@ def _style_backward(ctx, grad_loss: Optional[Tensor], _grad_of_grad: Optional[Te
     return grad_pred, None, None, None, None
 
 
-if _extension.load_error() is None:
-    torch.library.register_fake(GRAM_OP)(_fake_gram)
-    torch.library.register_fake(GRAM_BACKWARD_OP)(_fake_gram_backward)
-    torch.library.register_fake(STYLE_OP)(_fake_style)
-    torch.library.register_autograd(GRAM_OP, _gram_backward_with(GRAM_BACKWARD_OP),
-                                    setup_context=_gram_setup_context)
-    torch.library.register_autograd(GRAM_BACKWARD_OP, _gram_double_backward, setup_context=_no_setup)
-    torch.library.register_autograd(STYLE_OP, _style_backward,
-                                    setup_context=functools.partial(_style_setup_context, op=STYLE_OP))
+def _register(gram_op: str, gram_backward_op: str, style_op: str) -> None:
+    torch.library.register_fake(gram_op)(functools.partial(_fake_gram, op=gram_op))
+    torch.library.register_fake(gram_backward_op)(functools.partial(_fake_gram_backward, op=gram_backward_op))
+    torch.library.register_fake(style_op)(functools.partial(_fake_style, op=style_op))
+    torch.library.register_autograd(gram_op, _gram_backward_with(gram_backward_op), setup_context=_gram_setup_context)
+    torch.library.register_autograd(gram_backward_op, _gram_double_backward, setup_context=_no_setup)
+    torch.library.register_autograd(style_op, _style_backward,
+                                    setup_context=functools.partial(_style_setup_context, op=style_op))
 
-if "triton" in _extension.kernels("style_distance"):
-    # triton_op on a GPU, custom_op in the interpreter (see triton/_common.define_op).
-    from ..triton import style_distance as _triton_kernels
-    from ..triton._common import define_op
 
-    for _name, _fn, _fake in (
-            (GRAM_TRITON_OP, _triton_kernels.gram, _fake_gram),
-            (GRAM_BACKWARD_TRITON_OP, _triton_kernels.gram_backward, _fake_gram_backward),
-            (STYLE_TRITON_OP, _triton_kernels.style_distance, _fake_style)):
-        define_op(_name, _fn)
-        # The fake kernels of the C++ ops (triton_op's default, tracing the launcher, would do too).
-        torch.library.register_fake(_name)(_fake)
-    torch.library.register_autograd(GRAM_TRITON_OP, _gram_backward_with(GRAM_BACKWARD_TRITON_OP),
-                                    setup_context=_gram_setup_context)
-    torch.library.register_autograd(GRAM_BACKWARD_TRITON_OP, _gram_double_backward, setup_context=_no_setup)
-    torch.library.register_autograd(STYLE_TRITON_OP, _style_backward,
-                                    setup_context=functools.partial(_style_setup_context, op=STYLE_TRITON_OP))
+if library.load_error() is None:
+    _register(GRAM_OP, GRAM_BACKWARD_OP, STYLE_OP)
+
+if "triton" in library.kernels("style_distance"):
+    # The Triton ops (triton_op on a GPU, custom_op interpreted: triton/_common.define_op), with the same
+    # checks, layout rule, fake kernels and autograd; registered whether or not the extension is built.
+    from .triton import style_distance as _triton_kernels
+    from .triton._common import define_op
+
+    define_op(GRAM_TRITON_OP, _gram_triton)
+    define_op(GRAM_BACKWARD_TRITON_OP, _gram_backward_triton)
+    define_op(STYLE_TRITON_OP, _style_distance_triton)
+    _register(GRAM_TRITON_OP, GRAM_BACKWARD_TRITON_OP, STYLE_TRITON_OP)

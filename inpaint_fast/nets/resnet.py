@@ -1,4 +1,5 @@
-"""High-receptive-field perceptual loss (LaMa's ``ResNetPL``, Suvorov et al. 2021).
+"""Frozen dilated ResNet-50 feature extractor of LaMa's high-receptive-field perceptual loss (ResNetPL,
+Suvorov et al. 2021).
 
 LaMa (``saicinpainting/training/losses/perceptual.py``, class ``ResNetPL``) computes::
 
@@ -13,27 +14,23 @@ network is torchvision's ResNet-50 with the same dilation, ``resnet50(replace_st
 [False, True, True])`` (layer3 dilation 2, layer4 dilation 4, first block of each at the previous
 dilation, as in LaMa's ``_nostride_dilate``), with torchvision's ImageNet weights by default. The
 formula is LaMa's; the numbers equal LaMa's only with the same network weights, which torchvision's
-stem cannot load (the ADE20k checkpoint has conv1/conv2/conv3 stems).
+stem cannot load (the ADE20k checkpoint has conv1/conv2/conv3 stems). The loss itself:
+:func:`inpaint_fast.functional.feature.hrf_perceptual_loss`.
 """
 from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from typing import List, Optional, Sequence, Union
+from typing import List, Sequence, Union
 
-import torch
 from torch import Tensor, nn
 from torchvision.models import ResNet50_Weights, WeightsEnum, resnet50
 
-from . import _validation as V
-from . import functional as LF
-from .features import FeatureCache, WeightsArg, _hub_file, load_weights, register_input_normalization, resolve_weights
-
-__all__ = ["ResNetFeatures", "HRFPerceptualLoss", "hrf_perceptual_loss", "RESNET_LAYERS", "pretrained_available"]
+from .. import _validation as V
+from .weights import WeightsArg, hub_file, load_weights, register_input_normalization, resolve_weights
 
 RESNET_LAYERS = ("layer1", "layer2", "layer3", "layer4")
 _STEM = ("conv1", "bn1", "relu", "maxpool")
-
 
 
 def _resolve_weights(weights: WeightsArg):
@@ -59,7 +56,7 @@ def pretrained_available(weights: Union[str, WeightsEnum] = "DEFAULT") -> bool:
     w = _resolve_weights(weights)
     if not isinstance(w, WeightsEnum):
         raise ValueError(f"weights must name pretrained ResNet-50 weights (e.g. 'DEFAULT'); got {weights!r}")
-    return os.path.isfile(_hub_file(w))
+    return os.path.isfile(hub_file(w))
 
 
 class ResNetFeatures(nn.Module):
@@ -142,88 +139,3 @@ class ResNetFeatures(nn.Module):
     def extra_repr(self) -> str:
         return (f"layers={self.layers}, dilated={self.dilated}, weights={self.weights_source!r}, "
                 f"normalize_input={self.normalize_input}")
-
-
-def hrf_perceptual_loss(pred: Tensor, target: Tensor, *, extractor, weight: float = 1.0,
-                        mask: Optional[Tensor] = None, hole: Optional[Tensor] = None, region: Optional[str] = None,
-                        layer_weights: Optional[Sequence[float]] = None, normalize: str = "mask",
-                        reduction: str = "mean", eps: float = LF.EPS):
-    """LaMa's ResNetPL: ``weight * sum_l layer_weights[l] * masked_mean((phi_l(pred) - phi_l(target))**2)``.
-
-    ``extractor`` maps (N, 3, H, W) to a list of feature maps (e.g. :class:`ResNetFeatures`);
-    ``layer_weights`` defaults to all ones (LaMa sums the layers). Without a mask each term is
-    ``F.mse_loss(phi_l(pred), phi_l(target))``; with one, see :func:`inpaint_fast.functional.perceptual_loss`.
-    The target's features are taken without grad. reduction='none' returns the list of per-layer
-    squared-error maps (neither ``weight`` nor ``layer_weights`` applied).
-    """
-    pred, target = V.check_pair(pred, target)
-    V.check_loss_options(reduction, normalize, eps)
-    weight = V.check_nonnegative(weight, "weight")
-    known = V.known_from_mask(mask, hole, pred, required=False)
-    V.check_spatial_weight(known, "mask" if mask is not None else "hole")
-    pred_feats, target_feats = LF.extract_features(extractor, pred, target)
-    out = _distance(pred_feats, target_feats, known, V.resolve_region(region, known), layer_weights, normalize,
-                    reduction, eps)
-    return out if reduction == "none" else out * weight
-
-
-def _distance(pred_feats, target_feats, known, region, layer_weights, normalize, reduction, eps):
-    """sum_l layer_weights[l] * masked mean squared feature error (layer weights default to 1: LaMa's sum)."""
-    if layer_weights is None:
-        layer_weights = [1.0] * len(pred_feats)
-    return LF.perceptual_distance(pred_feats, target_feats, known, region=region, loss="l2",
-                                  layer_weights=layer_weights, normalize=normalize, reduction=reduction, eps=eps)
-
-
-class HRFPerceptualLoss(nn.Module):
-    """LaMa's high-receptive-field perceptual loss (ResNetPL):
-    ``weight * sum_l mean((phi_l(pred) - phi_l(target))**2)`` over the stages of a dilated ResNet-50.
-
-    Args:
-        weight: the loss multiplier (LaMa's ``weight``; big-lama trains with 30).
-        extractor: a callable returning a list of feature maps; default a :class:`ResNetFeatures` built from
-            ``weights``/``layers``/``dilated``.
-        weights, layers, dilated: passed to :class:`ResNetFeatures` ('DEFAULT' = torchvision's ImageNet weights,
-            None = untrained, or a local state-dict path).
-        region, normalize, reduction, eps: as :class:`inpaint_fast.PerceptualLoss`. Without a mask this is
-            LaMa's loss exactly (per layer ``F.mse_loss``, summed). With ``mask=``/``hole=`` (single-channel,
-            resized to each stage by nearest neighbour) each layer's squared error is averaged over ``region``
-            (default 'hole'), an extension LaMa's ResNetPL does not have.
-        layer_weights: per-layer multipliers; default all 1 (LaMa's sum).
-
-    ``forward(pred, target, mask=... | hole=...)``: the target's features are taken without grad; gradient
-    reaches ``pred`` only (never the ResNet's weights). reduction='none' returns the list of per-layer maps
-    (unweighted by ``weight`` and ``layer_weights``).
-    """
-
-    def __init__(self, weight: float = 1.0, extractor=None, *, weights: WeightsArg = "DEFAULT",
-                 layers: Sequence[str] = RESNET_LAYERS, dilated: bool = True, region: Optional[str] = None,
-                 layer_weights: Optional[Sequence[float]] = None, normalize: str = "mask", reduction: str = "mean",
-                 eps: float = LF.EPS):
-        super().__init__()
-        self.weight = V.check_nonnegative(weight, "weight")
-        if extractor is None:
-            extractor = ResNetFeatures(weights=weights, layers=layers, dilated=dilated)
-        else:
-            V.check_extractor(extractor)
-        self.extractor = extractor
-        V.check_region(region)
-        V.check_loss_options(reduction, normalize, eps)
-        self.region, self.layer_weights = region, layer_weights
-        self.normalize, self.reduction, self.eps = normalize, reduction, eps
-
-    def forward(self, pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None,
-                hole: Optional[Tensor] = None):
-        return hrf_perceptual_loss(pred, target, extractor=self.extractor, weight=self.weight, mask=mask, hole=hole,
-                                   region=self.region, layer_weights=self.layer_weights, normalize=self.normalize,
-                                   reduction=self.reduction, eps=self.eps)
-
-    def from_cache(self, cache: FeatureCache, known: Optional[Tensor]) -> Tensor:
-        """``weight`` times the loss summed over the images of ``cache`` (``known``: the validated known
-        weight (N|1, 1, H, W), or None)."""
-        region = V.resolve_region(self.region, known)
-        return self.weight * sum(_distance(cache[name], cache.target, known, region, self.layer_weights,
-                                           self.normalize, self.reduction, self.eps) for name in cache.names)
-
-    def extra_repr(self) -> str:
-        return f"weight={self.weight}, region={self.region!r}, reduction={self.reduction!r}"

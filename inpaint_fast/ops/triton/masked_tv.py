@@ -34,7 +34,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..ops.scale_grad import grad_buffer_dtype
+from ..scale_grad import grad_buffer_dtype
 from ._common import INTERPRETED, launch, mask_weight
 
 # Tile of the stencil and area kernels: BLOCK_W columns (a power of two) and as many rows as fit in
@@ -276,34 +276,10 @@ def _tile(h: int, w: int):
     return block_h, block_w
 
 
-def _check(img: Tensor, mask: Optional[Tensor], region: int, p: int, normalize: int, eps: float) -> None:
-    op = "inpaint_fast::masked_tv_triton"
-    torch._check(img.dim() == 4, lambda: f"{op}: img must be 4-D (N, C, H, W); got {tuple(img.shape)}")
-    torch._check(img.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64),
-                 lambda: f"{op}: img must be float16, bfloat16, float32 or float64; got {img.dtype}")
-    torch._check(0 <= region <= 3, lambda: f"{op}: region must be 0 (all), 1 (known), 2 (hole) or 3 (hole_dilated); "
-                                          f"got {region}")
-    torch._check(p in (1, 2), lambda: f"{op}: p must be 1 or 2; got {p}")
-    torch._check(0 <= normalize <= 2, lambda: f"{op}: normalize must be 0 (sum), 1 (mask) or 2 (all); got {normalize}")
-    torch._check(eps >= 0 and eps != float("inf"), lambda: f"{op}: eps must be finite and >= 0; got {eps}")
-    if mask is None:
-        torch._check(region == 0, lambda: f"{op}: region {region} needs a mask; got None")
-        return
-    torch._check(mask.device == img.device, lambda: f"{op}: mask must be on img's device {img.device}; got {mask.device}")
-    torch._check(mask.dtype in (torch.bool, torch.uint8, img.dtype),
-                 lambda: f"{op}: mask must be bool, uint8 or img's dtype {img.dtype}; got {mask.dtype}")
-    n, c, h, w = img.shape
-    torch._check(mask.dim() == 4 and mask.shape[0] in (1, n) and mask.shape[1] in (1, c)
-                 and mask.shape[2] == h and mask.shape[3] == w,
-                 lambda: f"{op}: mask shape {tuple(mask.shape)} must be (N|1, C|1, H, W) for img shape {tuple(img.shape)}")
-
-
-def masked_tv_triton(img: Tensor, mask: Optional[Tensor], mask_is_hole: bool, region: int, p: int, normalize: int,
-                     eps: float, compute_grad: bool) -> tuple[Tensor, Tensor]:
-    """The Triton twin of ``inpaint_fast::masked_tv`` (same schema, semantics and output layouts)."""
-    from ..ops.masked_tv import native_channels_last  # the fake kernel's layout rule (one copy)
-
-    _check(img, mask, region, p, normalize, eps)
+def masked_tv(img: Tensor, mask: Optional[Tensor], mask_is_hole: bool, region: int, p: int, normalize: int,
+              eps: float, compute_grad: bool, *, channels_last: bool) -> tuple[Tensor, Tensor]:
+    """``inpaint_fast::masked_tv_triton`` (the C++ op's schema and semantics); arguments checked and the
+    gradient's layout (``channels_last``) decided by the op (inpaint_fast/ops/masked_tv.py)."""
     # Shapes and strides as Python ints: tile sizes and the normalisers are computed from them
     # (a traced call specialises on them).
     N, C, H, W = (int(s) for s in img.shape)
@@ -311,7 +287,7 @@ def masked_tv_triton(img: Tensor, mask: Optional[Tensor], mask_is_hole: bool, re
     loss_dtype = torch.float64 if f64 else torch.float32
     use_mask = region != 0
     if compute_grad:
-        layout = torch.channels_last if native_channels_last(img, mask, region) else torch.contiguous_format
+        layout = torch.channels_last if channels_last else torch.contiguous_format
         grad = torch.empty_like(img, dtype=grad_buffer_dtype(img.dtype), memory_format=layout)
     else:
         grad = img.new_empty((0,), dtype=grad_buffer_dtype(img.dtype))

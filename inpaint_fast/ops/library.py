@@ -17,7 +17,7 @@ NAMESPACE = "inpaint_fast"
 
 _LOAD_ERROR: Optional[str]
 try:
-    from . import _C  # noqa: F401  (loading the library registers the ops)
+    from .. import _C  # noqa: F401  (loading the library registers the ops)
 except ImportError as exc:  # not built, built for another torch, missing symbols ...
     _LOAD_ERROR = f"the compiled extension inpaint_fast._C could not be loaded: {exc}"
 else:
@@ -35,9 +35,9 @@ def _dispatcher_ops() -> list:
 
 
 def _triton_ops() -> list:
-    """Modules ``inpaint_fast.triton.<op>`` (public names only), without importing them."""
+    """Modules ``inpaint_fast.ops.triton.<op>`` (public names only), without importing them."""
     try:
-        spec = importlib.util.find_spec(f"{NAMESPACE}.triton")
+        spec = importlib.util.find_spec(f"{NAMESPACE}.ops.triton")
     except ImportError:
         return []
     if spec is None or not spec.submodule_search_locations:

@@ -1,9 +1,9 @@
 """Diffusion inpainting: β schedules, the forward process, the ε / x0 / v training objectives (with an
-optional hole weighting) and the RePaint sampler.
+optional hole weighting) and the RePaint sampler. The loss module: :class:`inpaint_fast.DiffusionInpaintingLoss`.
 
 Notation: ``x0`` is the clean image (N, C, H, W), ``t`` the timestep (N,) int64 in [0, T), and
 ``alphas_cumprod`` the schedule's ᾱ (float64, (T,)). ``mask`` = 1 for a known pixel (or ``hole`` = 1
-for a missing one). The conditional objective feeds the model ``(x_t, t, x0 * m, m)`` (the seed's
+for a missing one). The conditional objective feeds the model ``(x_t, t, x0 * m, m)`` (the notebook's
 ``eps_theta(x_t, t, x ⊙ m, m)``); the unconditional one ``(x_t, t)``. ``prediction_type`` uses
 diffusers' names: 'epsilon' (ε, DDPM), 'sample' (x0) and 'v_prediction' (v = sqrt(ᾱ) ε - sqrt(1-ᾱ) x0,
 Salimans & Ho 2022).
@@ -14,19 +14,17 @@ import sys
 from typing import Callable, Iterable, List, Optional
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from . import _backend
-from . import _validation as V
-from .ops import q_sample as _q_sample_op
-from .reference import diffusion as _ref
-from .reference.pixel import masked_mean
+from .. import _validation as V
+from ..ops import backend as _backend
+from ..ops import q_sample as _q_sample_op
+from ..reference import diffusion as _ref
+from ..reference.pixel import masked_mean
 
 PREDICTION_TYPES = _ref.PREDICTION_TYPES
 SCHEDULES = ("linear", "cosine")
 
-
-# ---- checks of what the caller passes (the rest is in _validation.py) ---------------------------
 
 def _check_prediction(out, like: Tensor, what: str = "a prediction") -> Tensor:
     if not isinstance(out, Tensor) or out.shape != like.shape:
@@ -39,8 +37,6 @@ def _check_model(model) -> None:
     if not callable(model):
         raise TypeError(f"model must be callable, model(x_t, t[, known_image, mask]); got {type(model).__name__}")
 
-
-# ---- schedules -----------------------------------------------------------------------------------
 
 def linear_beta_schedule(num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> Tensor:
     """DDPM's linear β schedule (Ho et al. 2020): ``linspace(beta_start, beta_end, num_steps)``, float64 (T,)."""
@@ -88,8 +84,6 @@ def sample_timesteps(batch: int, num_steps: int, *, device=None, generator: Opti
     return torch.randint(0, num_steps, (batch,), device=device, generator=generator)
 
 
-# ---- forward process and conversions ---------------------------------------------------------------
-
 def q_sample(x0: Tensor, t: Tensor, noise: Tensor, alphas_cumprod: Tensor) -> Tensor:
     """The forward process ``x_t = sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) noise`` (Ho et al. 2020, eq. 4)."""
     V.check_image(x0, "x0")
@@ -133,8 +127,6 @@ def predicted_noise(model_output: Tensor, x_t: Tensor, t: Tensor, alphas_cumprod
     """ε̂ from a model output of ``prediction_type``."""
     return convert_prediction(model_output, x_t, t, alphas_cumprod, from_type=prediction_type, to_type="epsilon")
 
-
-# ---- the training objective ------------------------------------------------------------------------
 
 def diffusion_loss(model: Callable[..., Tensor], x0: Tensor, *, alphas_cumprod: Tensor, mask: Optional[Tensor] = None,
                    hole: Optional[Tensor] = None, conditional: bool = False, t: Optional[Tensor] = None,
@@ -180,49 +172,6 @@ def diffusion_loss(model: Callable[..., Tensor], x0: Tensor, *, alphas_cumprod: 
     weight = weight_hole * (1 - known) + weight_known * known if weighted else None
     return masked_mean(err, weight, reduction=reduction)
 
-
-class DiffusionInpaintingLoss(nn.Module):
-    """The diffusion training objective with its schedule held as a buffer (``alphas_cumprod``).
-
-    ``forward(model, x0, mask=..., t=None, noise=None, generator=None)``. ``conditional=True``
-    (default) is the mask-conditioned objective of the seed, ``False`` the plain DDPM one (train a
-    RePaint prior). ``schedule``: 'linear' (beta_start → beta_end) or 'cosine'; ``prediction_type``:
-    'epsilon' | 'sample' | 'v_prediction'; ``weight_hole``/``weight_known``: see :func:`diffusion_loss`.
-    """
-
-    def __init__(self, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02, *,
-                 schedule: str = "linear", prediction_type: str = "epsilon", conditional: bool = True,
-                 weight_hole: float = 1.0, weight_known: float = 1.0, reduction: str = "mean"):
-        super().__init__()
-        self.conditional = bool(conditional)
-        self.schedule = V.check_choice(schedule, "schedule", SCHEDULES)
-        self.prediction_type = V.check_choice(prediction_type, "prediction_type", PREDICTION_TYPES)
-        self.weight_hole = V.check_nonnegative(weight_hole, "weight_hole")
-        self.weight_known = V.check_nonnegative(weight_known, "weight_known")
-        self.reduction = V.check_choice(reduction, "reduction", V.REDUCTIONS)
-        betas = linear_beta_schedule(num_steps, beta_start, beta_end) if schedule == "linear" \
-            else cosine_beta_schedule(num_steps)
-        self.register_buffer("alphas_cumprod", alphas_cumprod(betas))
-
-    @property
-    def num_steps(self) -> int:
-        return self.alphas_cumprod.shape[0]
-
-    def forward(self, model: Callable[..., Tensor], x0: Tensor, *, mask: Optional[Tensor] = None,
-                hole: Optional[Tensor] = None, t: Optional[Tensor] = None, noise: Optional[Tensor] = None,
-                generator: Optional[torch.Generator] = None) -> Tensor:
-        return diffusion_loss(model, x0, alphas_cumprod=self.alphas_cumprod, mask=mask, hole=hole,
-                              conditional=self.conditional, t=t, noise=noise, generator=generator,
-                              prediction_type=self.prediction_type, weight_hole=self.weight_hole,
-                              weight_known=self.weight_known, reduction=self.reduction)
-
-    def extra_repr(self) -> str:
-        return (f"num_steps={self.num_steps}, schedule={self.schedule!r}, prediction_type={self.prediction_type!r}, "
-                f"conditional={self.conditional}, weight_hole={self.weight_hole}, weight_known={self.weight_known}, "
-                f"reduction={self.reduction!r}")
-
-
-# ---- RePaint ---------------------------------------------------------------------------------------
 
 def spaced_timesteps(num_train_steps: int, num_inference_steps: int) -> List[int]:
     """The training timesteps a sampler of ``num_inference_steps`` visits (ascending, from 0 to T-1):

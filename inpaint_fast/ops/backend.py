@@ -18,7 +18,7 @@ from typing import Dict, Iterator, Optional
 
 import torch
 
-from . import _extension
+from . import library
 
 BACKENDS = ("reference", "cpu", "cuda", "triton")
 FUSED_OPS = ("masked_error", "masked_tv", "q_sample", "spectral_l1", "style_distance")  # the ops that dispatch through choose()
@@ -29,9 +29,9 @@ _ENV_NAME = os.environ.get(ENV_VAR) or None  # read once, checked at first use
 
 
 def _compute_availability() -> Dict[str, Optional[str]]:
-    ext = _extension.load_error()
+    ext = library.load_error()
     gpu = torch.cuda.is_available()
-    if not _extension.triton_imports():
+    if not library.triton_imports():
         triton = "triton is not installed"
     elif not gpu and os.environ.get("TRITON_INTERPRET") != "1":
         triton = "no GPU (set TRITON_INTERPRET=1 to run the Triton kernels on CPU tensors, slowly)"
@@ -40,7 +40,7 @@ def _compute_availability() -> Dict[str, Optional[str]]:
     return {
         "reference": None,
         "cpu": ext,
-        "cuda": ext or (None if _extension.has_cuda_kernels() else "the extension was built without CUDA")
+        "cuda": ext or (None if library.has_cuda_kernels() else "the extension was built without CUDA")
         or (None if gpu else "no CUDA device"),
         "triton": triton,
     }
@@ -98,7 +98,7 @@ def choose(op: str, device: torch.device) -> str:
     if _in_functorch_transform():
         return "reference"
     name = forced()
-    kernels = _extension.kernels(op)
+    kernels = library.kernels(op)
     if name is not None:
         if name != "reference" and (device.type == "cpu") != (name == "cpu") and not (
                 name == "triton" and device.type == "cpu" and _INTERPRETED):

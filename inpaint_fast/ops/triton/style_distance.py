@@ -42,7 +42,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..ops.scale_grad import grad_buffer_dtype
+from ..scale_grad import grad_buffer_dtype
 from ._common import INTERPRETED, launch
 
 # ------------------------------------------------------------------------------------------ kernels
@@ -272,36 +272,6 @@ def _strides(t: Tensor):
     return t.stride(0), t.stride(1), t.stride(2), t.stride(3)
 
 
-def _grad_like(feat: Tensor, dtype: torch.dtype) -> Tensor:
-    """The layout of the C++ kernels' gradients (and of the fake kernels)."""
-    if not feat.is_contiguous() and feat.is_contiguous(memory_format=torch.channels_last):
-        return torch.empty_like(feat, dtype=dtype, memory_format=torch.channels_last)
-    return torch.empty_like(feat, dtype=dtype, memory_format=torch.contiguous_format)
-
-
-def _check_feat(feat: Tensor, op: str, name: str) -> None:
-    torch._check(feat.dim() == 4, lambda: f"{op}: {name} must be 4-D (N, C, H, W); got shape {tuple(feat.shape)}")
-    torch._check(feat.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64),
-                 lambda: f"{op}: {name} must be float16, bfloat16, float32 or float64; got {feat.dtype}")
-
-
-def _check_weight(weight: Optional[Tensor], feat: Tensor, op: str) -> None:
-    if weight is None:
-        return
-    torch._check(weight.dim() == 4 and (weight.size(0) == 1 or weight.size(0) == feat.size(0))
-                 and weight.size(1) == 1 and weight.size(2) == feat.size(2) and weight.size(3) == feat.size(3),
-                 lambda: f"{op}: weight shape {tuple(weight.shape)} must be (N|1, 1, H, W) for features of "
-                         f"shape {tuple(feat.shape)}")
-    torch._check(weight.dtype == feat.dtype,
-                 lambda: f"{op}: weight dtype {weight.dtype} must equal the features' dtype {feat.dtype}")
-    torch._check(weight.device == feat.device,
-                 lambda: f"{op}: weight must be on the features' device {feat.device}; got {weight.device}")
-
-
-def _check_eps(eps: float, op: str) -> None:
-    torch._check(eps > 0, lambda: f"{op}: eps must be positive; got {eps}")
-
-
 def _scales(feat: Tensor, weight: Optional[Tensor], eps: float) -> Tuple[Tensor, Tensor, int]:
     """(scale (N,) and ws (Nw, HW), both in the accumulation dtype, ws's sample stride): the mask-only
     pre-pass. Without a weight scale_n = 1 / (C H W) and ws is scale itself (unused by the kernels)."""
@@ -396,11 +366,8 @@ def _apply_gradient(a: Tensor, feat: Tensor, scale: Tensor, ws: Tensor, ws_sn: i
 # ------------------------------------------------------------------------------------------ launchers
 
 def gram(feat: Tensor, weight: Optional[Tensor], eps: float) -> Tensor:
-    """inpaint_fast::gram_triton: (N, C, C) in feat's dtype, exactly symmetric."""
-    op = "inpaint_fast::gram_triton"
-    _check_feat(feat, op, "feat")
-    _check_weight(weight, feat, op)
-    _check_eps(eps, op)
+    """inpaint_fast::gram_triton: (N, C, C) in feat's dtype, exactly symmetric. Arguments checked by the
+    op (inpaint_fast/ops/style_distance.py), as for the launchers below."""
     n, c, h, w = feat.shape
     out = feat.new_empty((n, c, c))
     if n * c == 0:
@@ -414,18 +381,10 @@ def gram(feat: Tensor, weight: Optional[Tensor], eps: float) -> Tensor:
     return out
 
 
-def gram_backward(grad: Tensor, feat: Tensor, weight: Optional[Tensor], eps: float) -> Tensor:
-    """inpaint_fast::gram_backward_triton: dF_n = (gG_n + gG_n^T) (w_n * F_n) * scale_n."""
-    op = "inpaint_fast::gram_backward"
-    _check_feat(feat, op, "feat")
-    _check_weight(weight, feat, op)
-    _check_eps(eps, op)
-    n, c, h, w = feat.shape
-    torch._check(grad.dim() == 3 and grad.size(0) == n and grad.size(1) == c and grad.size(2) == c,
-                 lambda: f"{op}: grad must have shape (N, C, C) = ({n}, {c}, {c}); got {tuple(grad.shape)}")
-    torch._check(grad.dtype.is_floating_point, lambda: f"{op}: grad must be floating; got {grad.dtype}")
-    torch._check(grad.device == feat.device, lambda: f"{op}: grad must be on feat's device {feat.device}; got {grad.device}")
-    out = _grad_like(feat, feat.dtype)
+def gram_backward(grad: Tensor, feat: Tensor, weight: Optional[Tensor], eps: float, *,
+                  grad_layout: torch.memory_format) -> Tensor:
+    """inpaint_fast::gram_backward_triton: dF_n = (gG_n + gG_n^T) (w_n * F_n) * scale_n, in ``grad_layout``."""
+    out = torch.empty_like(feat, memory_format=grad_layout)
     if out.numel() == 0:
         return out
     acc = _acc_dtype(feat.dtype)
@@ -437,25 +396,14 @@ def gram_backward(grad: Tensor, feat: Tensor, weight: Optional[Tensor], eps: flo
 
 
 def style_distance(feat_pred: Tensor, feat_target: Tensor, weight: Optional[Tensor], eps: float,
-                   compute_grad: bool) -> Tuple[Tensor, Tensor]:
+                   compute_grad: bool, *, grad_layout: torch.memory_format) -> Tuple[Tensor, Tensor]:
     """inpaint_fast::style_distance_triton: (mean |G_p - G_t| (0-dim float32/float64), d loss / d feat_pred
-    or an empty (0,) tensor); float16 features get a float32 gradient."""
-    op = "inpaint_fast::style_distance"
-    _check_feat(feat_pred, op, "feat_pred")
-    _check_feat(feat_target, op, "feat_target")
-    torch._check(feat_target.shape == feat_pred.shape,
-                 lambda: f"{op}: feat_target shape {tuple(feat_target.shape)} must equal feat_pred shape "
-                         f"{tuple(feat_pred.shape)}")
-    torch._check(feat_target.dtype == feat_pred.dtype,
-                 lambda: f"{op}: feat_target dtype {feat_target.dtype} must equal feat_pred dtype {feat_pred.dtype}")
-    torch._check(feat_target.device == feat_pred.device,
-                 lambda: f"{op}: feat_target must be on feat_pred's device {feat_pred.device}; got {feat_target.device}")
-    _check_weight(weight, feat_pred, op)
-    _check_eps(eps, op)
+    in ``grad_layout`` or an empty (0,) tensor); float16 features get a float32 gradient."""
     n, c, h, w = feat_pred.shape
     acc = _acc_dtype(feat_pred.dtype)
     grad_dtype = grad_buffer_dtype(feat_pred.dtype)
-    grad = _grad_like(feat_pred, grad_dtype) if compute_grad else feat_pred.new_empty((0,), dtype=grad_dtype)
+    grad = (torch.empty_like(feat_pred, dtype=grad_dtype, memory_format=grad_layout) if compute_grad
+            else feat_pred.new_empty((0,), dtype=grad_dtype))
     if n * c == 0 or h * w == 0:
         if compute_grad:
             grad.zero_()

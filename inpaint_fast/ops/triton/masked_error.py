@@ -26,7 +26,6 @@ images, else in the images' dtype.
 """
 from __future__ import annotations
 
-import math
 from typing import Optional, Tuple
 
 import torch
@@ -34,7 +33,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..ops.scale_grad import grad_buffer_dtype
+from ..scale_grad import grad_buffer_dtype
 from ._common import INTERPRETED, launch, mask_weight
 
 INT32_MAX = 2**31 - 1  # offsets above it use int64 arithmetic
@@ -310,11 +309,6 @@ def _bstride(t: Tensor, dim: int) -> int:
     return 0 if t.shape[dim] == 1 else t.stride(dim)
 
 
-def _channels_last(pred: Tensor, target: Tensor) -> bool:
-    return (pred.shape[1] > 1 and pred.is_contiguous(memory_format=torch.channels_last)
-            and target.is_contiguous(memory_format=torch.channels_last))
-
-
 def _max_offset(t: Tensor) -> int:
     return sum((s - 1) * abs(st) for s, st in zip(t.shape, t.stride()) if s > 0)
 
@@ -327,33 +321,9 @@ def _tiles(programs: int, target: int) -> int:
     return tiles
 
 
-def _check(pred: Tensor, target: Tensor, mask: Optional[Tensor], op: str) -> None:
-    """The C++ op's checks (shapes and dtypes only; the public API validates first)."""
-    if pred.dim() != 4:
-        raise RuntimeError(f"{op}: pred must be 4-D (N, C, H, W); got shape {list(pred.shape)}")
-    if target.shape != pred.shape:
-        raise RuntimeError(f"{op}: target shape {list(target.shape)} must equal pred shape {list(pred.shape)}")
-    if pred.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-        raise RuntimeError(f"{op}: pred must be float16, bfloat16, float32 or float64; got {pred.dtype}")
-    if target.dtype != pred.dtype:
-        raise RuntimeError(f"{op}: target dtype {target.dtype} must equal pred dtype {pred.dtype}")
-    if target.device != pred.device:
-        raise RuntimeError(f"{op}: pred and target must be on one device; got {pred.device} and {target.device}")
-    if mask is None:
-        return
-    if mask.device != pred.device:
-        raise RuntimeError(f"{op}: mask must be on pred's device {pred.device}; got {mask.device}")
-    if mask.dtype not in (torch.bool, torch.uint8, pred.dtype):
-        raise RuntimeError(f"{op}: mask must be bool, uint8 or pred's dtype {pred.dtype}; got {mask.dtype}")
-    if not (mask.dim() == 4 and mask.shape[0] in (1, pred.shape[0]) and mask.shape[1] in (1, pred.shape[1])
-            and mask.shape[2:] == pred.shape[2:]):
-        raise RuntimeError(f"{op}: mask shape {list(mask.shape)} must be (N|1, C|1, H, W) for pred shape "
-                           f"{list(pred.shape)}")
-
-
 class _Prepared:
-    def __init__(self, pred: Tensor, target: Tensor, mask: Optional[Tensor]):
-        self.channels_last = _channels_last(pred, target)
+    def __init__(self, pred: Tensor, target: Tensor, mask: Optional[Tensor], channels_last: bool):
+        self.channels_last = channels_last
         if not self.channels_last:
             if _hw_stride(pred) is None:
                 pred = pred.contiguous()
@@ -440,21 +410,12 @@ def _main(prep: _Prepared, mask_is_hole: bool, loss: int, charbonnier_eps: float
     return partials, P
 
 
-def masked_error_triton(pred: Tensor, target: Tensor, mask: Optional[Tensor], mask_is_hole: bool, loss: int,
-                        charbonnier_eps: float, weight_hole: float, weight_valid: float, normalize: int,
-                        eps: float, compute_grad: bool) -> Tuple[Tensor, Tensor]:
-    """(loss, grad_pred): see csrc/ops/masked_error.cpp. Inputs are validated by the caller."""
-    op = "inpaint_fast::masked_error_triton"
-    _check(pred, target, mask, op)
-    if loss not in (0, 1, 2):
-        raise RuntimeError(f"{op}: loss must be 0 (L1), 1 (L2) or 2 (Charbonnier); got {loss}")
-    if normalize not in (0, 1, 2):
-        raise RuntimeError(f"{op}: normalize must be 0 (sum), 1 (mask) or 2 (all); got {normalize}")
-    if not (math.isfinite(charbonnier_eps) and charbonnier_eps >= 0):
-        raise RuntimeError(f"{op}: charbonnier_eps must be finite and >= 0; got {charbonnier_eps}")
-    if not (math.isfinite(eps) and eps >= 0):
-        raise RuntimeError(f"{op}: eps must be finite and >= 0; got {eps}")
-    prep = _Prepared(pred, target, mask)
+def masked_error(pred: Tensor, target: Tensor, mask: Optional[Tensor], mask_is_hole: bool, loss: int,
+                 charbonnier_eps: float, weight_hole: float, weight_valid: float, normalize: int,
+                 eps: float, compute_grad: bool, *, channels_last: bool) -> Tuple[Tensor, Tensor]:
+    """(loss, grad_pred): see csrc/ops/masked_error.cpp. Arguments checked and the layout
+    (``channels_last``) decided by the op (inpaint_fast/ops/masked_error.py)."""
+    prep = _Prepared(pred, target, mask, channels_last)
     numel = prep.numel
     coef = None
     k_hole, k_valid = float(weight_hole), float(weight_valid)
@@ -483,10 +444,10 @@ def masked_error_triton(pred: Tensor, target: Tensor, mask: Optional[Tensor], ma
     return value, grad
 
 
-def masked_error_stats_triton(pred: Tensor, target: Tensor, mask: Optional[Tensor], mask_is_hole: bool) -> Tensor:
+def masked_error_stats(pred: Tensor, target: Tensor, mask: Optional[Tensor], mask_is_hole: bool, *,
+                       channels_last: bool) -> Tensor:
     """(6,) [hole |d|, valid |d|, hole d^2, valid d^2, A_hole, A_valid] in float32 (float64 for float64)."""
-    _check(pred, target, mask, "inpaint_fast::masked_error_stats_triton")
-    prep = _Prepared(pred, target, mask)
+    prep = _Prepared(pred, target, mask, channels_last)
     coef = _mask_areas(prep, mask_is_hole, 0.0, 0.0, 1.0) if prep.mask is not None else None
     partials, P = _main(prep, mask_is_hole, 0, 0.0, 0.0, 0.0, None, None, stats=True)
     out = torch.empty(6, dtype=prep.acc_dtype, device=pred.device)
