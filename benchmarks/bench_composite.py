@@ -33,15 +33,15 @@ weights, copied from one state dict, so their values agree):
     channels_last=True))`` with its default (the seed's) weights, ``(pred, target, mask=mask)['total']``.
 
 Inputs: ``pred`` and ``target`` uniform in [0, 1] (``pred`` requires grad), and a realistic irregular
-mask, ``mask_with_strokes``: ``common.box_mask``'s hole (per image a random H/2 x W/2 box, a quarter of
+mask, ``mask_with_strokes``: ``contenders.box_mask``'s hole (per image a random H/2 x W/2 box, a quarter of
 the image) plus four random free-form brush strokes per image (each a 5-segment random walk, brush
 radius H/32), 1 = known; the hole covers 33-42 % of each image.
 
 Measured, per objective and shape: the median and p20/p80 of the step time, the providers timed
-interleaved round by round (``common.time_cases``; one call per sample: the step takes seconds); the
+interleaved round by round (``measure.time_cases``; one call per sample: the step takes seconds); the
 speedup of ours (and of plain_compile) over the eager baseline (``plain`` or ``seed``) measured in the
 same run, in the CSV column ``speedup_vs_eager`` (and over ``plain_compile`` in ``speedup_vs_compile``);
-the peak memory of one step (``common.peak_memory_bytes``: on CPU the profiler's allocation events)
+the peak memory of one step (``measure.peak_memory_bytes``: on CPU the profiler's allocation events)
 and, in ours's ``note``, its ratio to the baseline's (``peak_mem_vs_<baseline>=``). ``gbps`` and
 ``pct_roofline`` are left empty: the step is dominated by VGG's convolutions, no single roofline fits.
 
@@ -71,7 +71,10 @@ import sys
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402  (also puts the repository root on sys.path)
+import contenders  # noqa: E402  (through records, also puts the repository root on sys.path)
+import harness  # noqa: E402
+import measure  # noqa: E402
+import records  # noqa: E402
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
@@ -111,10 +114,10 @@ def plain_pconv_total(criterion: nn.Module) -> Callable[..., torch.Tensor]:
 
 def mask_with_strokes(n: int, h: int, w: int, dtype: torch.dtype, device: torch.device, seed: int = 0,
                       strokes: int = 4, segments: int = 5) -> torch.Tensor:
-    """(N, 1, H, W) binary mask, 1 = known: ``common.box_mask``'s H/2 x W/2 hole plus ``strokes`` random
+    """(N, 1, H, W) binary mask, 1 = known: ``contenders.box_mask``'s H/2 x W/2 hole plus ``strokes`` random
     brush strokes per image (random walks of ``segments`` segments, length up to H/4 each, radius H/32)."""
     g = torch.Generator().manual_seed(seed + 1)
-    hole = common.box_mask(n, h, w, torch.float32, torch.device("cpu"), seed) < 0.5
+    hole = contenders.box_mask(n, h, w, torch.float32, torch.device("cpu"), seed) < 0.5
     radius = max(1.0, h / 32)
     ys = torch.arange(h, dtype=torch.float32).view(h, 1)
     xs = torch.arange(w, dtype=torch.float32).view(1, w)
@@ -194,10 +197,10 @@ def add_compiled(providers: Dict[str, Callable], notes: Dict[str, str], inputs: 
 
     def warm(compiled):
         for _ in range(2):
-            common.value_and_grad(compiled, inputs, inputs[0])
-    compiled, err = common.compile_provider(providers["plain"], warm, dynamic=False)
+            contenders.value_and_grad(compiled, inputs, inputs[0])
+    compiled, err = contenders.compile_provider(providers["plain"], warm, dynamic=False)
     if compiled is None:
-        common.loud(f"torch.compile failed for the plain PConv loss: {err}")
+        records.loud(f"torch.compile failed for the plain PConv loss: {err}")
         notes["plain_compile"] = f"compile failed: {err}"
     else:
         providers["plain_compile"] = compiled
@@ -210,7 +213,7 @@ def step_mismatch(fn: Callable, ref: Tuple[torch.Tensor, torch.Tensor], inputs: 
     compared entrywise: the L1 terms' sign() makes single entries jump where a feature or Gram
     difference is within rounding of 0, and those entries follow whichever rounding an implementation
     has (fp32 plain itself is ~5e-3 of the largest entry away from its fp64 value at 128 x 128)."""
-    out, grad = common.value_and_grad(fn, inputs, inputs[0])
+    out, grad = contenders.value_and_grad(fn, inputs, inputs[0])
     problems = []
     if not torch.allclose(out.double(), ref[0].double(), rtol=rtol, atol=0.0):
         problems.append(f"loss {out.item():.9g} != {ref[0].item():.9g} (rtol {rtol:g})")
@@ -224,24 +227,24 @@ def check(op: str, providers: Dict[str, Callable], notes: Dict[str, str], inputs
           args, failures: List[str], where: str) -> None:
     """Every provider's total (rtol 1e-5 in fp32; ``--compile-rtol`` for plain_compile) and gradient
     w.r.t. pred (``--grad-rtol``, in the L2 norm) against the baseline's (:func:`step_mismatch`), by
-    ``common.check_providers``."""
+    ``contenders.check_providers``."""
     def compare(name, fn, ref):
-        rtol = args.compile_rtol if name == "plain_compile" else common.RTOL.get(args.torch_dtype, 1e-5)
+        rtol = args.compile_rtol if name == "plain_compile" else contenders.RTOL.get(args.torch_dtype, 1e-5)
         return step_mismatch(fn, ref, inputs, rtol, max(rtol, args.grad_rtol))
-    ref = common.check_providers(providers, notes, inputs, args, failures, where, f"{op} ", baseline=base_name,
-                                 compare=compare)
+    ref = contenders.check_providers(providers, notes, inputs, args, failures, where, f"{op} ", baseline=base_name,
+                                     compare=compare)
     print(f"  {op} {where}: {base_name} total {ref[0].item():.9g}, max |grad| {ref[1].abs().max().item():.4g}",
           flush=True)
 
 
 # --------------------------------------------------------------------------------------------- timing
 
-def step_case(fn: Callable, inputs: Sequence[Any]) -> common.Case:
+def step_case(fn: Callable, inputs: Sequence[Any]) -> measure.Case:
     """One full step, ``torch.autograd.grad(fn(*inputs), pred)``, as a Case with an empty setup: with a
-    setup, ``common.time_cases`` takes one call per sample and skips the calibration call (a step takes
+    setup, ``measure.time_cases`` takes one call per sample and skips the calibration call (a step takes
     seconds; the setup itself does nothing and is untimed)."""
-    full = common.mode_case(fn, inputs, (inputs[0],), "full").fn
-    return common.Case(lambda _state: full(), setup=lambda: None)
+    full = measure.mode_case(fn, inputs, (inputs[0],), "full").fn
+    return measure.Case(lambda _state: full(), setup=lambda: None)
 
 
 def counts(shape: Sequence[int], args) -> Tuple[int, int]:
@@ -263,7 +266,7 @@ def profile_step(fn: Callable, inputs: Sequence[Any], top: int, title: str) -> N
 
 def bench_op(op: str, shape: Sequence[int], args, meta, failures: List[str], profile_top: int = 0) -> List[Dict]:
     device, dtype = args.device, args.torch_dtype
-    where = f"{common.shape_str(shape)} {args.dtype}"
+    where = f"{records.shape_str(shape)} {args.dtype}"
     inputs = make_inputs(shape, dtype, device)
     providers, notes = (pconv_providers if op == "pconv_step" else seed_providers)(args, dtype, device)
     base_name = BASELINE[op]
@@ -276,15 +279,15 @@ def bench_op(op: str, shape: Sequence[int], args, meta, failures: List[str], pro
 
     cases = {name: step_case(fn, inputs) for name, fn in providers.items()}
     warmup, repeats = counts(shape, args)
-    timings = common.time_cases(cases, device=device, warmup=warmup, repeats=repeats, min_sample_ms=0.0)
+    timings = measure.time_cases(cases, device=device, warmup=warmup, repeats=repeats, min_sample_ms=0.0)
     rows: List[Dict] = []
-    base = {"op": op, "shape": common.shape_str(shape), "dtype": args.dtype, "mode": "full", "gbps": math.nan,
+    base = {"op": op, "shape": records.shape_str(shape), "dtype": args.dtype, "mode": "full", "gbps": math.nan,
             "roofline_gbps": math.nan, "pct_roofline": math.nan, **meta}
     for name in list(providers) + [n for n in notes if n not in providers]:
         row = {**base, "provider": name, "note": notes.get(name, "")}
         if name in providers:
             t = timings[name]
-            peak = common.peak_memory_bytes(cases[name].fn, setup=cases[name].setup, device=device)
+            peak = measure.peak_memory_bytes(cases[name].fn, setup=cases[name].setup, device=device)
             row.update(median_ms=t.median_ms, p20_ms=t.p20_ms, p80_ms=t.p80_ms, peak_mem_mb=peak / 2**20)
         else:
             row.update(median_ms=math.nan, p20_ms=math.nan, p80_ms=math.nan, peak_mem_mb=math.nan)
@@ -303,13 +306,13 @@ def fill_ratios(rows: List[Dict], base_name: str) -> None:
     by = {r["provider"]: r for r in rows}
     for r in rows:
         for col, ref in (("speedup_vs_eager", by.get(base_name)), ("speedup_vs_compile", by.get("plain_compile"))):
-            ok = ref is not None and common._finite(ref["median_ms"]) and common._finite(r["median_ms"])
+            ok = ref is not None and records._finite(ref["median_ms"]) and records._finite(r["median_ms"])
             r[col] = ref["median_ms"] / r["median_ms"] if ok and r["median_ms"] > 0 else math.nan
         b = by.get(base_name)
-        if r["provider"] != base_name and b is not None and common._finite(r["peak_mem_mb"]) \
-                and common._finite(b["peak_mem_mb"]) and b["peak_mem_mb"] > 0:
+        if r["provider"] != base_name and b is not None and records._finite(r["peak_mem_mb"]) \
+                and records._finite(b["peak_mem_mb"]) and b["peak_mem_mb"] > 0:
             r["mem_ratio"] = r["peak_mem_mb"] / b["peak_mem_mb"]
-            r["note"] = common.join_notes(r["note"], f"peak_mem_vs_{base_name}={r['mem_ratio']:.3g}")
+            r["note"] = records.join_notes(r["note"], f"peak_mem_vs_{base_name}={r['mem_ratio']:.3g}")
 
 
 TABLE_COLS = [("op", "op", 0), ("shape", "shape", 0), ("provider", "provider", 0), ("median_ms", "median ms", 4),
@@ -332,11 +335,11 @@ def add_arguments(p) -> None:
                    help="timed steps per provider for shapes above 256x256 pixels (default 3)")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="print the N ops with the most self CPU time of one step per provider, at the first shape")
-    p.set_defaults(repeats=-1, warmup=-1)  # resolved in main (common's defaults are for millisecond ops)
+    p.set_defaults(repeats=-1, warmup=-1)  # resolved in main (harness's defaults are for millisecond ops)
 
 
 def main(argv=None) -> int:
-    args = common.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES))
+    args = harness.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES))
     if args.repeats < 0:
         args.repeats = 1 if args.quick else 5
     if args.warmup < 0:
@@ -348,8 +351,8 @@ def main(argv=None) -> int:
     bad = [p for p in args.providers or () if p not in PROVIDERS]
     if bad:
         raise SystemExit(f"unknown provider(s) {bad}; choose from {list(PROVIDERS)}")
-    meta = common.header("composite step", args,
-                         extra=f"large shapes {args.repeats_large} repeats ({args.warmup_large} warmup), ")
+    meta = harness.header("composite step", args,
+                          extra=f"large shapes {args.repeats_large} repeats ({args.warmup_large} warmup), ")
     failures: List[str] = []
     rows: List[Dict] = []
     for i, shape in enumerate(args.shapes):
@@ -368,23 +371,15 @@ def op_png(op: str, png: str) -> str:
 
 
 def finish(rows: List[Dict], failures: Sequence[str], args, meta) -> int:
-    """Table, CSV, plots, failure banner; the exit status (common.finish would recompute the speedups
+    """Table, CSV, plots, failure banner; the exit status (harness.finish would recompute the speedups
     against providers named eager / compile, which this script does not have)."""
-    print(f"\n1-min load average at the end: {common.load_average():.2f}")
-    print(common.format_table(rows, TABLE_COLS, left=3))
-    csv_path, png_path = common.default_paths(args, "composite", args.device)
-    if not args.no_csv:
-        print(f"\nCSV rows appended to {os.path.relpath(common.write_rows(csv_path, rows))}")
-    if not args.no_plot:
-        for op in dict.fromkeys(r["op"] for r in rows):
-            title = f"{op}\n{meta['device']}, {meta['threads']} threads, {args.dtype}, torch {meta['torch_version']}"
-            out = common.plot_rows([r for r in rows if r["op"] == op], op_png(op, png_path), title)
-            if out:
-                print(f"plot written to {os.path.relpath(out)}")
-    if failures:
-        common.loud(f"{len(failures)} provider(s) disagree with the baseline:\n!!! " + "\n!!! ".join(failures))
-        return 1
-    return 0
+    print(f"\n1-min load average at the end: {harness.load_average():.2f}")
+    print(records.format_table(rows, TABLE_COLS, left=3))
+    csv_path, png_path = harness.default_paths(args, "composite", args.device)
+    plots = (([r for r in rows if r["op"] == op], op_png(op, png_path),
+              f"{op}\n{meta['device']}, {meta['threads']} threads, {args.dtype}, torch {meta['torch_version']}")
+             for op in dict.fromkeys(r["op"] for r in rows))
+    return harness.write_outputs(rows, failures, args, csv_path, plots, against="the baseline")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402  (also puts the repository root on sys.path)
+import contenders  # noqa: E402  (through records, also puts the repository root on sys.path)
+import measure  # noqa: E402
+import records  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -37,13 +39,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run at a tiny shape")
     args = parser.parse_args()
     device = torch.device(args.device)
-    print(f"device {common.device_name(device)}, torch {torch.__version__}, float32, float (N,1,H,W) box mask")
+    print(f"device {records.device_name(device)}, torch {torch.__version__}, float32, float (N,1,H,W) box mask")
     shapes = QUICK_SHAPES if args.quick else GPU_SHAPES if device.type == "cuda" else CPU_SHAPES
     for shape in shapes:
         gen = torch.Generator().manual_seed(0)
         pred = torch.rand(shape, generator=gen).to(device).requires_grad_()
         target = torch.rand(shape, generator=gen).to(device)
-        mask = common.box_mask(shape[0], shape[2], shape[3], torch.float32, device)
+        mask = contenders.box_mask(shape[0], shape[2], shape[3], torch.float32, device)
 
         def forward():
             with torch.no_grad():
@@ -53,13 +55,13 @@ def main() -> None:
             pred.grad = None
             inpaint_fast.reconstruction_loss(pred, target, mask=mask).backward()
 
-        cases = {"check": common.Case(lambda: _validation.check_mask_values(mask, "mask")),
-                 "forward": common.Case(forward), "full": common.Case(full)}
-        t = common.time_cases(cases, device=device, warmup=args.warmup, repeats=args.repeats)
+        cases = {"check": measure.Case(lambda: _validation.check_mask_values(mask, "mask")),
+                 "forward": measure.Case(forward), "full": measure.Case(full)}
+        t = measure.time_cases(cases, device=device, warmup=args.warmup, repeats=args.repeats)
         check = t["check"]
         for mode in ("forward", "full"):
             loss = t[mode]
-            print(f"{common.shape_str(shape)} {mode:8s} check {check.median_ms:.3f} ms / loss {loss.median_ms:.3f} ms"
+            print(f"{records.shape_str(shape)} {mode:8s} check {check.median_ms:.3f} ms / loss {loss.median_ms:.3f} ms"
                   f" = {check.median_ms / loss.median_ms:.1%}"
                   f" [{check.p20_ms / loss.p80_ms:.1%}-{check.p80_ms / loss.p20_ms:.1%}]")
 

@@ -19,7 +19,7 @@ Minimal bytes counted for GB/s (E = bytes of pred = bytes of target, M = bytes o
 forward reads pred, target and mask once (2E + M); backward is a standalone gradient pass that
 reads them once and writes grad_pred once (3E + M); full (forward + backward) fused into one pass
 (the design's kernel contract) also moves 3E + M. The roofline is a measured ``copy_`` moving
-the same bytes, timed interleaved with the providers (see ``common.copy_case``).
+the same bytes, timed interleaved with the providers (see ``measure.copy_case``).
 
 Run from the repository root: ``python benchmarks/bench_masked_error.py`` (``--quick`` for a
 smoke run, ``--device cuda`` on a GPU: 16x3x1024x1024 by default, ``--help`` for the options).
@@ -31,7 +31,9 @@ import sys
 from typing import Callable, Dict, List, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402  (also puts the repository root on sys.path)
+import contenders  # noqa: E402  (through records, also puts the repository root on sys.path)
+import harness  # noqa: E402
+import measure  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -51,7 +53,7 @@ def make_inputs(shape: Tuple[int, ...], dtype: torch.dtype, device: torch.device
     g = torch.Generator().manual_seed(1234)
     pred = torch.randn(shape, generator=g).to(dtype=dtype, device=device).requires_grad_(True)
     target = torch.randn(shape, generator=g).to(dtype=dtype, device=device)
-    mask = common.box_mask(shape[0], shape[2], shape[3], dtype, device)
+    mask = contenders.box_mask(shape[0], shape[2], shape[3], dtype, device)
     return pred, target, mask
 
 
@@ -72,30 +74,30 @@ def ours(backend: str) -> LossFn:
 
 def our_backends(device: torch.device, wanted=None) -> Tuple[List[str], Dict[str, str]]:
     """Our compiled backends that can run on ``device`` with a masked_error kernel, and skip notes."""
-    return common.our_backends("masked_error", device, wanted)
+    return contenders.our_backends("masked_error", device, wanted)
 
 
 def bytes_moved(mode: str, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> int:
     """Minimal bytes: forward reads pred, target, mask; backward/full also write grad_pred once."""
-    read = common.nbytes(pred) + common.nbytes(target) + common.nbytes(mask)
-    return read if mode == "forward" else read + common.nbytes(pred)
+    read = measure.nbytes(pred) + measure.nbytes(target) + measure.nbytes(mask)
+    return read if mode == "forward" else read + measure.nbytes(pred)
 
 
 def bench_shape(shape, args, meta, failures: List[str]) -> List[Dict]:
     inputs = make_inputs(shape, args.torch_dtype, args.device)
     backends, skipped = our_backends(args.device, args.providers)
     ours_ = {b: ours(b) for b in ["reference"] + backends}
-    return common.bench_copy_roofline(OP, shape, inputs, seed_notebook.reconstruction_loss, ours_,
-                                      lambda mode: bytes_moved(mode, *inputs), args, meta, failures, wrap=seed_eager,
-                                      skipped=skipped)
+    return contenders.bench_copy_roofline(OP, shape, inputs, seed_notebook.reconstruction_loss, ours_,
+                                          lambda mode: bytes_moved(mode, *inputs), args, meta, failures,
+                                          wrap=seed_eager, skipped=skipped)
 
 
 def main(argv=None) -> int:
-    args = common.parse_args(__doc__.splitlines()[0], argv, shapes=(SHAPES, QUICK_SHAPES, GPU_SHAPES))
-    meta = common.header(OP, args)
+    args = harness.parse_args(__doc__.splitlines()[0], argv, shapes=(SHAPES, QUICK_SHAPES, GPU_SHAPES))
+    meta = harness.header(OP, args)
     failures: List[str] = []
     rows = [row for shape in args.shapes for row in bench_shape(shape, args, meta, failures)]
-    return common.finish(rows, failures, args, meta, OP)
+    return harness.finish(rows, failures, args, meta, OP)
 
 
 if __name__ == "__main__":

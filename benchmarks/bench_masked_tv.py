@@ -41,7 +41,9 @@ import sys
 from typing import Callable, Dict, List, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402  (also puts the repository root on sys.path)
+import contenders  # noqa: E402  (through records, also puts the repository root on sys.path)
+import harness  # noqa: E402
+import measure  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -60,7 +62,7 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def make_inputs(shape: Tuple[int, ...], dtype: torch.dtype, device: torch.device):
     g = torch.Generator().manual_seed(1234)
     pred = torch.randn(shape, generator=g).to(dtype=dtype, device=device).requires_grad_(True)
-    mask = common.box_mask(shape[0], shape[2], shape[3], dtype, device)
+    mask = contenders.box_mask(shape[0], shape[2], shape[3], dtype, device)
     return pred, mask
 
 
@@ -87,17 +89,17 @@ def ours(region: str, backend: str = "cpu", p: int = 1) -> LossFn:
 
 def bytes_moved(mode: str, pred: torch.Tensor, mask: torch.Tensor) -> int:
     """Minimal bytes: forward reads pred and mask; backward/full also write the gradient once."""
-    read = common.nbytes(pred) + common.nbytes(mask)
-    return read if mode == "forward" else read + common.nbytes(pred)
+    read = measure.nbytes(pred) + measure.nbytes(mask)
+    return read if mode == "forward" else read + measure.nbytes(pred)
 
 
 def bench_shape(shape, region: str, args, meta, failures: List[str]) -> List[Dict]:
     inputs = make_inputs(shape, args.torch_dtype, args.device)
-    backends, skipped = common.our_backends("masked_tv", args.device, args.providers)
+    backends, skipped = contenders.our_backends("masked_tv", args.device, args.providers)
     ours_ = {b: ours(region, b) for b in backends}
-    return common.bench_copy_roofline(f"{OP}[{region}]", shape, inputs, seed_tv(region), ours_,
-                                      lambda mode: bytes_moved(mode, *inputs), args, meta, failures, detail=region,
-                                      skipped=skipped)
+    return contenders.bench_copy_roofline(f"{OP}[{region}]", shape, inputs, seed_tv(region), ours_,
+                                          lambda mode: bytes_moved(mode, *inputs), args, meta, failures, detail=region,
+                                          skipped=skipped)
 
 
 def region_png(group: str, png: str) -> str:
@@ -113,17 +115,17 @@ def add_arguments(p) -> None:
 
 
 def main(argv=None) -> int:
-    args = common.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES, GPU_SHAPES))
+    args = harness.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES, GPU_SHAPES))
     regions = [r.strip() for r in args.regions.split(",") if r.strip()]
     bad = [r for r in regions if r not in REGIONS]
     if bad:
         raise SystemExit(f"unknown region(s) {bad}; choose from {list(REGIONS)}")
-    meta = common.header(OP, args, extra=f"regions {', '.join(regions)}, ")
+    meta = harness.header(OP, args, extra=f"regions {', '.join(regions)}, ")
     failures: List[str] = []
     rows = [row for region in regions for shape in args.shapes
             for row in bench_shape(shape, region, args, meta, failures)]
-    return common.finish(rows, failures, args, meta, OP, groups=[f"{OP}[{r}]" for r in regions],
-                         plot_path=region_png)
+    return harness.finish(rows, failures, args, meta, OP, groups=[f"{OP}[{r}]" for r in regions],
+                          plot_path=region_png)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,10 @@ import sys
 from typing import Callable, Dict, List, Sequence, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402  (also puts the repository root on sys.path)
+import contenders  # noqa: E402  (through records, also puts the repository root on sys.path)
+import harness  # noqa: E402
+import measure  # noqa: E402
+import records  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -55,7 +58,7 @@ def make_inputs(shape: Tuple[int, ...], dtype: torch.dtype, device: torch.device
     x0, noise, x_pred, grad = (torch.randn(shape, generator=g).to(dtype=dtype, device=device) for _ in range(4))
     t = torch.randint(0, NUM_STEPS, (shape[0],), generator=g).to(device)
     abar = ref_diffusion.alphas_cumprod(ref_diffusion.linear_betas(NUM_STEPS)).to(device)
-    mask = common.box_mask(shape[0], shape[2], shape[3], dtype, device)
+    mask = contenders.box_mask(shape[0], shape[2], shape[3], dtype, device)
     return x0, noise, x_pred, grad, t, abar, mask
 
 
@@ -75,13 +78,13 @@ def providers_for(op: str, eager: Callable, warm: Callable[[Callable], None],
     notes: Dict[str, str] = {}
     if args.providers is None or "compile" in args.providers:
         torch._dynamo.reset()
-        compiled, err = common.compile_provider(eager, warm, dynamic=False)
+        compiled, err = contenders.compile_provider(eager, warm, dynamic=False)
         if compiled is None:
-            common.loud(f"torch.compile failed for {op}: {err}")
+            records.loud(f"torch.compile failed for {op}: {err}")
             notes["compile"] = f"compile failed: {err}"
         else:
             providers["compile"] = compiled
-    backends, skipped = common.our_backends("q_sample", args.device, args.providers)
+    backends, skipped = contenders.our_backends("q_sample", args.device, args.providers)
     notes.update(skipped)
     if "cpu" in backends:
         providers["cpu"] = ours.q_sample if op == "q_sample" else ours.repaint_blend_fused
@@ -90,14 +93,14 @@ def providers_for(op: str, eager: Callable, warm: Callable[[Callable], None],
     return providers, notes
 
 
-def q_case(fn: Callable, inputs: Sequence, x0: torch.Tensor, grad: torch.Tensor, mode: str) -> common.Case:
+def q_case(fn: Callable, inputs: Sequence, x0: torch.Tensor, grad: torch.Tensor, mode: str) -> measure.Case:
     """Forward, backward (forward untimed in the setup) or full of ``fn(*inputs)`` w.r.t. ``x0``,
     with ``grad`` as the upstream gradient."""
     if mode == "forward":
-        return common.Case(lambda: fn(*inputs))
+        return measure.Case(lambda: fn(*inputs))
     if mode == "backward":
-        return common.Case(lambda out: torch.autograd.grad(out, (x0,), grad), setup=lambda: fn(*inputs))
-    return common.Case(lambda: torch.autograd.grad(fn(*inputs), (x0,), grad))
+        return measure.Case(lambda out: torch.autograd.grad(out, (x0,), grad), setup=lambda: fn(*inputs))
+    return measure.Case(lambda: torch.autograd.grad(fn(*inputs), (x0,), grad))
 
 
 def close(got: torch.Tensor, want: torch.Tensor, rtol: float) -> str:
@@ -110,7 +113,7 @@ def close(got: torch.Tensor, want: torch.Tensor, rtol: float) -> str:
 def check(op: str, providers: Dict[str, Callable], notes: Dict[str, str], inputs: Sequence, x0, grad, args,
           failures: List[str], where: str) -> None:
     """Every provider's value (and, for q_sample, gradient w.r.t. x0) against eager's."""
-    rtol = common.RTOL.get(args.torch_dtype, 1e-5)
+    rtol = contenders.RTOL.get(args.torch_dtype, 1e-5)
 
     def run(fn):
         if op == "repaint_blend":
@@ -119,20 +122,13 @@ def check(op: str, providers: Dict[str, Callable], notes: Dict[str, str], inputs
         out = fn(*inputs)
         return out.detach(), torch.autograd.grad(out, (x0,), grad)[0]
     ref = run(providers["eager"])
-    for name, fn in list(providers.items())[1:]:
-        try:
-            out, g = run(fn)
-            bad = "; ".join(f"{what} {err}" for what, err in (("value", close(out, ref[0], rtol)),
-                                                              ("grad", "" if g is None else close(g, ref[1], rtol)))
-                            if err)
-        except Exception as exc:  # noqa: BLE001
-            bad = f"raised {type(exc).__name__}: {exc}"
-            del providers[name]
-        if bad:
-            msg = f"MISMATCH vs eager: {op} {name} at {where}: {bad}"
-            common.loud(msg)
-            failures.append(msg)
-            notes[name] = msg
+
+    def differs(name: str, fn: Callable) -> str:
+        out, g = run(fn)
+        return "; ".join(f"{what} {err}" for what, err in (("value", close(out, ref[0], rtol)),
+                                                            ("grad", "" if g is None else close(g, ref[1], rtol)))
+                         if err)
+    contenders.check_each(providers, notes, failures, where, differs, f"{op} ")
 
 
 def bench_op(op: str, shape, args, meta, failures: List[str]) -> List[Dict]:
@@ -158,27 +154,27 @@ def bench_op(op: str, shape, args, meta, failures: List[str]) -> List[Dict]:
                 for _ in range(2):
                     compiled(*inputs)
     providers, notes = providers_for(op, eager, warm, args)
-    where = f"{common.shape_str(shape)} {args.dtype}"
+    where = f"{records.shape_str(shape)} {args.dtype}"
     check(op, providers, notes, inputs, x0, grad, args, failures, where)
-    base = {"op": op, "shape": common.shape_str(shape), "dtype": args.dtype, **meta}
-    image = common.nbytes(x0)
+    base = {"op": op, "shape": records.shape_str(shape), "dtype": args.dtype, **meta}
+    image = measure.nbytes(x0)
     rows: List[Dict] = []
     for mode in modes:
         moved = {"forward": 3 * image, "backward": 2 * image, "full": 5 * image}[mode] if op == "q_sample" \
-            else 4 * image + common.nbytes(mask)
-        roof_case, copied = common.copy_case(moved, device=device)
+            else 4 * image + measure.nbytes(mask)
+        roof_case, copied = measure.copy_case(moved, device=device)
         cases = {name: q_case(fn, inputs, x0, grad, mode) for name, fn in providers.items()}
-        cases[common.ROOF] = roof_case
+        cases[contenders.ROOF] = roof_case
         with torch.set_grad_enabled(op == "q_sample"):
-            timings = common.time_cases(cases, device=device, warmup=args.warmup, repeats=args.repeats,
-                                        min_sample_ms=0.5 if args.quick else 2.0)
-            roof = common.gbps(copied, timings.pop(common.ROOF).median_ms)
+            timings = measure.time_cases(cases, device=device, warmup=args.warmup, repeats=args.repeats,
+                                         min_sample_ms=0.5 if args.quick else 2.0)
+            roof = measure.gbps(copied, timings.pop(contenders.ROOF).median_ms)
             for name in list(providers) + [n for n in notes if n not in providers]:
                 row = {**base, "provider": name, "mode": mode, "note": notes.get(name, ""), "roofline_gbps": roof}
                 if name in providers:
                     tm = timings[name]
-                    peak = common.peak_memory_bytes(cases[name].fn, setup=cases[name].setup, device=device)
-                    achieved = common.gbps(moved, tm.median_ms)
+                    peak = measure.peak_memory_bytes(cases[name].fn, setup=cases[name].setup, device=device)
+                    achieved = measure.gbps(moved, tm.median_ms)
                     row.update(median_ms=tm.median_ms, p20_ms=tm.p20_ms, p80_ms=tm.p80_ms, peak_mem_mb=peak / 2**20,
                                gbps=achieved, pct_roofline=100.0 * achieved / roof)
                 else:
@@ -200,15 +196,15 @@ def add_arguments(p) -> None:
 
 
 def main(argv=None) -> int:
-    args = common.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES))
+    args = harness.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES))
     ops = [o.strip() for o in args.ops.split(",") if o.strip()]
     bad = [o for o in ops if o not in OPS]
     if bad:
         raise SystemExit(f"unknown op(s) {bad}; choose from {list(OPS)}")
-    meta = common.header("q_sample/repaint_blend", args)
+    meta = harness.header("q_sample/repaint_blend", args)
     failures: List[str] = []
     rows = [row for shape in args.shapes for op in ops for row in bench_op(op, shape, args, meta, failures)]
-    return common.finish(rows, failures, args, meta, "q_sample", groups=ops, plot_path=op_png)
+    return harness.finish(rows, failures, args, meta, "q_sample", groups=ops, plot_path=op_png)
 
 
 if __name__ == "__main__":

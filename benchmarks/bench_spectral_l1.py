@@ -37,7 +37,10 @@ import sys
 from typing import Callable, Dict, List, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402  (also puts the repository root on sys.path)
+import contenders  # noqa: E402  (through records, also puts the repository root on sys.path)
+import harness  # noqa: E402
+import measure  # noqa: E402
+import records  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -75,7 +78,7 @@ def ours(backend: str = "cpu") -> LossFn:
 
 
 def bytes_moved(mode: str, pred: torch.Tensor) -> int:
-    e = common.nbytes(pred)
+    e = measure.nbytes(pred)
     return {"forward": 2 * e, "backward": 2 * e, "full": 3 * e}[mode]
 
 
@@ -100,20 +103,20 @@ def breakdown(shape, args, backend: str = "cpu") -> None:
 
     gz = torch.randn_like(zp)
     cases = {
-        "rfft2 of pred and target (forward)": common.Case(
+        "rfft2 of pred and target (forward)": measure.Case(
             lambda: (torch.fft.rfft2(pred, norm="ortho"), torch.fft.rfft2(target, norm="ortho"))),
-        "rfft2 backward (torch.fft, pred only)": common.Case(
+        "rfft2 backward (torch.fft, pred only)": measure.Case(
             lambda z: torch.autograd.grad(z, (pred,), gz), setup=fft_graph),
-        "post-FFT eager: forward + backward": common.mode_case(eager_post, (zp_leaf,), (zp_leaf,), "full"),
-        "post-FFT fused op: forward + backward": common.mode_case(fused_post, (zp_leaf,), (zp_leaf,), "full"),
-        "post-FFT fused op: forward, no grad": common.Case(lambda: spectral_l1(zp, zt, scale, False, False, backend)),
-        "whole loss eager: forward + backward": common.mode_case(
+        "post-FFT eager: forward + backward": measure.mode_case(eager_post, (zp_leaf,), (zp_leaf,), "full"),
+        "post-FFT fused op: forward + backward": measure.mode_case(fused_post, (zp_leaf,), (zp_leaf,), "full"),
+        "post-FFT fused op: forward, no grad": measure.Case(lambda: spectral_l1(zp, zt, scale, False, False, backend)),
+        "whole loss eager: forward + backward": measure.mode_case(
             seed_eager(seed_notebook.frequency_loss), (pred, target), (pred,), "full"),
-        "whole loss ours: forward + backward": common.mode_case(ours(backend), (pred, target), (pred,), "full"),
+        "whole loss ours: forward + backward": measure.mode_case(ours(backend), (pred, target), (pred,), "full"),
     }
-    timings = common.time_cases(cases, device=device, warmup=args.warmup, repeats=args.repeats,
-                                min_sample_ms=0.5 if args.quick else 2.0)
-    print(f"\nbreakdown at {common.shape_str(shape)} {args.dtype} ({backend} backend, {torch.get_num_threads()} "
+    timings = measure.time_cases(cases, device=device, warmup=args.warmup, repeats=args.repeats,
+                                 min_sample_ms=0.5 if args.quick else 2.0)
+    print(f"\nbreakdown at {records.shape_str(shape)} {args.dtype} ({backend} backend, {torch.get_num_threads()} "
           "threads): median ms [p20, p80]")
     for name, t in timings.items():
         print(f"  {name:42s} {t.median_ms:9.3f}  [{t.p20_ms:.3f}, {t.p80_ms:.3f}]")
@@ -121,11 +124,11 @@ def breakdown(shape, args, backend: str = "cpu") -> None:
 
 def bench_shape(shape, args, meta, failures: List[str]) -> List[Dict]:
     inputs = make_inputs(shape, args.torch_dtype, args.device)
-    backends, skipped = common.our_backends("spectral_l1", args.device, args.providers)
+    backends, skipped = contenders.our_backends("spectral_l1", args.device, args.providers)
     ours_ = {b: ours(b) for b in backends}
-    return common.bench_copy_roofline(OP, shape, inputs, seed_notebook.frequency_loss, ours_,
-                                      lambda mode: bytes_moved(mode, inputs[0]), args, meta, failures, wrap=seed_eager,
-                                      skipped=skipped)
+    return contenders.bench_copy_roofline(OP, shape, inputs, seed_notebook.frequency_loss, ours_,
+                                          lambda mode: bytes_moved(mode, inputs[0]), args, meta, failures,
+                                          wrap=seed_eager, skipped=skipped)
 
 
 def add_arguments(p) -> None:
@@ -134,16 +137,16 @@ def add_arguments(p) -> None:
 
 
 def main(argv=None) -> int:
-    args = common.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES, GPU_SHAPES))
-    meta = common.header(OP, args)
+    args = harness.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES, GPU_SHAPES))
+    meta = harness.header(OP, args)
     failures: List[str] = []
     rows: List[Dict] = []
     for shape in args.shapes:
         rows += bench_shape(shape, args, meta, failures)
-        backends, _ = common.our_backends("spectral_l1", args.device, args.providers)
+        backends, _ = contenders.our_backends("spectral_l1", args.device, args.providers)
         if args.breakdown and backends:
             breakdown(shape, args, backends[0])
-    return common.finish(rows, failures, args, meta, OP)
+    return harness.finish(rows, failures, args, meta, OP)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,10 @@ import sys
 from typing import Callable, Dict, List, Sequence, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402  (also puts the repository root on sys.path)
+import contenders  # noqa: E402  (through records, also puts the repository root on sys.path)
+import harness  # noqa: E402
+import measure  # noqa: E402
+import records  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -64,8 +67,8 @@ SHAPES = [(4, 256, 64, 64), (4, 64, 256, 256)]  # VGG relu3_3-like and relu1_2-l
 QUICK_SHAPES = [(2, 32, 16, 16)]
 GPU_SHAPES = [(8, 256, 128, 128)]  # issue 4's GPU target (a relu3_3-like layer of 512 px images, batch 8)
 GPU_MM = 4096  # the square torch.mm whose GFLOP/s is the roofline on CUDA
-# common.RTOL with looser fp16 / bf16 entries for style_distance and gram.
-RTOL = {**common.RTOL, torch.float16: 2e-2, torch.bfloat16: 3e-2}
+# contenders.RTOL with looser fp16 / bf16 entries for style_distance and gram.
+RTOL = {**contenders.RTOL, torch.float16: 2e-2, torch.bfloat16: 3e-2}
 
 Fn = Callable[..., torch.Tensor]
 
@@ -98,18 +101,18 @@ def flops(op: str, mode: str, shape: Sequence[int]) -> float:
     return {"forward": sym_gram, "backward": grad_gemm, "full": sym_gram + grad_gemm}[mode]
 
 
-def mm_case(shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> Tuple[common.Case, float]:
+def mm_case(shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> Tuple[measure.Case, float]:
     """The roofline's matrix product and its FLOPs: on CPU torch.mm of one sample's Gram product
     (C x HW) @ (HW x C); on CUDA a square GPU_MM^3 torch.mm (see the module doc)."""
     if device.type == "cuda":
         a = torch.randn(GPU_MM, GPU_MM, dtype=dtype, device=device)
         b = torch.randn(GPU_MM, GPU_MM, dtype=dtype, device=device)
         out = torch.empty(GPU_MM, GPU_MM, dtype=dtype, device=device)
-        return common.Case(lambda: torch.mm(a, b, out=out)), 2.0 * GPU_MM ** 3
+        return measure.Case(lambda: torch.mm(a, b, out=out)), 2.0 * GPU_MM ** 3
     _, c, h, w = shape
     a = torch.randn(c, h * w, dtype=dtype, device=device)
     out = torch.empty(c, c, dtype=dtype, device=device)
-    return common.Case(lambda: torch.mm(a, a.t(), out=out)), 2.0 * c * c * h * w
+    return measure.Case(lambda: torch.mm(a, a.t(), out=out)), 2.0 * c * c * h * w
 
 
 def bench_op(op: str, modes: List[str], shape, args, meta, failures: List[str]) -> List[Dict]:
@@ -118,17 +121,17 @@ def bench_op(op: str, modes: List[str], shape, args, meta, failures: List[str]) 
     fp, ft = make_inputs(shape, dtype, device)
     inputs = (fp, ft) if op == "style_distance" else (fp,)
     seed_fn, mine = (seed_style_term, ours.style_distance) if op == "style_distance" else (seed_gram, ours.gram_matrix)
-    backends, skipped = common.our_backends(op, device, args.providers, module="style_distance")
-    providers, notes = common.make_providers(seed_fn, {b: functools.partial(mine, backend=b) for b in backends},
-                                             inputs, args, op)
+    backends, skipped = contenders.our_backends(op, device, args.providers, module="style_distance")
+    providers, notes = contenders.make_providers(seed_fn, {b: functools.partial(mine, backend=b) for b in backends},
+                                                 inputs, args, op)
     notes.update(skipped)
-    common.check_providers(providers, notes, inputs, args, failures, f"{common.shape_str(shape)} {args.dtype}",
-                           tag=f"{op} ", rtols=RTOL, elementwise=True)
+    contenders.check_providers(providers, notes, inputs, args, failures, f"{records.shape_str(shape)} {args.dtype}",
+                               tag=f"{op} ", rtols=RTOL, elementwise=True)
 
     def scalar(fn: Fn) -> Fn:  # gram returns a matrix: backward of its sum (a ones gradient)
         return fn if op == "style_distance" else (lambda *a: fn(*a).sum())
 
-    base = {"op": op, "shape": common.shape_str(shape), "dtype": args.dtype, "gbps": math.nan,
+    base = {"op": op, "shape": records.shape_str(shape), "dtype": args.dtype, "gbps": math.nan,
             "roofline_gbps": math.nan, **meta}
     rows = []
     for mode in modes:
@@ -139,12 +142,12 @@ def bench_op(op: str, modes: List[str], shape, args, meta, failures: List[str]) 
             gflops = work / (row["median_ms"] * 1e-3) / 1e9
             mm_gflops = mm_flops / (roof_ms * 1e-3) / 1e9
             precision = f"mm_precision={torch.get_float32_matmul_precision()}" if device.type == "cuda" else ""
-            note = common.join_notes(f"gflops={gflops:.4g};mm_gflops={mm_gflops:.4g}", precision, row["note"])
+            note = records.join_notes(f"gflops={gflops:.4g};mm_gflops={mm_gflops:.4g}", precision, row["note"])
             return {"pct_roofline": 100.0 * gflops / mm_gflops, "gflops": gflops, "mm_gflops": mm_gflops, "note": note}
-        mode_rows, roof = common.time_rows({n: scalar(f) for n, f in providers.items()}, notes, inputs, mode, args,
-                                           roof_case, base, metrics)
+        mode_rows, roof = contenders.time_rows({n: scalar(f) for n, f in providers.items()}, notes, inputs, mode, args,
+                                               roof_case, base, metrics)
         rows += mode_rows
-        print(f"  {op} {common.shape_str(shape)} {mode}: done (torch.mm roofline "
+        print(f"  {op} {records.shape_str(shape)} {mode}: done (torch.mm roofline "
               f"{mm_flops / (roof.median_ms * 1e-3) / 1e9:.1f} GFLOP/s)", flush=True)
     return rows
 
@@ -157,7 +160,7 @@ FLOPS_COLS = [("op", "op", 0), ("shape", "shape", 0), ("mode", "mode", 0), ("pro
 
 def format_flops_table(rows: Sequence[Dict]) -> str:
     """op, shape, mode, provider, median/p20/p80 ms, x eager, x compile, GFLOP/s, % of mm, peak MB."""
-    return common.format_table(rows, FLOPS_COLS, left=4)
+    return records.format_table(rows, FLOPS_COLS, left=4)
 
 
 def add_arguments(p) -> None:
@@ -175,16 +178,16 @@ def style_png(op: str, png: str) -> str:
 
 
 def main(argv=None) -> int:
-    args = common.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES, GPU_SHAPES))
+    args = harness.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES, GPU_SHAPES))
     torch.set_float32_matmul_precision(args.matmul_precision)
     ops = [o.strip() for o in args.ops.split(",") if o.strip()]
     gram_modes = [m.strip() for m in args.gram_modes.split(",") if m.strip()]
-    meta = common.header("style_distance/gram", args)
+    meta = harness.header("style_distance/gram", args)
     failures: List[str] = []
     rows = [row for shape in args.shapes for op in ops
             for row in bench_op(op, args.modes if op == "style_distance" else gram_modes, shape, args, meta, failures)]
-    return common.finish(rows, failures, args, meta, "style_distance", groups=ops, table=format_flops_table,
-                         plot_path=style_png)
+    return harness.finish(rows, failures, args, meta, "style_distance", groups=ops, table=format_flops_table,
+                          plot_path=style_png)
 
 
 if __name__ == "__main__":

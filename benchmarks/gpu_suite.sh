@@ -118,11 +118,11 @@ import torch
 if not torch.cuda.is_available():
     sys.exit(f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no GPU: torch.cuda.is_available() is False")
 sys.path.insert(0, "benchmarks")
-import common
+import records
 major, minor = torch.cuda.get_device_capability()
 name = torch.cuda.get_device_name()
 print(f"{major}.{minor}")
-print(common.sanitize(name))
+print(records.sanitize(name))
 print(f"{name}, capability {major}.{minor}, {torch.cuda.get_device_properties(0).multi_processor_count} SMs; "
       f"torch {torch.__version__}, CUDA {torch.version.cuda}", file=sys.stderr)
 EOF

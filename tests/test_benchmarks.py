@@ -26,7 +26,10 @@ SUITE = BENCH / "gpu_suite.sh"
 
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
-import common  # noqa: E402
+import contenders  # noqa: E402
+import harness  # noqa: E402
+import measure  # noqa: E402
+import records  # noqa: E402
 
 from inpaint_fast.ops import library  # noqa: E402
 
@@ -120,15 +123,15 @@ def test_our_backends_on_a_gpu(monkeypatch):
     all_ok = {"reference": None, "cpu": None, "cuda": None, "triton": None}
     fake_backends(monkeypatch, all_ok, {"masked_error": {"cpu", "cuda"}, "spectral_l1": {"cpu"}})
     dev = torch.device("cuda")
-    run, notes = common.our_backends("masked_error", dev)
+    run, notes = contenders.our_backends("masked_error", dev)
     assert run == ["cuda"] and notes == {"triton": "skipped: backend 'triton' has no kernel for masked_error"}
-    run, notes = common.our_backends("spectral_l1", dev)
+    run, notes = contenders.our_backends("spectral_l1", dev)
     assert run == [] and set(notes) == {"cuda", "triton"}
-    run, notes = common.our_backends("masked_error", dev, wanted=["eager", "triton"])
+    run, notes = contenders.our_backends("masked_error", dev, wanted=["eager", "triton"])
     assert run == [] and set(notes) == {"triton"}
     # a backend that is not available says why
     fake_backends(monkeypatch, {**all_ok, "cuda": "the extension was built without CUDA"}, {"masked_error": {"cuda"}})
-    run, notes = common.our_backends("masked_error", dev)
+    run, notes = contenders.our_backends("masked_error", dev)
     assert run == [] and notes["cuda"] == "skipped: the extension was built without CUDA"
 
 
@@ -136,17 +139,17 @@ def test_our_backends_on_cpu(monkeypatch):
     fake_backends(monkeypatch, {"reference": None, "cpu": "not built", "cuda": "x", "triton": None}, {})
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     cpu = torch.device("cpu")
-    assert common.our_backends("masked_tv", cpu) == ([], {})  # a missing cpu kernel stays silent
-    run, notes = common.our_backends("masked_tv", cpu, wanted=["eager", "triton"])  # interpreted, when asked
+    assert contenders.our_backends("masked_tv", cpu) == ([], {})  # a missing cpu kernel stays silent
+    run, notes = contenders.our_backends("masked_tv", cpu, wanted=["eager", "triton"])  # interpreted, when asked
     assert run == [] and notes["triton"].startswith("skipped")
     monkeypatch.delenv("TRITON_INTERPRET")
-    assert common.our_backends("masked_tv", cpu, wanted=["eager", "triton"]) == ([], {})
+    assert contenders.our_backends("masked_tv", cpu, wanted=["eager", "triton"]) == ([], {})
 
 
 def test_has_kernel_triton_needs_the_registered_op(monkeypatch):
     fake_backends(monkeypatch, {}, {"style_distance": {"triton"}})
-    assert common.has_kernel("triton", "no_such_op_xyz", module="style_distance") is False
-    assert common.has_kernel("cuda", "style_distance") is False
+    assert contenders.has_kernel("triton", "no_such_op_xyz", module="style_distance") is False
+    assert contenders.has_kernel("cuda", "style_distance") is False
 
 
 def test_do_bench_note():
@@ -156,48 +159,48 @@ def test_do_bench_note():
         fn()
         calls.append((warmup, rep, tuple(quantiles)))
         return [1.5, 1.25, 2.0]
-    assert common.do_bench_note(lambda: None, bench) == "do_bench_ms=1.5[1.25,2]"
+    assert measure.do_bench_note(lambda: None, bench) == "do_bench_ms=1.5[1.25,2]"
     assert calls == [(25, 100, (0.5, 0.2, 0.8))]
-    assert common.do_bench_note(lambda: None, lambda fn, **kw: 0.75) == "do_bench_ms=0.75[0.75,0.75]"
+    assert measure.do_bench_note(lambda: None, lambda fn, **kw: 0.75) == "do_bench_ms=0.75[0.75,0.75]"
 
     def broken(fn, **kw):
         raise RuntimeError("no GPU\nmore")
-    note = common.do_bench_note(lambda: None, broken)
+    note = measure.do_bench_note(lambda: None, broken)
     assert note == "do_bench error: RuntimeError: no GPU" and "failed" not in note  # report.py drops "failed" rows
 
 
 def test_parse_args_devices(monkeypatch):
     shapes = ([(8, 3, 256, 256)], [(2, 3, 64, 64)], [(16, 3, 1024, 1024)])
-    args = common.parse_args("x", [], shapes=shapes)
+    args = harness.parse_args("x", [], shapes=shapes)
     assert args.device.type == "cpu" and args.shapes == [(8, 3, 256, 256)] and not args.do_bench
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit):
-            common.parse_args("x", ["--device", "cuda"], shapes=shapes)
+            harness.parse_args("x", ["--device", "cuda"], shapes=shapes)
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    args = common.parse_args("x", ["--device", "cuda"], shapes=shapes)
+    args = harness.parse_args("x", ["--device", "cuda"], shapes=shapes)
     assert args.shapes == [(16, 3, 1024, 1024)] and args.do_bench
-    assert common.parse_args("x", ["--device", "cuda", "--quick"], shapes=shapes).shapes == [(2, 3, 64, 64)]
-    assert not common.parse_args("x", ["--device", "cuda", "--no-do-bench"], shapes=shapes).do_bench
-    assert common.parse_args("x", ["--device", "cuda"], shapes=shapes[:2]).shapes == [(8, 3, 256, 256)]
+    assert harness.parse_args("x", ["--device", "cuda", "--quick"], shapes=shapes).shapes == [(2, 3, 64, 64)]
+    assert not harness.parse_args("x", ["--device", "cuda", "--no-do-bench"], shapes=shapes).do_bench
+    assert harness.parse_args("x", ["--device", "cuda"], shapes=shapes[:2]).shapes == [(8, 3, 256, 256)]
 
 
 def test_default_paths_keep_one_png_per_dtype(monkeypatch):
-    monkeypatch.setattr(common, "device_name", lambda device: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(records, "device_name", lambda device: "NVIDIA H100 80GB HBM3")
     dev = torch.device("cpu")
-    csv_path, png = common.default_paths(common.parse_args("x", []), "masked_tv", dev)
+    csv_path, png = harness.default_paths(harness.parse_args("x", []), "masked_tv", dev)
     assert csv_path.endswith(os.path.join("results", "NVIDIA_H100_80GB_HBM3.csv"))
     assert png.endswith(os.path.join("plots", "masked_tv_NVIDIA_H100_80GB_HBM3.png"))
-    _, png16 = common.default_paths(common.parse_args("x", ["--dtype", "bfloat16"]), "masked_tv", dev)
+    _, png16 = harness.default_paths(harness.parse_args("x", ["--dtype", "bfloat16"]), "masked_tv", dev)
     assert png16.endswith("masked_tv_NVIDIA_H100_80GB_HBM3_bfloat16.png")
 
 
 def test_git_rev_override(monkeypatch):
     monkeypatch.setenv("INPAINT_FAST_GIT_REV", "abc1234")
-    assert common.git_rev() == "abc1234"
+    assert records.git_rev() == "abc1234"
 
 
 def test_timer_on_cpu():
-    ms = common._Timer(torch.device("cpu"))
+    ms = measure._Timer(torch.device("cpu"))
     ms.start()
     assert ms.stop() >= 0.0
 
@@ -212,7 +215,7 @@ def load_report():
 def test_report_gpu_table(tmp_path):
     report = load_report()
     path = tmp_path / "NVIDIA_H100_80GB_HBM3.csv"
-    base = {c: "" for c in common.COLUMNS}
+    base = {c: "" for c in records.COLUMNS}
     base.update(shape="16x3x1024x1024", dtype="float32", mode="full", threads="2", device="NVIDIA H100 80GB HBM3",
                 torch_version="2.11.0", git_rev="abc", date="2026-11-24T10:00:00+00:00")
     rows = [
@@ -227,7 +230,7 @@ def test_report_gpu_table(tmp_path):
         {**base, "op": "reconstruction_loss", "provider": "eager", "median_ms": "3.6", "speedup_vs_eager": "1"},
     ]
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=common.COLUMNS)
+        w = csv.DictWriter(f, fieldnames=records.COLUMNS)
         w.writeheader()
         w.writerows(rows)
     text = report.table([str(path)])
@@ -246,12 +249,12 @@ def test_report_gpu_table(tmp_path):
 def test_report_cpu_table_unchanged_format(tmp_path):
     report = load_report()
     path = tmp_path / "AMD_EPYC.csv"
-    row = {c: "" for c in common.COLUMNS}
+    row = {c: "" for c in records.COLUMNS}
     row.update(op="masked_tv[hole]", shape="8x3x256x256", dtype="float32", provider="cpu", mode="full",
                median_ms="0.88", speedup_vs_eager="8.2", speedup_vs_compile="3", pct_roofline="12", peak_mem_mb="6",
                threads="2", device="AMD EPYC", torch_version="2.14.1", date="2026-11-24T10:00:00+00:00")
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=common.COLUMNS)
+        w = csv.DictWriter(f, fieldnames=records.COLUMNS)
         w.writeheader()
         w.writerow(row)
     text = report.table([str(path)])
