@@ -80,13 +80,13 @@ def has_kernel(backend: str, op: str, module: Optional[str] = None) -> bool:
     """Whether ``backend`` has a kernel for the op ``op`` (e.g. 'masked_error', 'gram').
 
     'cpu' / 'cuda': the C++ op has a kernel for that dispatch key. 'triton': the module
-    ``inpaint_fast/triton/<module or op>.py`` exists (``_extension.kernels``) *and* the custom op
+    ``inpaint_fast/ops/triton/<module or op>.py`` exists (``library.kernels``) *and* the custom op
     ``inpaint_fast::<op>_triton`` is registered (``gram_triton`` lives in the style_distance module).
     """
-    from inpaint_fast import _extension
+    from inpaint_fast.ops import library
     if backend != "triton":
-        return backend in _extension.kernels(op)
-    if "triton" not in _extension.kernels(module or op):
+        return backend in library.kernels(op)
+    if "triton" not in library.kernels(module or op):
         return False
     import inpaint_fast.ops  # noqa: F401  (registers the *_triton ops of the modules that exist)
     return hasattr(torch.ops.inpaint_fast, f"{op}_triton")
@@ -103,7 +103,7 @@ def our_backends(op: str, device: torch.device, wanted: Optional[Sequence[str]] 
     ``wanted`` (``--providers``) narrows the candidates. A missing 'cpu' kernel is silent (the
     pre-GPU behaviour: a build without the extension times eager / compile / reference only).
     """
-    from inpaint_fast import _backend
+    from inpaint_fast.ops import backend as _backend
     if device.type == "cuda":
         candidates = ["cuda", "triton"]
     else:

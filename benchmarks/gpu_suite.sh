@@ -174,7 +174,7 @@ if has_stage build; then
         fi
         grep -iE "warning|error" "$BUILD_LOG" | grep -v "^ninja: warning" | head -n 30
     fi
-    run "$PY" -c "import inpaint_fast._extension as e, sys; print('extension:', e.load_error() or 'loaded', '| CUDA kernels:', e.has_cuda_kernels()); sys.exit(e.load_error() is not None)" \
+    run "$PY" -c "import inpaint_fast.ops.library as e, sys; print('extension:', e.load_error() or 'loaded', '| CUDA kernels:', e.has_cuda_kernels()); sys.exit(e.load_error() is not None)" \
         || { banner "the compiled extension does not load"; status=FAILED; }
     record build "$status" $(( $(date +%s) - t )) "TORCH_CUDA_ARCH_LIST=$ARCH MAX_JOBS=$JOBS"
 fi

@@ -1,8 +1,7 @@
-"""The seed notebook's loss code, verbatim (indentation restored), as the independent oracle.
-
-Source: shared/seed/000_75740b55582caad6.txt, "Loss Functions for Image Inpainting". Only the
-global ``vgg`` is set by the tests (the seed builds it from pretrained weights) and the plotting
-helpers are left out. Note the seed's argument order: reference first, prediction second.
+"""The loss code of the notebook *Loss Functions for Image Inpainting*, verbatim (indentation restored), as
+the independent oracle. Only the global ``vgg`` is set by the tests (the notebook builds it from
+pretrained weights) and the plotting helpers are left out. Note the notebook's argument order: reference
+first, prediction second.
 """
 import torch
 import torch.nn.functional as F

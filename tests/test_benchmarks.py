@@ -116,7 +116,7 @@ def test_bench_composite_quick(tmp_path):
 def fake_backends(monkeypatch, avail, table):
     from inpaint_fast.ops import backend as _backend
     monkeypatch.setattr(_backend, "availability", lambda: dict(avail))
-    monkeypatch.setattr(_extension, "kernels", lambda op: frozenset(table.get(op, ())))
+    monkeypatch.setattr(library, "kernels", lambda op: frozenset(table.get(op, ())))
 
 
 def test_our_backends_on_a_gpu(monkeypatch):
@@ -315,7 +315,7 @@ case "$*" in
     "-c import triton"*) echo "triton 0.0" ;;
     "setup.py build_ext --inplace") echo "compiling"; exit "${FAKE_BUILD_RC:-0}" ;;
     "-m pip install"*) exit 0 ;;
-    "-c import inpaint_fast._extension"*) echo "extension: loaded" ;;
+    "-c import inpaint_fast.ops.library"*) echo "extension: loaded" ;;
     "-m inpaint_fast info") echo "inpaint_fast info" ;;
     "-m pytest --help") echo "--session-timeout=SECONDS --timeout=TIMEOUT --numprocesses=n" ;;
     *"--collect-only"*) echo "tests/test_a.py::test_x[cuda]"; echo "tests/test_a.py::test_x[triton]" ;;

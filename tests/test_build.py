@@ -81,7 +81,7 @@ def test_cuda_kernels_are_compiled_in():
     assert sources, "FORCE_CUDA=1 but csrc/ops/cuda has no kernels"
     for op in sources:  # the op named after the file, or its in-place form (scale_grad_kernel.cu: scale_grad_)
         backends = library.kernels(op) | library.kernels(op + "_")
-        assert "cuda" in backends, f"{op}: no CUDA kernel registered; kernels: {library.kernel_table()}"
+        assert "cuda" in backends, f"{op}: no CUDA kernel registered; kernels: {library.kernels(op)}"
 
 
 def _bash_blocks(path):

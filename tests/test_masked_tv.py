@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from inpaint_fast.ops import library
-from inpaint_fast.ops.masked_tv import NORMALIZE, REGIONS, masked_tv, native_channels_last
+from inpaint_fast.ops.masked_tv import NORMALIZE_CODES, REGION_CODES, masked_tv, native_channels_last
 from inpaint_fast.reference import tv
 
 from .conftest import GPU_DEVICE, TRITON_INTERPRETED
@@ -160,20 +160,20 @@ def _mask_for(kind, shape, dtype, seed=1):
     return make_mask(shape, kind, dtype, seed)
 
 
-@pytest.mark.parametrize("region", list(REGIONS))
+@pytest.mark.parametrize("region", list(REGION_CODES))
 @pytest.mark.parametrize("mshape", ["N1HW", "NCHW", "11HW"])
 def test_every_option_fp64(region, mshape):
     shape = (2, 3, 9, 21)  # W = 21: one vector step, an overlapping last step and scalar-free ends
     n, c, h, w = shape
     img = make_image(shape)
     mask_shape = {"N1HW": (n, 1, h, w), "NCHW": shape, "11HW": (1, 1, h, w)}[mshape]
-    for kind, p, normalize, hole in itertools.product(MASK_KINDS, (1, 2), NORMALIZE, (False, True)):
+    for kind, p, normalize, hole in itertools.product(MASK_KINDS, (1, 2), NORMALIZE_CODES, (False, True)):
         mask = _mask_for(kind, mask_shape, torch.float64, seed=len(kind))
         check(img, mask, mask_is_hole=hole, region=region, p=p, normalize=normalize)
 
 
 @pytest.mark.parametrize("dtype", DTYPES[1:], ids=str)
-@pytest.mark.parametrize("region", list(REGIONS))
+@pytest.mark.parametrize("region", list(REGION_CODES))
 def test_reduced_precision(dtype, region):
     shape = (2, 3, 12, 37)
     img = make_image(shape, dtype)
@@ -194,12 +194,12 @@ def test_row_widths_around_the_vector_length(dtype):
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 1, 40), (2, 3, 40, 1), (1, 1, 2, 2), (3, 2, 7, 5)])
-@pytest.mark.parametrize("normalize", list(NORMALIZE))
+@pytest.mark.parametrize("normalize", list(NORMALIZE_CODES))
 def test_degenerate_and_odd_shapes(shape, normalize):
     # A direction without pairs (H = 1 or W = 1) contributes 0, never NaN.
     img = make_image(shape, torch.float32, seed=sum(shape))
     mask = make_mask((shape[0], 1) + shape[2:], "binary", torch.float32)
-    for region, p in itertools.product(REGIONS, (1, 2)):
+    for region, p in itertools.product(REGION_CODES, (1, 2)):
         loss, grad = check(img, mask, region=region, p=p, normalize=normalize)
         assert torch.isfinite(loss) and torch.isfinite(grad).all()
 
@@ -220,7 +220,7 @@ def test_several_work_units_and_pre_pass_blocks():
 def test_empty_batch_gives_zero():
     img = torch.randn(0, 3, 4, 4, dtype=torch.float64)
     mask = torch.ones(1, 1, 4, 4, dtype=torch.bool)
-    for normalize in NORMALIZE:
+    for normalize in NORMALIZE_CODES:
         loss = masked_tv(img, mask, mask_is_hole=False, region="hole", p=1, normalize=normalize, eps=1e-8)
         assert loss.item() == 0
     x = img.clone().requires_grad_()
@@ -386,7 +386,7 @@ def test_no_gradient_buffer_without_grad():
             loss = masked_tv(x, mask, mask_is_hole=False, region="hole", p=1, normalize="mask", eps=1e-8)
         assert loss.grad_fn is None
         torch.testing.assert_close(loss.double(), oracle(img, mask)[0], **LOSS_TOL[torch.float32])
-    loss, grad = OP(img, mask, False, REGIONS["hole"], 1, NORMALIZE["mask"], 1e-8, False)
+    loss, grad = OP(img, mask, False, REGION_CODES["hole"], 1, NORMALIZE_CODES["mask"], 1e-8, False)
     assert grad.shape == (0,) and loss.dtype == torch.float32
 
 
@@ -526,7 +526,7 @@ def _raw_op(name):
 GPU_SHAPE = (2, 2, 20, 70)  # interpreted Triton: 2 x 2 tiles per image (16 rows x 64 columns)
 
 
-@pytest.mark.parametrize("region", list(REGIONS))
+@pytest.mark.parametrize("region", list(REGION_CODES))
 def test_gpu_every_option_fp64(gpu_backend, region):
     name, device = gpu_backend
     n, c, h, w = GPU_SHAPE
@@ -610,7 +610,7 @@ def test_gpu_layouts(gpu_backend, layout):
         torch.testing.assert_close(loss.double().cpu(), ref_loss, **LOSS_TOL[torch.float32])
         torch.testing.assert_close(grad.double().cpu(), ref_grad, rtol=1e-5, atol=1e-6)
         # the gradient's layout is the one the fake kernel announces
-        if native_channels_last(img_l, mask_l, REGIONS["hole_dilated"]):
+        if native_channels_last(img_l, mask_l, REGION_CODES["hole_dilated"]):
             assert grad.is_contiguous(memory_format=torch.channels_last) and not grad.is_contiguous()
         else:
             assert grad.is_contiguous()
@@ -639,7 +639,7 @@ def test_gpu_no_gradient_buffer_without_grad(gpu_backend):
     name, device = gpu_backend
     img = make_image((1, 2, 4, 20), torch.float32).to(device)
     mask = make_mask((1, 1, 4, 20), "binary", torch.float32).to(device)
-    loss, grad = _raw_op(name)(img, mask, False, REGIONS["hole"], 1, NORMALIZE["mask"], 1e-8, False)
+    loss, grad = _raw_op(name)(img, mask, False, REGION_CODES["hole"], 1, NORMALIZE_CODES["mask"], 1e-8, False)
     assert grad.shape == (0,) and loss.dtype == torch.float32
     torch.testing.assert_close(loss.double().cpu(), oracle(img.cpu(), mask.cpu())[0], **LOSS_TOL[torch.float32])
 

@@ -14,7 +14,7 @@ from torch import Tensor
 FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # The integer codes of the ops' ``normalize`` argument (masked_error, masked_tv): divide the sums by
 # nothing, by the region's area, or by the element (or pair) count.
-NORMALIZE = {"sum": 0, "mask": 1, "all": 2}
+NORMALIZE_CODES = {"sum": 0, "mask": 1, "all": 2}
 
 
 def check_code(value: int, codes: Mapping[str, int], op: str, name: str) -> None:

@@ -97,8 +97,3 @@ def kernels(op: str) -> FrozenSet[str]:
     """The backends among 'cpu', 'cuda', 'triton' that have a kernel for ``op`` (e.g.
     'masked_error'); empty when none. A plain dict lookup (torch.compile-friendly)."""
     return _KERNELS.get(op, _NO_KERNELS)
-
-
-def kernel_table() -> Dict[str, FrozenSet[str]]:
-    """Every known op mapped to its backends (a copy), for ``python -m inpaint_fast info``."""
-    return dict(_KERNELS)

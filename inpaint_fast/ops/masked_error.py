@@ -16,12 +16,12 @@ import torch
 from torch import Tensor
 
 from . import library
-from .checks import NORMALIZE, check_code, check_eps, check_image, check_like, check_mask
+from .checks import NORMALIZE_CODES, check_code, check_eps, check_image, check_like, check_mask
 from .scale_grad import check_first_order, grad_buffer_dtype, keep_inputs, saved_grad
 
 OP, STATS_OP = "inpaint_fast::masked_error", "inpaint_fast::masked_error_stats"
 OP_TRITON, STATS_OP_TRITON = OP + "_triton", STATS_OP + "_triton"
-LOSSES = {"l1": 0, "l2": 1, "charbonnier": 2}
+LOSS_CODES = {"l1": 0, "l2": 1, "charbonnier": 2}
 
 
 def check_inputs(op: str, pred: Tensor, target: Tensor, mask: Optional[Tensor]) -> None:
@@ -33,8 +33,8 @@ def check_inputs(op: str, pred: Tensor, target: Tensor, mask: Optional[Tensor]) 
 
 def check_options(op: str, loss: int, charbonnier_eps: float, normalize: int, eps: float) -> None:
     """The op's option checks (csrc/ops/masked_error.h ``check_options``)."""
-    check_code(loss, LOSSES, op, "loss")
-    check_code(normalize, NORMALIZE, op, "normalize")
+    check_code(loss, LOSS_CODES, op, "loss")
+    check_code(normalize, NORMALIZE_CODES, op, "normalize")
     check_eps(charbonnier_eps, op, "charbonnier_eps")
     check_eps(eps, op)
 
@@ -64,8 +64,8 @@ def masked_error(pred: Tensor, target: Tensor, mask: Optional[Tensor], *, mask_i
     compute_grad = torch.is_grad_enabled() and (pred.requires_grad or target.requires_grad)
     op = torch.ops.inpaint_fast.masked_error_triton if backend == "triton" else torch.ops.inpaint_fast.masked_error
     value, _ = op.default(
-        pred, target, mask, mask_is_hole, LOSSES[loss], charbonnier_eps, weight_hole, weight_valid,
-        NORMALIZE[normalize], eps, compute_grad)
+        pred, target, mask, mask_is_hole, LOSS_CODES[loss], charbonnier_eps, weight_hole, weight_valid,
+        NORMALIZE_CODES[normalize], eps, compute_grad)
     return value.to(pred.dtype)
 
 

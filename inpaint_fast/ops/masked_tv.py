@@ -30,21 +30,21 @@ import torch
 from torch import Tensor
 
 from . import library
-from .checks import NORMALIZE, check_code, check_eps, check_image, check_mask
+from .checks import NORMALIZE_CODES, check_code, check_eps, check_image, check_mask
 from .scale_grad import check_first_order, grad_buffer_dtype, keep_inputs, saved_grad
 
 OP = "inpaint_fast::masked_tv"
 OP_TRITON = OP + "_triton"
-REGIONS = {"all": 0, "known": 1, "hole": 2, "hole_dilated": 3}
+REGION_CODES = {"all": 0, "known": 1, "hole": 2, "hole_dilated": 3}
 
 
 def check_inputs(op: str, img: Tensor, mask: Optional[Tensor], region: int, p: int, normalize: int,
                  eps: float) -> None:
     """The op's checks (csrc/ops/masked_tv.h ``check_inputs``)."""
     check_image(img, op, "img")
-    check_code(region, REGIONS, op, "region")
+    check_code(region, REGION_CODES, op, "region")
     torch._check(p in (1, 2), lambda: f"{op}: p must be 1 or 2; got {p}")
-    check_code(normalize, NORMALIZE, op, "normalize")
+    check_code(normalize, NORMALIZE_CODES, op, "normalize")
     check_eps(eps, op)
     torch._check(region == 0 or mask is not None, lambda: f"{op}: region {region} needs a mask; got None")
     check_mask(mask, img, op, "img")
@@ -61,7 +61,7 @@ def masked_tv(img: Tensor, mask: Optional[Tensor], *, mask_is_hole: bool, region
     compute_grad = torch.is_grad_enabled() and img.requires_grad
     op = torch.ops.inpaint_fast.masked_tv_triton if backend == "triton" else torch.ops.inpaint_fast.masked_tv
     loss, _ = op.default(
-        img, mask, bool(mask_is_hole), REGIONS[region], int(p), NORMALIZE[normalize], float(eps), compute_grad)
+        img, mask, bool(mask_is_hole), REGION_CODES[region], int(p), NORMALIZE_CODES[normalize], float(eps), compute_grad)
     return loss.to(img.dtype)
 
 

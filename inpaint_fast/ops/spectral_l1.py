@@ -20,7 +20,7 @@ own FFT backward for the gradients w.r.t. the images.
 Inputs are expected to be validated already (``inpaint_fast._validation``); the C++ kernel only
 re-checks them (RuntimeError). When the extension is not built this module registers no C++ op glue.
 When triton imports, it also registers ``inpaint_fast::spectral_l1_triton`` (same schema, semantics,
-fake kernel and autograd; kernels in inpaint_fast/triton/spectral_l1.py) with ``torch.library.triton_op``
+fake kernel and autograd; kernels in inpaint_fast/ops/triton/spectral_l1.py) with ``torch.library.triton_op``
 (an opaque ``custom_op`` under Triton's interpreter).
 """
 from __future__ import annotations

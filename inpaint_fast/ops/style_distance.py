@@ -23,7 +23,7 @@ to be validated already (``inpaint_fast._validation``); the C++ kernels only re-
 (RuntimeError). When the extension is not built this module registers no C++ op glue.
 
 The Triton backend: ``inpaint_fast::gram_triton``, ``gram_backward_triton`` and
-``style_distance_triton`` (kernels: inpaint_fast/triton/style_distance.py), registered here with
+``style_distance_triton`` (kernels: inpaint_fast/ops/triton/style_distance.py), registered here with
 ``torch.library.triton_op`` and the same fake kernels and autograd functions as the C++ ops, whenever
 triton imports (independently of the compiled extension). They support float16, bfloat16, float32
 and float64 features, any strides and channels_last.
@@ -43,7 +43,7 @@ from .scale_grad import check_first_order, grad_buffer_dtype, keep_inputs, saved
 GRAM_OP = "inpaint_fast::gram"
 GRAM_BACKWARD_OP = "inpaint_fast::gram_backward"
 STYLE_OP = "inpaint_fast::style_distance"
-# The Triton twins (inpaint_fast/triton/style_distance.py): same schemas and semantics.
+# The Triton twins (inpaint_fast/ops/triton/style_distance.py): same schemas and semantics.
 GRAM_TRITON_OP = "inpaint_fast::gram_triton"
 GRAM_BACKWARD_TRITON_OP = "inpaint_fast::gram_backward_triton"
 STYLE_TRITON_OP = "inpaint_fast::style_distance_triton"

@@ -1,7 +1,7 @@
 """Diffusion reference: schedules, forward process, prediction conversions, DDPM posterior, RePaint.
 
 Pure PyTorch (and plain Python for the schedules of timesteps), no input checks: the oracle and the
-fallback of :mod:`inpaint_fast.diffusion`. Conventions:
+fallback of :mod:`inpaint_fast.functional.diffusion`. Conventions:
 
 - ``alphas_cumprod`` (ᾱ) is float64 of shape (T,), indexed by the 0-based training timestep t.
 - Coefficients are computed in float64 and cast to the image dtype.

@@ -1,4 +1,4 @@
-"""Adversarial terms on discriminator logits: the pure-PyTorch oracle of :mod:`inpaint_fast.gan`.
+"""Adversarial terms on discriminator logits: the pure-PyTorch oracle of :mod:`inpaint_fast.functional.adversarial`.
 
 The seed's ``bce_logits_loss`` plus hinge (DeepFill v2) and least squares (LSGAN), per-logit maps
 for patch discriminators with LaMa's ``mask_as_fake_target``, the R1 penalty and feature matching.
