@@ -334,7 +334,7 @@ def test_gradient_needed_but_not_computed_raises():
     zp, zt = spectra((1, 1, 2, 3))
     p = zp.clone().requires_grad_()
     loss, _, _ = spectral_l1(p, zt, 1.0, False, False)
-    with pytest.raises(RuntimeError, match="grad_pred=False"):
+    with pytest.raises(RuntimeError, match="compute_grad_pred=False"):
         loss.backward()
 
 

@@ -108,7 +108,7 @@ class VGGFeatures(nn.Module):
         arch: ``"vgg16"`` or ``"vgg19"``.
         layers: names (``"relu1_2"``, ``"conv3_1"``, ``"pool2"``; see :func:`layer_names`) or indices into
             torchvision's ``.features``. Features come back in this order; the network is truncated after
-            the deepest one. Default: the seed's relu1_2, relu2_2, relu3_3 (indices 3, 8, 15).
+            the deepest one. Default: the notebook's relu1_2, relu2_2, relu3_3 (indices 3, 8, 15).
         weights: ``"DEFAULT"`` / ``"IMAGENET1K_V1"`` / a ``VGG16_Weights``/``VGG19_Weights`` member (torchvision's
             weights API, cached in ``<torch.hub.get_dir()>/checkpoints``); a path to a state-dict file (full
             torchvision VGG or features-only keys); or ``None`` for random (untrained) features.

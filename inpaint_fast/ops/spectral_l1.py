@@ -1,7 +1,7 @@
 """torch.library glue of ``inpaint_fast::spectral_l1`` (C++ schema: csrc/ops/spectral_l1.cpp) and the
 frequency loss built on it.
 
-``spectral_l1(z_pred, z_target, scale, grad_pred, grad_target) -> (loss, grad_z_pred, grad_z_target)``
+``spectral_l1(z_pred, z_target, scale, compute_grad_pred, compute_grad_target) -> (loss, grad_z_pred, grad_z_target)``
 is the part of the frequency loss after the FFT, in one pass over both complex spectra: with
 ``a = log1p|z_pred|`` and ``b = log1p|z_target|``, ``loss = scale * sum|a - b|`` (float32 for
 complex64, float64 for complex128) and, when asked, the gradients w.r.t. the spectra (PyTorch's
@@ -51,12 +51,12 @@ def _loss_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.complex128 else torch.float32
 
 
-def spectral_l1(z_pred: Tensor, z_target: Tensor, scale: float, grad_pred: bool,
-                grad_target: bool, backend: str = "cpu") -> Tuple[Tensor, Tensor, Tensor]:
+def spectral_l1(z_pred: Tensor, z_target: Tensor, scale: float, compute_grad_pred: bool,
+                compute_grad_target: bool, backend: str = "cpu") -> Tuple[Tensor, Tensor, Tensor]:
     """``(scale * sum|log1p|z_pred| - log1p|z_target||, grad_z_pred, grad_z_target)`` in one pass
     (``backend`` 'cpu'/'cuda': the C++ op; 'triton': the Triton op)."""
     op = torch.ops.inpaint_fast.spectral_l1_triton if backend == "triton" else torch.ops.inpaint_fast.spectral_l1
-    return op.default(z_pred, z_target, scale, grad_pred, grad_target)
+    return op.default(z_pred, z_target, scale, compute_grad_pred, compute_grad_target)
 
 
 def frequency_l1(pred: Tensor, target: Tensor, reduction: str = "mean", backend: str = "cpu") -> Tensor:
@@ -78,22 +78,22 @@ def frequency_l1(pred: Tensor, target: Tensor, reduction: str = "mean", backend:
     return loss.to(pred.dtype)
 
 
-def _fake(z_pred: Tensor, z_target: Tensor, scale: float, grad_pred: bool, grad_target: bool, op: str = OP):
+def _fake(z_pred: Tensor, z_target: Tensor, scale: float, compute_grad_pred: bool, compute_grad_target: bool, op: str = OP):
     check_inputs(op, z_pred, z_target)
 
     def grad(wanted: bool) -> Tensor:
         return z_pred.new_empty(z_pred.shape if wanted else (0,))  # contiguous, as the kernel's
 
-    return z_pred.new_empty((), dtype=_loss_dtype(z_pred.dtype)), grad(grad_pred), grad(grad_target)
+    return z_pred.new_empty((), dtype=_loss_dtype(z_pred.dtype)), grad(compute_grad_pred), grad(compute_grad_target)
 
 
 def _setup_context(ctx, inputs, output, op: str = OP) -> None:
-    _, _, _, grad_pred, grad_target = inputs
+    _, _, _, compute_grad_pred, compute_grad_target = inputs
     _, grad_z_pred, grad_z_target = output
     ctx.mark_non_differentiable(grad_z_pred, grad_z_target)
     ctx.set_materialize_grads(False)  # no zeros for the gradient outputs' (absent) gradients
     ctx.save_for_backward(grad_z_pred, grad_z_target)
-    ctx.computed = (grad_pred, grad_target)
+    ctx.computed = (compute_grad_pred, compute_grad_target)
     keep_inputs(ctx, op, inputs)
 
 
@@ -105,16 +105,16 @@ def _backward(ctx, grad_loss: Optional[Tensor], _grad_gp: Optional[Tensor], _gra
     for name, needed, computed in zip(("z_pred", "z_target"), need, ctx.computed):
         if needed and not computed:
             raise RuntimeError(f"inpaint_fast::spectral_l1: a gradient w.r.t. {name} is needed but the op "
-                               f"was called with grad_{name[2:]}=False")
+                               f"was called with compute_grad_{name[2:]}=False")
     grads = iter(saved_grad(ctx, lambda: [g for g, n in zip(ctx.saved_tensors, need) if n], grad_loss,
                             lambda outputs: [g for g, n in zip(outputs[1:], need) if n]))
     return (next(grads) if need[0] else None), (next(grads) if need[1] else None), None, None, None
 
 
-def _spectral_l1_triton(z_pred: Tensor, z_target: Tensor, scale: float, grad_pred: bool,
-                        grad_target: bool) -> Tuple[Tensor, Tensor, Tensor]:
+def _spectral_l1_triton(z_pred: Tensor, z_target: Tensor, scale: float, compute_grad_pred: bool,
+                        compute_grad_target: bool) -> Tuple[Tensor, Tensor, Tensor]:
     check_inputs(OP_TRITON, z_pred, z_target)
-    return _triton_kernels.spectral_l1(z_pred, z_target, scale, grad_pred, grad_target)
+    return _triton_kernels.spectral_l1(z_pred, z_target, scale, compute_grad_pred, compute_grad_target)
 
 
 def _register(op: str) -> None:

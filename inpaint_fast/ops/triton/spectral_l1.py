@@ -217,8 +217,8 @@ def _as_real(z: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(z.resolve_conj().contiguous())
 
 
-def spectral_l1(z_pred: torch.Tensor, z_target: torch.Tensor, scale: float, grad_pred: bool,
-                grad_target: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def spectral_l1(z_pred: torch.Tensor, z_target: torch.Tensor, scale: float, compute_grad_pred: bool,
+                compute_grad_target: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``inpaint_fast::spectral_l1_triton`` (the C++ op's schema); arguments checked by the op
     (inpaint_fast/ops/spectral_l1.py)."""
     fp64 = z_pred.dtype == torch.complex128
@@ -235,11 +235,12 @@ def spectral_l1(z_pred: torch.Tensor, z_target: torch.Tensor, scale: float, grad
     def grad_buffer(wanted: bool) -> torch.Tensor:
         return torch.empty((*z_pred.shape, 2) if wanted else (0, 2), dtype=real, device=device)
 
-    gp = grad_buffer(grad_pred)
-    gt = grad_buffer(grad_target)
+    gp = grad_buffer(compute_grad_pred)
+    gt = grad_buffer(compute_grad_target)
     launch(_spectral_l1_kernel)[(num_partials,)](
         zp, zt, gp, gt, partials, scale_t, 2 * n,
-        GRAD_PRED=grad_pred, GRAD_TARGET=grad_target, FP64=fp64, LIBDEVICE=not INTERPRETED, BLOCK=BLOCK,
+        GRAD_PRED=compute_grad_pred, GRAD_TARGET=compute_grad_target, FP64=fp64, LIBDEVICE=not INTERPRETED,
+        BLOCK=BLOCK,
         num_warps=NUM_WARPS)
     launch(_finish_kernel)[(1,)](partials, scale_t, loss, num_partials, BLOCK=FINISH_BLOCK,
                                       num_warps=4)
