@@ -16,6 +16,8 @@
 
 #include <torch/library.h>
 
+#include "common/cpu_dispatch.h"
+
 namespace inpaint_fast {
 
 // The build passes -DINPAINT_FAST_VERSION=<__version__ of inpaint_fast/__init__.py> (setup.py and
@@ -30,14 +32,21 @@ std::string version() {
   return INPAINT_FAST_STR(INPAINT_FAST_VERSION);
 }
 
+// The instruction-set level the CPU hot loops run at in this process, in torch's names: "default",
+// "avx2" or "avx512" (common/cpu_dispatch.h).
+std::string cpu_capability() {
+  return cpu_level_name(cpu_level());
+}
+
 }  // namespace inpaint_fast
 
 // The one TORCH_LIBRARY block of the namespace; every op file adds its schemas with
 // TORCH_LIBRARY_FRAGMENT(inpaint_fast, m).
 TORCH_LIBRARY(inpaint_fast, m) {
-  // version() takes no tensors, so it is registered as a catch-all kernel (callable with no
-  // dispatch key to dispatch on).
+  // version() and cpu_capability() take no tensors, so they are registered as catch-all kernels
+  // (callable with no dispatch key to dispatch on).
   m.def("version() -> str", &inpaint_fast::version);
+  m.def("cpu_capability() -> str", &inpaint_fast::cpu_capability);
 }
 
 #ifndef INPAINT_FAST_NO_PYTHON

@@ -19,6 +19,10 @@ inline at::ScalarType grad_dtype(at::ScalarType input) { return input == at::kHa
 template <typename scalar_t>
 using grad_type = std::conditional_t<std::is_same_v<scalar_t, at::Half>, float, scalar_t>;
 
+// Whether a mask of this dtype is binary: bool (read as uint8) and uint8 masks; floating masks are
+// soft weights.
+inline bool is_binary_mask(at::ScalarType dtype) { return dtype == at::kBool || dtype == at::kByte; }
+
 // A mask value as a weight: bool (read as uint8) and uint8 masks are binary, any non-zero value is 1;
 // floating masks are soft weights.
 template <typename acc_t, typename mask_t>

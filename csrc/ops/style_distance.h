@@ -60,12 +60,7 @@ inline void check_style_inputs(const at::Tensor& pred, const at::Tensor& target,
   const char* op = "inpaint_fast::style_distance";
   check_feat(pred, op, "feat_pred", device);
   check_feat(target, op, "feat_target", device);
-  TORCH_CHECK(target.sizes() == pred.sizes(), op, ": feat_target shape ", target.sizes(),
-              " must equal feat_pred shape ", pred.sizes());
-  TORCH_CHECK(target.scalar_type() == pred.scalar_type(), op, ": feat_target dtype ", target.scalar_type(),
-              " must equal feat_pred dtype ", pred.scalar_type());
-  TORCH_CHECK(target.device() == pred.device(), op, ": feat_target must be on feat_pred's device ",
-              pred.device(), "; got ", target.device());
+  check_like(target, pred, op, "feat_target", "feat_pred");
   check_weight(weight, pred, op);
   check_eps(eps, op);
 }

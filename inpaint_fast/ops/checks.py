@@ -43,7 +43,7 @@ def check_like(t: Tensor, like: Tensor, op: str, name: str, like_name: str) -> N
                  lambda: f"{op}: {name} shape {tuple(t.shape)} must equal {like_name} shape {tuple(like.shape)}")
     torch._check(t.dtype == like.dtype, lambda: f"{op}: {name} dtype {t.dtype} must equal {like_name} dtype {like.dtype}")
     torch._check(t.device == like.device,
-                 lambda: f"{op}: {like_name} and {name} must be on one device; got {like.device} and {t.device}")
+                 lambda: f"{op}: {name} must be on {like_name}'s device {like.device}; got {t.device}")
 
 
 def check_mask(mask: Optional[Tensor], images: Tensor, op: str, images_name: str) -> None:
@@ -57,5 +57,5 @@ def check_mask(mask: Optional[Tensor], images: Tensor, op: str, images_name: str
     n, c, h, w = images.shape
     torch._check(mask.dim() == 4 and mask.shape[0] in (1, n) and mask.shape[1] in (1, c)
                  and mask.shape[2] == h and mask.shape[3] == w,
-                 lambda: f"{op}: mask shape {tuple(mask.shape)} must be (N|1, C|1, H, W) for {images_name} shape "
+                 lambda: f"{op}: mask shape {tuple(mask.shape)} must be (N|1, C|1, H, W) for {images_name}'s shape "
                          f"{tuple(images.shape)}")

@@ -11,7 +11,7 @@
 // its own dtype (bool/uint8 binary: any non-zero value is 1; or the image dtype as a soft weight) and
 // broadcast by stride 0.
 // The hot loop is compiled for x86-64-v3 and for the baseline ISA and chosen at run time
-// (common/cpu_dispatch.h).
+// (common/cpu_dispatch.h; the x86-64-v3 variant also runs at the AVX-512 level).
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -28,6 +28,7 @@
 
 #include "common/alloc.h"
 #include "common/cpu_dispatch.h"
+#include "common/layout.h"
 #include "common/reduce.h"
 #include "ops/masked_error.h"
 
@@ -35,7 +36,7 @@ namespace inpaint_fast {
 namespace {
 
 constexpr int64_t kSegment = 4096;  // elements per work unit
-using namespace masked_error_host;  // Loss, Normalize, the checks
+using namespace masked_error_host;  // Loss, the checks, prepare
 
 struct NoMask {};  // the mask type when there is no mask: every pixel is known (v = 1)
 
@@ -125,7 +126,7 @@ INPAINT_FAST_INLINE void stats_run(const scalar_t* __restrict__ p,
   for (int i = 0; i < 4; ++i) out[i] += fold_lanes(s[i]);
 }
 
-// The two compiled variants of each run and the run-time choice between them.
+// The two compiled variants of each run (cpu_variant chooses).
 template <typename scalar_t, typename mask_t, int64_t LOSS, bool GRAD, typename acc_t>
 INPAINT_FAST_V3_TARGET void error_run_v3(
     const scalar_t* p, const scalar_t* t, const mask_t* m, int64_t len, const RunParams<acc_t>& rp,
@@ -155,16 +156,6 @@ void stats_run_base(const scalar_t* p, const scalar_t* t, const mask_t* m, int64
 // ---------------------------------------------------------------------------------------------
 // Geometry: how units map to memory.
 
-bool planes_contiguous(const at::Tensor& t) {
-  return (t.size(3) == 1 || t.stride(3) == 1) && (t.size(2) == 1 || t.stride(2) == t.size(3));
-}
-
-// Both images channels_last-dense (and more than one channel, else NCHW is the same).
-bool use_channels_last(const at::Tensor& pred, const at::Tensor& target) {
-  return pred.size(1) > 1 && pred.is_contiguous(at::MemoryFormat::ChannelsLast) &&
-         target.is_contiguous(at::MemoryFormat::ChannelsLast);
-}
-
 struct Geometry {
   bool channels_last;
   int64_t N, C, HW;
@@ -176,11 +167,11 @@ struct Geometry {
   int64_t units() const { return channels_last ? N * segments : N * C * segments; }
 };
 
-int64_t bstride(const at::Tensor& t, int dim) { return t.size(dim) == 1 ? 0 : t.stride(dim); }
-
-Geometry geometry_of(const at::Tensor& pred, const at::Tensor& target, const at::Tensor* mask) {
+Geometry geometry_of(const Prepared& in) {
+  const at::Tensor& pred = in.pred;
+  const at::Tensor& target = in.target;
   Geometry g{};
-  g.channels_last = use_channels_last(pred, target);
+  g.channels_last = in.channels_last;
   g.N = pred.size(0);
   g.C = pred.size(1);
   g.HW = pred.size(2) * pred.size(3);
@@ -188,9 +179,9 @@ Geometry geometry_of(const at::Tensor& pred, const at::Tensor& target, const at:
   g.p_c = pred.stride(1);
   g.t_n = target.stride(0);
   g.t_c = target.stride(1);
-  if (mask) {
-    g.m_n = bstride(*mask, 0);
-    g.m_c = bstride(*mask, 1);
+  if (in.mask) {
+    g.m_n = bstride(*in.mask, 0);
+    g.m_c = bstride(*in.mask, 1);
   }
   if (g.channels_last) {
     g.positions = std::max<int64_t>(1, kSegment / g.C);
@@ -240,8 +231,8 @@ void for_unit(const Geometry& geo, int64_t u, const scalar_t* p, const scalar_t*
 // counted as often as it is broadcast.
 template <typename mask_t>
 double known_area(const at::Tensor& mask, bool mask_is_hole, int64_t N, int64_t C) {
-  const int64_t planes_n = bstride(mask, 0) == 0 ? 1 : mask.size(0);
-  const int64_t planes_c = bstride(mask, 1) == 0 ? 1 : mask.size(1);
+  const int64_t planes_n = distinct_planes(mask, 0);
+  const int64_t planes_c = distinct_planes(mask, 1);
   const int64_t hw = mask.size(2) * mask.size(3);
   if (N * C * hw == 0) return 0.0;  // empty images (and possibly an empty mask): no plane to read
   const int64_t segments = (hw + kSegment - 1) / kSegment;
@@ -263,27 +254,11 @@ template <typename scalar_t, typename Fn>
 void with_mask_type(const c10::optional<at::Tensor>& mask, const Fn& fn) {
   if (!mask) {
     fn(static_cast<const NoMask*>(nullptr));
-  } else if (mask->scalar_type() == at::kBool || mask->scalar_type() == at::kByte) {
+  } else if (is_binary_mask(mask->scalar_type())) {
     fn(reinterpret_cast<const uint8_t*>(mask->const_data_ptr()));
   } else {
     fn(mask->const_data_ptr<scalar_t>());
   }
-}
-
-struct Prepared {
-  at::Tensor pred, target;
-  c10::optional<at::Tensor> mask;
-};
-
-Prepared prepare(const at::Tensor& pred, const at::Tensor& target,
-                 const c10::optional<at::Tensor>& mask) {
-  Prepared r{pred, target, c10::nullopt};
-  if (!use_channels_last(pred, target)) {
-    if (!planes_contiguous(pred)) r.pred = pred.contiguous();
-    if (!planes_contiguous(target)) r.target = target.contiguous();
-  }
-  if (mask) r.mask = planes_contiguous(*mask) ? *mask : mask->contiguous();
-  return r;
 }
 
 template <typename acc_t>
@@ -305,7 +280,7 @@ std::tuple<at::Tensor, at::Tensor> masked_error_cpu(
   check_options(loss, charbonnier_eps, normalize, eps, op);
   const Prepared in = prepare(pred_in, target_in, mask_in);
   const at::Tensor& pred = in.pred;
-  const Geometry geo = geometry_of(pred, in.target, in.mask ? &*in.mask : nullptr);
+  const Geometry geo = geometry_of(in);
   const int64_t numel = pred.numel();
 
   const auto grad_options = pred.options().dtype(grad_dtype(pred.scalar_type()));
@@ -327,10 +302,10 @@ std::tuple<at::Tensor, at::Tensor> masked_error_cpu(
       area_hole = static_cast<double>(numel) - area_valid;
     }
     double k_hole = weight_hole, k_valid = weight_valid;
-    if (normalize == kMaskArea) {
+    if (normalize == kNormalizeMask) {
       k_hole /= std::max(area_hole, eps);
       k_valid /= std::max(area_valid, eps);
-    } else if (normalize == kAllElements) {
+    } else if (normalize == kNormalizeAll) {
       k_hole /= std::max<double>(numel, 1);
       k_valid /= std::max<double>(numel, 1);
     }
@@ -350,8 +325,8 @@ std::tuple<at::Tensor, at::Tensor> masked_error_cpu(
       auto dispatch_run = [&](auto loss_tag, auto grad_tag) {
         constexpr int64_t LOSS = decltype(loss_tag)::value;
         constexpr bool GRAD = decltype(grad_tag)::value;
-        auto* run_fn = use_x86_v3() ? &error_run_v3<scalar_t, mask_t, LOSS, GRAD, acc_t>
-                                      : &error_run_base<scalar_t, mask_t, LOSS, GRAD, acc_t>;
+        auto* run_fn = cpu_variant(&error_run_base<scalar_t, mask_t, LOSS, GRAD, acc_t>,
+                                   &error_run_v3<scalar_t, mask_t, LOSS, GRAD, acc_t>);
         sums = deterministic_sum<2, acc_t>(geo.units(), [&](int64_t u, acc_t* out) {
           std::vector<mask_t> buffer;
           for_unit<scalar_t, mask_t>(geo, u, p, t, m, g, buffer,
@@ -379,7 +354,7 @@ at::Tensor masked_error_stats_cpu(const at::Tensor& pred_in, const at::Tensor& t
                                   const c10::optional<at::Tensor>& mask_in, bool mask_is_hole) {
   check_tensors(pred_in, target_in, mask_in, "inpaint_fast::masked_error_stats");
   const Prepared in = prepare(pred_in, target_in, mask_in);
-  const Geometry geo = geometry_of(in.pred, in.target, in.mask ? &*in.mask : nullptr);
+  const Geometry geo = geometry_of(in);
   const int64_t numel = in.pred.numel();
   at::Tensor result;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, in.pred.scalar_type(), "masked_error_stats_cpu", [&] {
@@ -392,7 +367,7 @@ at::Tensor masked_error_stats_cpu(const at::Tensor& pred_in, const at::Tensor& t
     with_mask_type<scalar_t>(in.mask, [&](auto m) {
       using mask_t = std::remove_cv_t<std::remove_pointer_t<decltype(m)>>;
       if constexpr (!std::is_same_v<mask_t, NoMask>) area_valid = known_area<mask_t>(*in.mask, mask_is_hole, geo.N, geo.C);
-      auto* run_fn = use_x86_v3() ? &stats_run_v3<scalar_t, mask_t, acc_t> : &stats_run_base<scalar_t, mask_t, acc_t>;
+      auto* run_fn = cpu_variant(&stats_run_base<scalar_t, mask_t, acc_t>, &stats_run_v3<scalar_t, mask_t, acc_t>);
       sums = deterministic_sum<4, acc_t>(geo.units(), [&](int64_t u, acc_t* out) {
         std::vector<mask_t> buffer;
         for_unit<scalar_t, mask_t>(geo, u, p, t, m, nullptr, buffer,

@@ -23,11 +23,13 @@
 // a 64-byte vector accumulator, folded in a fixed tree at the end. Bitwise the same for any thread
 // count.
 //
-// Vectorisation: the row kernels are written with 64-byte GNU vectors (16 floats / 8 doubles) and
-// compiled three times (target_clones: x86-64-v4 (AVX-512), x86-64-v3 (AVX2), baseline SSE2); the
-// loader picks the best for the CPU (ifunc), since the extension itself is built for baseline
-// x86-64. The lanes are part of the algorithm and floating-point contraction is off, so every
-// clone and code path rounds the same way: bitwise the same results on any x86-64 machine.
+// Vectorisation: the row kernels are written with 64-byte GNU vectors (16 floats / 8 doubles) and,
+// with the per-row weight primitives, compiled three times (IsaDefault, IsaAvx2, IsaAvx512 below:
+// baseline SSE2, x86-64-v3 (AVX2), x86-64-v4 (AVX-512)); common/cpu_dispatch.h picks the level once
+// per process (the CPU's best, capped by ATEN_CPU_CAPABILITY), since the extension itself is built
+// for baseline x86-64. The lanes are part of the algorithm and floating-point contraction is off,
+// so every variant and code path rounds the same way: bitwise the same results at every level, on
+// any x86-64 machine (tests/test_cpu_isa.py compares them).
 //
 // Layout: NCHW images whose (H, W) planes are contiguous are read in place (planes addressed by
 // n*stride(0) + c*stride(1), so slices along N/C too); so are channels_last images of 2..7
@@ -54,6 +56,8 @@
 #include <vector>
 
 #include "common/alloc.h"
+#include "common/cpu_dispatch.h"
+#include "common/layout.h"
 #include "common/reduce.h"
 #include "ops/masked_tv.h"
 
@@ -63,7 +67,7 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
-// No fused multiply-adds: every clone (and every code path: vector steps, one-element rows,
+// No fused multiply-adds: every variant (and every code path: vector steps, one-element rows,
 // channels_last rows) then rounds each product and sum the same way, so results are bitwise the
 // same whichever instruction set or path computes them.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -75,34 +79,12 @@
 namespace inpaint_fast {
 namespace {
 
-using masked_tv_host::check_inputs;
-using masked_tv_host::kMaxNativeChannelsLast;
-using masked_tv_host::native_channels_last;
-using masked_tv_host::planes_contiguous;
+using namespace masked_tv_host;  // Region, the checks, the layout rule
 
 constexpr int64_t kUnitElements = 1 << 16;  // target image elements per work unit
 
-enum Region : int64_t { kRegionAll = 0, kRegionKnown = 1, kRegionHole = 2, kRegionHoleDilated = 3 };
-enum Normalize : int64_t { kNormSum = 0, kNormMask = 1, kNormAll = 2 };
-
-// INPAINT_FAST_NO_TARGET_CLONES builds one version for the compiler's target flags (to test the
-// baseline or AVX2 lowering on a machine whose CPU would pick the AVX-512 clone).
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !defined(INPAINT_FAST_NO_TARGET_CLONES)
-#define INPAINT_FAST_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define INPAINT_FAST_CLONES
-#endif
-#if defined(__GNUC__)
-#define INPAINT_FAST_ALWAYS_INLINE inline __attribute__((always_inline))
-#define INPAINT_FAST_LAMBDA_INLINE __attribute__((always_inline))
-#else
-#define INPAINT_FAST_ALWAYS_INLINE inline
-#define INPAINT_FAST_LAMBDA_INLINE
-#endif
-
-// 64-byte GNU vectors (GCC/Clang vector extensions): one zmm register in the AVX-512 clone, two
-// ymm in the AVX2 clone, four xmm in the baseline one.
+// 64-byte GNU vectors (GCC/Clang vector extensions): one zmm register in the AVX-512 variant, two
+// ymm in the AVX2 variant, four xmm in the baseline one.
 template <typename acc_t>
 struct Vec;
 template <>
@@ -125,7 +107,7 @@ struct Vec<double> {
 };
 
 template <typename acc_t, typename scalar_t>
-INPAINT_FAST_ALWAYS_INLINE typename Vec<acc_t>::V vload(const scalar_t* p) {
+INPAINT_FAST_INLINE typename Vec<acc_t>::V vload(const scalar_t* p) {
   typename Vec<acc_t>::V v;
   if constexpr (std::is_same_v<acc_t, scalar_t>) {
     std::memcpy(&v, p, sizeof(v));
@@ -138,7 +120,7 @@ INPAINT_FAST_ALWAYS_INLINE typename Vec<acc_t>::V vload(const scalar_t* p) {
 }
 
 template <typename acc_t, typename scalar_t>
-INPAINT_FAST_ALWAYS_INLINE void vstore(scalar_t* p, typename Vec<acc_t>::V v) {
+INPAINT_FAST_INLINE void vstore(scalar_t* p, typename Vec<acc_t>::V v) {
   if constexpr (std::is_same_v<acc_t, scalar_t>) {
     std::memcpy(p, &v, sizeof(v));
   } else {
@@ -150,7 +132,7 @@ INPAINT_FAST_ALWAYS_INLINE void vstore(scalar_t* p, typename Vec<acc_t>::V v) {
 
 // The lanes of v added in a fixed tree (halving).
 template <typename acc_t>
-INPAINT_FAST_ALWAYS_INLINE acc_t vfold(typename Vec<acc_t>::V v) {
+INPAINT_FAST_INLINE acc_t vfold(typename Vec<acc_t>::V v) {
   constexpr int L = Vec<acc_t>::L;
   acc_t t[L];
   std::memcpy(t, &v, sizeof(v));
@@ -162,7 +144,7 @@ INPAINT_FAST_ALWAYS_INLINE acc_t vfold(typename Vec<acc_t>::V v) {
 
 // v where keep is all ones, +0 where it is 0 (lane masks: -1 or 0).
 template <typename acc_t>
-INPAINT_FAST_ALWAYS_INLINE typename Vec<acc_t>::V vkeep(typename Vec<acc_t>::V v, typename Vec<acc_t>::M keep) {
+INPAINT_FAST_INLINE typename Vec<acc_t>::V vkeep(typename Vec<acc_t>::V v, typename Vec<acc_t>::M keep) {
   using V = typename Vec<acc_t>::V;
   using M = typename Vec<acc_t>::M;
   return reinterpret_cast<V>(reinterpret_cast<M>(v) & keep);
@@ -172,7 +154,7 @@ INPAINT_FAST_ALWAYS_INLINE typename Vec<acc_t>::V vkeep(typename Vec<acc_t>::V v
 // gradient term g(w, d) = w * de/dd / (1 or 2): w sign(d) (sign(0) = sign(NaN) = 0, as torch.sign)
 // for p = 1, w d for p = 2 (the factor 2 of p = 2 is folded into the gradient weights w, see grad_scale).
 template <int P, typename acc_t>
-INPAINT_FAST_ALWAYS_INLINE acc_t err(acc_t d) {
+INPAINT_FAST_INLINE acc_t err(acc_t d) {
   if constexpr (P == 1) {
     return std::abs(d);
   } else {
@@ -181,7 +163,7 @@ INPAINT_FAST_ALWAYS_INLINE acc_t err(acc_t d) {
 }
 
 template <int P, typename acc_t>
-INPAINT_FAST_ALWAYS_INLINE acc_t gterm(acc_t w, acc_t d) {
+INPAINT_FAST_INLINE acc_t gterm(acc_t w, acc_t d) {
   if constexpr (P == 1) {
     return d > acc_t(0) ? w : (d < acc_t(0) ? -w : acc_t(0));
   } else {
@@ -190,7 +172,7 @@ INPAINT_FAST_ALWAYS_INLINE acc_t gterm(acc_t w, acc_t d) {
 }
 
 template <int P, typename acc_t>
-INPAINT_FAST_ALWAYS_INLINE typename Vec<acc_t>::V verr(typename Vec<acc_t>::V d) {
+INPAINT_FAST_INLINE typename Vec<acc_t>::V verr(typename Vec<acc_t>::V d) {
   using V = typename Vec<acc_t>::V;
   using M = typename Vec<acc_t>::M;
   if constexpr (P == 1) {
@@ -201,7 +183,7 @@ INPAINT_FAST_ALWAYS_INLINE typename Vec<acc_t>::V verr(typename Vec<acc_t>::V d)
 }
 
 template <int P, typename acc_t>
-INPAINT_FAST_ALWAYS_INLINE typename Vec<acc_t>::V vgterm(typename Vec<acc_t>::V w, typename Vec<acc_t>::V d) {
+INPAINT_FAST_INLINE typename Vec<acc_t>::V vgterm(typename Vec<acc_t>::V w, typename Vec<acc_t>::V d) {
   using V = typename Vec<acc_t>::V;
   using M = typename Vec<acc_t>::M;
   if constexpr (P == 1) {
@@ -260,7 +242,7 @@ struct RowArgs {
 // from the row start (aligned loads and stores when rows are); the last one may overlap the
 // previous one, its overlapping lanes then add nothing.
 template <typename scalar_t, typename acc_t, int P, bool kGrad>
-INPAINT_FAST_ALWAYS_INLINE void tv_rows(const RowArgs<scalar_t, acc_t>& a, acc_t* acc) {
+INPAINT_FAST_INLINE void tv_rows(const RowArgs<scalar_t, acc_t>& a, acc_t* acc) {
   using V = typename Vec<acc_t>::V;
   using M = typename Vec<acc_t>::M;
   constexpr int L = Vec<acc_t>::L;
@@ -398,63 +380,13 @@ INPAINT_FAST_ALWAYS_INLINE void tv_rows(const RowArgs<scalar_t, acc_t>& a, acc_t
 template <typename scalar_t, typename acc_t>
 using RowFn = void (*)(const RowArgs<scalar_t, acc_t>&, acc_t*);
 
-// The row kernels, one non-template function per (dtype, p, grad) so that each can be cloned.
-#define INPAINT_FAST_TV_ROW(NAME, SCALAR, ACC, P, GRAD)                                    \
-  INPAINT_FAST_CLONES void NAME(const RowArgs<SCALAR, ACC>& a, ACC* acc) {                \
-    tv_rows<SCALAR, ACC, P, GRAD>(a, acc);                                                  \
-  }
-INPAINT_FAST_TV_ROW(row_f32_p1_g, float, float, 1, true)
-INPAINT_FAST_TV_ROW(row_f32_p1_n, float, float, 1, false)
-INPAINT_FAST_TV_ROW(row_f32_p2_g, float, float, 2, true)
-INPAINT_FAST_TV_ROW(row_f32_p2_n, float, float, 2, false)
-INPAINT_FAST_TV_ROW(row_f64_p1_g, double, double, 1, true)
-INPAINT_FAST_TV_ROW(row_f64_p1_n, double, double, 1, false)
-INPAINT_FAST_TV_ROW(row_f64_p2_g, double, double, 2, true)
-INPAINT_FAST_TV_ROW(row_f64_p2_n, double, double, 2, false)
-INPAINT_FAST_TV_ROW(row_f16_p1_g, at::Half, float, 1, true)
-INPAINT_FAST_TV_ROW(row_f16_p1_n, at::Half, float, 1, false)
-INPAINT_FAST_TV_ROW(row_f16_p2_g, at::Half, float, 2, true)
-INPAINT_FAST_TV_ROW(row_f16_p2_n, at::Half, float, 2, false)
-INPAINT_FAST_TV_ROW(row_bf16_p1_g, at::BFloat16, float, 1, true)
-INPAINT_FAST_TV_ROW(row_bf16_p1_n, at::BFloat16, float, 1, false)
-INPAINT_FAST_TV_ROW(row_bf16_p2_g, at::BFloat16, float, 2, true)
-INPAINT_FAST_TV_ROW(row_bf16_p2_n, at::BFloat16, float, 2, false)
-#undef INPAINT_FAST_TV_ROW
-
-template <typename scalar_t>
-struct RowKernels;
-template <>
-struct RowKernels<float> {
-  static RowFn<float, float> get(int p, bool grad) {
-    return p == 1 ? (grad ? &row_f32_p1_g : &row_f32_p1_n) : (grad ? &row_f32_p2_g : &row_f32_p2_n);
-  }
-};
-template <>
-struct RowKernels<double> {
-  static RowFn<double, double> get(int p, bool grad) {
-    return p == 1 ? (grad ? &row_f64_p1_g : &row_f64_p1_n) : (grad ? &row_f64_p2_g : &row_f64_p2_n);
-  }
-};
-template <>
-struct RowKernels<at::Half> {
-  static RowFn<at::Half, float> get(int p, bool grad) {
-    return p == 1 ? (grad ? &row_f16_p1_g : &row_f16_p1_n) : (grad ? &row_f16_p2_g : &row_f16_p2_n);
-  }
-};
-template <>
-struct RowKernels<at::BFloat16> {
-  static RowFn<at::BFloat16, float> get(int p, bool grad) {
-    return p == 1 ? (grad ? &row_bf16_p1_g : &row_bf16_p1_n) : (grad ? &row_bf16_p2_g : &row_bf16_p2_n);
-  }
-};
-
 // ------------------------------------------------------------------ per-row weight primitives
-// Each runs over one row of W elements in L1; they are cloned like the row kernels.
+// Each runs over one row of W elements in L1; they are compiled per level like the row kernels.
 
 // out = the mask row's weights (mask_weight: (m != 0) for a uint8 mask), or 1 - them when flip.
 template <typename mask_t, typename acc_t>
-INPAINT_FAST_ALWAYS_INLINE void mask_row_impl(const mask_t* __restrict__ m, int64_t W, bool flip,
-                                              acc_t* __restrict__ out) {
+INPAINT_FAST_INLINE void mask_row_impl(const mask_t* __restrict__ m, int64_t W, bool flip,
+                                       acc_t* __restrict__ out) {
   // Rows are read in order: ask for the next one (harmless past the plane's end).
   constexpr int64_t kLine = 64 / sizeof(mask_t);
   for (int64_t j = 0; j < W; j += kLine) __builtin_prefetch(m + W + j, 0, 3);
@@ -467,7 +399,7 @@ INPAINT_FAST_ALWAYS_INLINE void mask_row_impl(const mask_t* __restrict__ m, int6
 
 // out[j] = max(h[j-1], h[j], h[j+1]) inside the row.
 template <typename acc_t>
-INPAINT_FAST_ALWAYS_INLINE void hmax_row_impl(const acc_t* __restrict__ h, int64_t W, acc_t* __restrict__ out) {
+INPAINT_FAST_INLINE void hmax_row_impl(const acc_t* __restrict__ h, int64_t W, acc_t* __restrict__ out) {
   if (W == 1) {
     out[0] = h[0];
     return;
@@ -479,17 +411,17 @@ INPAINT_FAST_ALWAYS_INLINE void hmax_row_impl(const acc_t* __restrict__ h, int64
 
 // out[j] = max(a[j], b[j], c[j]).
 template <typename acc_t>
-INPAINT_FAST_ALWAYS_INLINE void vmax_row_impl(const acc_t* __restrict__ a, const acc_t* __restrict__ b,
-                                              const acc_t* __restrict__ c, int64_t W, acc_t* __restrict__ out) {
+INPAINT_FAST_INLINE void vmax_row_impl(const acc_t* __restrict__ a, const acc_t* __restrict__ b,
+                                       const acc_t* __restrict__ c, int64_t W, acc_t* __restrict__ out) {
   for (int64_t j = 0; j < W; ++j) out[j] = std::max(std::max(a[j], b[j]), c[j]);
 }
 
 // Scaled pair weights of row i from r(i) = rc and r(i+1) = rn (null on the last row):
 // gv[j] = kv rc[j] rn[j] (0 without rn), gw[j] = kh rc[j] rc[j+1], gw[W-1] = 0.
 template <typename acc_t>
-INPAINT_FAST_ALWAYS_INLINE void pair_weights_impl(const acc_t* __restrict__ rc, const acc_t* __restrict__ rn,
-                                                  int64_t W, acc_t kv, acc_t kh, acc_t* __restrict__ gv,
-                                                  acc_t* __restrict__ gw) {
+INPAINT_FAST_INLINE void pair_weights_impl(const acc_t* __restrict__ rc, const acc_t* __restrict__ rn,
+                                           int64_t W, acc_t kv, acc_t kh, acc_t* __restrict__ gv,
+                                           acc_t* __restrict__ gw) {
   if (rn != nullptr) {
     for (int64_t j = 0; j < W; ++j) gv[j] = kv * (rc[j] * rn[j]);
   } else {
@@ -501,8 +433,8 @@ INPAINT_FAST_ALWAYS_INLINE void pair_weights_impl(const acc_t* __restrict__ rc, 
 
 // The sums of those pair weights (the pre-pass), in a fixed order: vector lanes folded, then the tail.
 template <typename acc_t>
-INPAINT_FAST_ALWAYS_INLINE void pair_sums_impl(const acc_t* __restrict__ rc, const acc_t* __restrict__ rn,
-                                               int64_t W, acc_t* __restrict__ sums) {
+INPAINT_FAST_INLINE void pair_sums_impl(const acc_t* __restrict__ rc, const acc_t* __restrict__ rn,
+                                        int64_t W, acc_t* __restrict__ sums) {
   using V = typename Vec<acc_t>::V;
   constexpr int L = Vec<acc_t>::L;
   V av = {}, ah = {};
@@ -518,22 +450,10 @@ INPAINT_FAST_ALWAYS_INLINE void pair_sums_impl(const acc_t* __restrict__ rc, con
   sums[1] = vfold<acc_t>(ah) + th;
 }
 
-#define INPAINT_FAST_MASK_ROW(MASK, ACC)                                                           \
-  INPAINT_FAST_CLONES void mask_row(const MASK* m, int64_t W, bool flip, ACC* out) {               \
-    mask_row_impl<MASK, ACC>(m, W, flip, out);                                                     \
-  }
-INPAINT_FAST_MASK_ROW(uint8_t, float)
-INPAINT_FAST_MASK_ROW(uint8_t, double)
-INPAINT_FAST_MASK_ROW(float, float)
-INPAINT_FAST_MASK_ROW(double, double)
-INPAINT_FAST_MASK_ROW(at::Half, float)
-INPAINT_FAST_MASK_ROW(at::BFloat16, float)
-#undef INPAINT_FAST_MASK_ROW
-
 // out[w * C + c] = in[w] for c < C: per-pixel weights repeated for the channels of a channels_last row.
 template <typename acc_t>
-INPAINT_FAST_ALWAYS_INLINE void repeat_row_impl(const acc_t* __restrict__ in, int64_t W, int64_t C,
-                                                acc_t* __restrict__ out) {
+INPAINT_FAST_INLINE void repeat_row_impl(const acc_t* __restrict__ in, int64_t W, int64_t C,
+                                         acc_t* __restrict__ out) {
   if (C == 3) {  // RGB: let the compiler see the pattern
     for (int64_t w = 0; w < W; ++w) out[3 * w] = out[3 * w + 1] = out[3 * w + 2] = in[w];
     return;
@@ -543,29 +463,68 @@ INPAINT_FAST_ALWAYS_INLINE void repeat_row_impl(const acc_t* __restrict__ in, in
   }
 }
 
-#define INPAINT_FAST_ACC_PRIMITIVES(ACC)                                                              \
-  INPAINT_FAST_CLONES void hmax_row(const ACC* h, int64_t W, ACC* out) { hmax_row_impl<ACC>(h, W, out); } \
-  INPAINT_FAST_CLONES void vmax_row(const ACC* a, const ACC* b, const ACC* c, int64_t W, ACC* out) {    \
-    vmax_row_impl<ACC>(a, b, c, W, out);                                                              \
-  }                                                                                                   \
-  INPAINT_FAST_CLONES void pair_weights(const ACC* rc, const ACC* rn, int64_t W, ACC kv, ACC kh, ACC* gv,   \
-                                        ACC* gw) {                                                    \
-    pair_weights_impl<ACC>(rc, rn, W, kv, kh, gv, gw);                                                \
-  }                                                                                                   \
-  INPAINT_FAST_CLONES void pair_sums(const ACC* rc, const ACC* rn, int64_t W, ACC* sums) {              \
-    pair_sums_impl<ACC>(rc, rn, W, sums);                                                             \
-  }                                                                                                   \
-  INPAINT_FAST_CLONES void repeat_row(const ACC* in, int64_t W, int64_t C, ACC* out) {                  \
-    repeat_row_impl<ACC>(in, W, C, out);                                                              \
-  }
-INPAINT_FAST_ACC_PRIMITIVES(float)
-INPAINT_FAST_ACC_PRIMITIVES(double)
-#undef INPAINT_FAST_ACC_PRIMITIVES
+// ------------------------------------------------------------------ the instruction-set levels
+// The functions that run per row (the row kernels and the weight primitives), each inlining its
+// _impl, compiled for one level of common/cpu_dispatch.h: IsaDefault (baseline), IsaAvx2 (x86-64-v3),
+// IsaAvx512 (x86-64-v4). What calls them (RegionRows, pair_areas, stencil_pass, tv_loss) is
+// instantiated per level and calls them directly; masked_tv_cpu takes the level's tv_loss with
+// cpu_variant.
+#define INPAINT_FAST_TV_ISA(NAME, TARGET)                                                               \
+  struct NAME {                                                                                     \
+    template <typename scalar_t, typename acc_t, int P, bool kGrad>                                 \
+    TARGET static void rows(const RowArgs<scalar_t, acc_t>& a, acc_t* acc) {                        \
+      tv_rows<scalar_t, acc_t, P, kGrad>(a, acc);                                                   \
+    }                                                                                               \
+    template <typename mask_t, typename acc_t>                                                      \
+    TARGET static void mask_row(const mask_t* m, int64_t W, bool flip, acc_t* out) {                \
+      mask_row_impl<mask_t, acc_t>(m, W, flip, out);                                                \
+    }                                                                                               \
+    template <typename acc_t>                                                                       \
+    TARGET static void hmax_row(const acc_t* h, int64_t W, acc_t* out) {                            \
+      hmax_row_impl<acc_t>(h, W, out);                                                              \
+    }                                                                                               \
+    template <typename acc_t>                                                                       \
+    TARGET static void vmax_row(const acc_t* a, const acc_t* b, const acc_t* c, int64_t W, acc_t* out) { \
+      vmax_row_impl<acc_t>(a, b, c, W, out);                                                        \
+    }                                                                                               \
+    template <typename acc_t>                                                                       \
+    TARGET static void pair_weights(const acc_t* rc, const acc_t* rn, int64_t W, acc_t kv, acc_t kh, \
+                                    acc_t* gv, acc_t* gw) {                                         \
+      pair_weights_impl<acc_t>(rc, rn, W, kv, kh, gv, gw);                                          \
+    }                                                                                               \
+    template <typename acc_t>                                                                       \
+    TARGET static void pair_sums(const acc_t* rc, const acc_t* rn, int64_t W, acc_t* sums) {        \
+      pair_sums_impl<acc_t>(rc, rn, W, sums);                                                       \
+    }                                                                                               \
+    template <typename acc_t>                                                                       \
+    TARGET static void repeat_row(const acc_t* in, int64_t W, int64_t C, acc_t* out) {              \
+      repeat_row_impl<acc_t>(in, W, C, out);                                                        \
+    }                                                                                               \
+  };
+
+INPAINT_FAST_TV_ISA(IsaDefault, )
+#if INPAINT_FAST_X86_VARIANTS
+INPAINT_FAST_TV_ISA(IsaAvx2, INPAINT_FAST_V3_TARGET)
+INPAINT_FAST_TV_ISA(IsaAvx512, INPAINT_FAST_V4_TARGET)
+#else
+using IsaAvx2 = IsaDefault;  // only the baseline is built (cpu_level() is kDefault)
+using IsaAvx512 = IsaDefault;
+#endif
+#undef INPAINT_FAST_TV_ISA
+
+// The row kernel of I for (p, grad).
+template <typename I, typename scalar_t, typename acc_t>
+RowFn<scalar_t, acc_t> row_kernel(int64_t p, bool grad) {
+  using S = scalar_t;
+  using A = acc_t;
+  if (p == 1) return grad ? &I::template rows<S, A, 1, true> : &I::template rows<S, A, 1, false>;
+  return grad ? &I::template rows<S, A, 2, true> : &I::template rows<S, A, 2, false>;
+}
 
 // Region weights r of the rows of one (H, W) mask plane, computed on demand and kept in a small
 // ring (rows are visited in increasing order, each needing its neighbours): each mask row is read
-// and, for the dilation, maximised horizontally once per visit of the plane.
-template <typename mask_t, typename acc_t>
+// and, for the dilation, maximised horizontally once per visit of the plane. I: the level's Isa.
+template <typename I, typename mask_t, typename acc_t>
 class RegionRows {
  public:
   RegionRows(int64_t H, int64_t W, int64_t region, bool mask_is_hole)
@@ -593,10 +552,10 @@ class RegionRows {
       const acc_t* mid = hm(k);
       const acc_t* up = k > 0 ? hm(k - 1) : mid;
       const acc_t* down = k + 1 < H_ ? hm(k + 1) : mid;
-      vmax_row(up, mid, down, W_, r_slot_[s]);
+      I::vmax_row(up, mid, down, W_, r_slot_[s]);
     } else {
       // 'known': r = m; 'hole': r = 1 - m; the tensor holds m, or h = 1 - m when mask_is_hole.
-      mask_row(plane_ + k * W_, W_, (region_ == kRegionHole) != mask_is_hole_, r_slot_[s]);
+      I::mask_row(plane_ + k * W_, W_, (region_ == kRegionHole) != mask_is_hole_, r_slot_[s]);
     }
     r_tag_[s] = k;
     return r_slot_[s];
@@ -606,14 +565,14 @@ class RegionRows {
   void pair_rows(int64_t i, acc_t kv, acc_t kh, acc_t* gv, acc_t* gw) {
     const acc_t* rc = r(i);
     const acc_t* rn = i + 1 < H_ ? r(i + 1) : nullptr;  // another ring slot: rc stays valid
-    pair_weights(rc, rn, W_, kv, kh, gv, gw);
+    I::pair_weights(rc, rn, W_, kv, kh, gv, gw);
   }
 
   // (sum_j wv, sum_j ww) of row i.
   void pair_row_sums(int64_t i, acc_t* sums) {
     const acc_t* rc = r(i);
     const acc_t* rn = i + 1 < H_ ? r(i + 1) : nullptr;
-    pair_sums(rc, rn, W_, sums);
+    I::pair_sums(rc, rn, W_, sums);
   }
 
  private:
@@ -621,8 +580,8 @@ class RegionRows {
   const acc_t* hm(int64_t k) {
     const int s = static_cast<int>(k & 3);
     if (hm_tag_[s] == k) return hm_slot_[s];
-    mask_row(plane_ + k * W_, W_, !mask_is_hole_, scratch_);
-    hmax_row(scratch_, W_, hm_slot_[s]);
+    I::mask_row(plane_ + k * W_, W_, !mask_is_hole_, scratch_);
+    I::hmax_row(scratch_, W_, hm_slot_[s]);
     hm_tag_[s] = k;
     return hm_slot_[s];
   }
@@ -671,7 +630,7 @@ int64_t rows_per_unit(int64_t per_row) {
 }
 
 // Pre-pass over the mask: (sum wv, sum wh) over the broadcast (N, C, ...) shape.
-template <typename mask_t, typename acc_t>
+template <typename I, typename mask_t, typename acc_t>
 std::array<double, 2> pair_areas(const Geometry& g, const mask_t* mask, int64_t region, bool mask_is_hole) {
   const int64_t H = g.H, W = g.W;
   const int64_t block = std::min(H, rows_per_unit(W));
@@ -681,7 +640,7 @@ std::array<double, 2> pair_areas(const Geometry& g, const mask_t* mask, int64_t 
     const int64_t plane = u / blocks, b = u % blocks;
     const int64_t i0 = b * block, i1 = std::min(H, i0 + block);
     const int64_t nm = plane / g.mask_c, cm = plane % g.mask_c;
-    RegionRows<mask_t, acc_t> rows(H, W, region, mask_is_hole);
+    RegionRows<I, mask_t, acc_t> rows(H, W, region, mask_is_hole);
     rows.reset(mask + nm * g.mask_sn + cm * g.mask_sc);
     double sv = 0, sh = 0;
     for (int64_t i = i0; i < i1; ++i) {
@@ -699,7 +658,7 @@ std::array<double, 2> pair_areas(const Geometry& g, const mask_t* mask, int64_t 
 
 // The stencil pass: sum kv wv e_v + kh wh e_h and, when out is not null, the gradient; kv and kh
 // scale the pair weights (grad_scale times the directions' normalisers).
-template <typename scalar_t, typename mask_t, typename acc_t>
+template <typename I, typename scalar_t, typename mask_t, typename acc_t>
 double stencil_pass(const Geometry& g, const scalar_t* img, const mask_t* mask, int64_t region,
                     bool mask_is_hole, acc_t kv, acc_t kh, RowFn<scalar_t, acc_t> row_fn,
                     grad_type<scalar_t>* out) {
@@ -716,7 +675,7 @@ double stencil_pass(const Geometry& g, const scalar_t* img, const mask_t* mask, 
   return deterministic_sum<1, double>(N * blocks, [&](int64_t u, double* partial) {
     const int64_t n = u / blocks, b = u % blocks;
     const int64_t i0 = b * block, i1 = std::min(H, i0 + block);
-    RegionRows<mask_t, acc_t> rows(H, W, region, mask_is_hole);
+    RegionRows<I, mask_t, acc_t> rows(H, W, region, mask_is_hole);
     WeightRows<acc_t> buf(4, row_len);
     WeightRows<acc_t> pixel_buf(g.nhwc ? 2 : 0, W);  // channels_last: the pixels' weights before repeating
     WeightRows<acc_t> tbuf(out == nullptr ? 0 : per_group, row_len);
@@ -731,8 +690,8 @@ double stencil_pass(const Geometry& g, const scalar_t* img, const mask_t* mask, 
         return;
       }
       rows.pair_rows(k, kv, kh, pixel_buf.row(0), pixel_buf.row(1));
-      repeat_row(pixel_buf.row(0), W, C, wv);
-      repeat_row(pixel_buf.row(1), W, C, ww);
+      I::repeat_row(pixel_buf.row(0), W, C, wv);
+      I::repeat_row(pixel_buf.row(1), W, C, ww);
     };
     acc_t acc[Vec<acc_t>::L + 1] = {};
     for (int64_t grp = 0; grp < groups; ++grp) {
@@ -765,8 +724,39 @@ double stencil_pass(const Geometry& g, const scalar_t* img, const mask_t* mask, 
   })[0];
 }
 
-at::Tensor with_contiguous_planes(const at::Tensor& t) {
-  return planes_contiguous(t) ? t : t.contiguous();
+// The loss (and, when grad is not null, the gradient) with the level I's row functions: the
+// directions' normalisers (from the mask pre-pass for normalize = 'mask'), then the stencil pass.
+template <typename I, typename scalar_t, typename mask_t>
+double tv_loss(const Geometry& g, const scalar_t* img, const mask_t* mask, int64_t region, bool mask_is_hole,
+               int64_t p, int64_t normalize, double eps, grad_type<scalar_t>* grad) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t N = g.N, C = g.C, H = g.H, W = g.W;
+  double av = 0, ah = 0;
+  if (normalize == kNormalizeMask) {
+    if (region == kRegionAll) {
+      av = static_cast<double>(N * C * (H - 1) * W);
+      ah = static_cast<double>(N * C * H * (W - 1));
+    } else {
+      const auto areas = pair_areas<I, mask_t, acc_t>(g, mask, region, mask_is_hole);
+      av = areas[0];
+      ah = areas[1];
+    }
+  }
+  double sv = 1, sh = 1;
+  if (normalize == kNormalizeMask) {
+    sv = 1.0 / std::max(av, eps);
+    sh = 1.0 / std::max(ah, eps);
+  } else if (normalize == kNormalizeAll) {
+    sv = H > 1 ? 1.0 / static_cast<double>(N * C * (H - 1) * W) : 0.0;
+    sh = W > 1 ? 1.0 / static_cast<double>(N * C * H * (W - 1)) : 0.0;
+  }
+  if (H < 2) sv = 0;  // no vertical pairs: 0, never 1/eps * 0 rounding games
+  if (W < 2) sh = 0;
+  const double k = p == 1 ? grad_scale<1>() : grad_scale<2>();
+  const double total = stencil_pass<I, scalar_t, mask_t, acc_t>(
+      g, img, mask, region, mask_is_hole, static_cast<acc_t>(k * sv), static_cast<acc_t>(k * sh),
+      row_kernel<I, scalar_t, acc_t>(p, grad != nullptr), grad);
+  return total / k;
 }
 
 std::tuple<at::Tensor, at::Tensor> masked_tv_cpu(const at::Tensor& img_in, const std::optional<at::Tensor>& mask_in,
@@ -789,13 +779,11 @@ std::tuple<at::Tensor, at::Tensor> masked_tv_cpu(const at::Tensor& img_in, const
   g.W = img.size(3);
   g.img_sn = img.stride(0);
   g.img_sc = img.stride(1);
-  // A mask dimension of size 1, or expanded (stride 0), is a broadcast: one plane serves all.
-  const bool mask_per_n = use_mask && mask.size(0) > 1 && mask.stride(0) != 0;
-  const bool mask_per_c = use_mask && mask.size(1) > 1 && mask.stride(1) != 0;
-  g.mask_n = mask_per_n ? g.N : 1;
-  g.mask_c = mask_per_c ? g.C : 1;
-  g.mask_sn = mask_per_n ? mask.stride(0) : 0;
-  g.mask_sc = mask_per_c ? mask.stride(1) : 0;
+  // A broadcast mask dimension (bstride 0): one plane serves all.
+  g.mask_sn = use_mask ? bstride(mask, 0) : 0;
+  g.mask_sc = use_mask ? bstride(mask, 1) : 0;
+  g.mask_n = g.mask_sn != 0 ? g.N : 1;
+  g.mask_c = g.mask_sc != 0 ? g.C : 1;
 
   const auto loss_dtype = img.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor loss = at::zeros({}, img.options().dtype(loss_dtype));
@@ -805,43 +793,17 @@ std::tuple<at::Tensor, at::Tensor> masked_tv_cpu(const at::Tensor& img_in, const
                                  : at::empty({0}, grad_options);
   if (img.numel() == 0) return {loss, grad};
 
-  const int64_t N = g.N, C = g.C, H = g.H, W = g.W;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, img.scalar_type(), "masked_tv_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
+    grad_type<scalar_t>* out = compute_grad ? grad.mutable_data_ptr<grad_type<scalar_t>>() : nullptr;
     auto run = [&](const auto* mask_ptr) {
       using mask_t = std::remove_cv_t<std::remove_pointer_t<decltype(mask_ptr)>>;
-      // Normalisers of the two directions.
-      double av = 0, ah = 0;
-      if (normalize == kNormMask) {
-        if (region == kRegionAll) {
-          av = static_cast<double>(N * C * (H - 1) * W);
-          ah = static_cast<double>(N * C * H * (W - 1));
-        } else {
-          const auto areas = pair_areas<mask_t, acc_t>(g, mask_ptr, region, mask_is_hole);
-          av = areas[0];
-          ah = areas[1];
-        }
-      }
-      double sv = 1, sh = 1;
-      if (normalize == kNormMask) {
-        sv = 1.0 / std::max(av, eps);
-        sh = 1.0 / std::max(ah, eps);
-      } else if (normalize == kNormAll) {
-        sv = H > 1 ? 1.0 / static_cast<double>(N * C * (H - 1) * W) : 0.0;
-        sh = W > 1 ? 1.0 / static_cast<double>(N * C * H * (W - 1)) : 0.0;
-      }
-      if (H < 2) sv = 0;  // no vertical pairs: 0, never 1/eps * 0 rounding games
-      if (W < 2) sh = 0;
-      const double k = p == 1 ? grad_scale<1>() : grad_scale<2>();
-      const double total = stencil_pass<scalar_t, mask_t, acc_t>(
-          g, img.const_data_ptr<scalar_t>(), mask_ptr, region, mask_is_hole, static_cast<acc_t>(k * sv),
-          static_cast<acc_t>(k * sh), RowKernels<scalar_t>::get(static_cast<int>(p), compute_grad),
-          compute_grad ? grad.mutable_data_ptr<grad_type<scalar_t>>() : nullptr);
-      loss.fill_(total / k);
+      const auto fn = cpu_variant(&tv_loss<IsaDefault, scalar_t, mask_t>, &tv_loss<IsaAvx2, scalar_t, mask_t>,
+                                  &tv_loss<IsaAvx512, scalar_t, mask_t>);
+      loss.fill_(fn(g, img.const_data_ptr<scalar_t>(), mask_ptr, region, mask_is_hole, p, normalize, eps, out));
     };
     if (!use_mask) {
       run(static_cast<const scalar_t*>(nullptr));
-    } else if (mask.scalar_type() == at::kBool || mask.scalar_type() == at::kByte) {
+    } else if (is_binary_mask(mask.scalar_type())) {
       run(static_cast<const uint8_t*>(mask.const_data_ptr()));
     } else {
       run(mask.const_data_ptr<scalar_t>());

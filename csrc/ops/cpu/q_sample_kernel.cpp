@@ -15,7 +15,8 @@
 // - planes: every image has contiguous (H, W) planes (slices along N and C, crops along H): one
 //   run per (n, c) plane; the mask's plane is read directly. The output is contiguous.
 // An image that fits none of these is copied with .contiguous() (then planes). The hot loops are
-// compiled for x86-64-v3 and for the baseline ISA and chosen at run time (common/cpu_dispatch.h).
+// compiled for x86-64-v3 and for the baseline ISA and chosen at run time (common/cpu_dispatch.h; the
+// x86-64-v3 variant also runs at the AVX-512 level). The input checks: ops/q_sample.h.
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -34,8 +35,10 @@
 
 #include "common/alloc.h"
 #include "common/cpu_dispatch.h"
+#include "common/layout.h"
+#include "ops/q_sample.h"
 
-#if INPAINT_FAST_X86_V3
+#if INPAINT_FAST_X86_VARIANTS
 #include <immintrin.h>
 #endif
 
@@ -110,7 +113,7 @@ INPAINT_FAST_INLINE void blend_run(const scalar_t* __restrict__ x, const scalar_
 // whole translation unit, c10::Half's conversions stay scalar (~10x slower than float32), so runs of
 // float16 are staged through float32 buffers of kChunk elements, converted with the F16C
 // instructions (round to nearest even, as c10::Half), and computed by the float32 loop.
-#if INPAINT_FAST_X86_V3
+#if INPAINT_FAST_X86_VARIANTS
 constexpr int64_t kChunk = 512;
 
 INPAINT_FAST_V3_TARGET INPAINT_FAST_INLINE void half_to_float_v3(const c10::Half* src, float* dst, int64_t n) {
@@ -134,7 +137,7 @@ INPAINT_FAST_V3_TARGET INPAINT_FAST_INLINE void float_to_half_v3(const float* sr
 template <typename scalar_t, typename acc_t>
 INPAINT_FAST_V3_TARGET void q_run_v3(const scalar_t* x, const scalar_t* z, scalar_t* out, int64_t len, acc_t a,
                                      acc_t b) {
-#if INPAINT_FAST_X86_V3
+#if INPAINT_FAST_X86_VARIANTS
   if constexpr (std::is_same_v<scalar_t, c10::Half>) {
     alignas(32) float xb[kChunk], zb[kChunk], ob[kChunk];
     for (int64_t s = 0; s < len; s += kChunk) {
@@ -157,7 +160,7 @@ void q_run_base(const scalar_t* x, const scalar_t* z, scalar_t* out, int64_t len
 template <typename scalar_t, typename acc_t, bool GX, bool GZ>
 INPAINT_FAST_V3_TARGET void back_run_v3(const scalar_t* g, scalar_t* gx, scalar_t* gz, int64_t len, acc_t a,
                                         acc_t b) {
-#if INPAINT_FAST_X86_V3
+#if INPAINT_FAST_X86_VARIANTS
   if constexpr (std::is_same_v<scalar_t, c10::Half>) {
     alignas(32) float gb[kChunk], xb[kChunk], zb[kChunk];
     for (int64_t s = 0; s < len; s += kChunk) {
@@ -180,7 +183,7 @@ void back_run_base(const scalar_t* g, scalar_t* gx, scalar_t* gz, int64_t len, a
 template <typename scalar_t, typename mask_t, typename acc_t>
 INPAINT_FAST_V3_TARGET void blend_run_v3(const scalar_t* x, const scalar_t* z, const scalar_t* p, const mask_t* m,
                                          scalar_t* out, int64_t len, acc_t a, acc_t b, bool hole) {
-#if INPAINT_FAST_X86_V3
+#if INPAINT_FAST_X86_VARIANTS
   if constexpr (std::is_same_v<scalar_t, c10::Half>) {
     alignas(32) float xb[kChunk], zb[kChunk], pb[kChunk], ob[kChunk], mb[kChunk];
     for (int64_t s = 0; s < len; s += kChunk) {
@@ -208,34 +211,7 @@ void blend_run_base(const scalar_t* x, const scalar_t* z, const scalar_t* p, con
 }
 
 // ---------------------------------------------------------------------------------------------
-// Checks (the Python entry validates first; these guard direct calls of the op).
-
-void check_image(const at::Tensor& x, const char* op, const char* name) {
-  TORCH_CHECK_VALUE(x.dim() == 4, op, ": ", name, " must be 4-D (N, C, H, W); got shape ", x.sizes());
-  TORCH_CHECK_TYPE(at::isFloatingType(x.scalar_type()), op, ": ", name,
-                   " must be float16, bfloat16, float32 or float64; got ", x.scalar_type());
-}
-
-void check_like(const at::Tensor& x, const at::Tensor& like, const char* op, const char* name,
-                const char* like_name) {
-  TORCH_CHECK_VALUE(x.sizes() == like.sizes(), op, ": ", name, " shape ", x.sizes(), " must equal ", like_name,
-                    " shape ", like.sizes());
-  TORCH_CHECK_TYPE(x.scalar_type() == like.scalar_type(), op, ": ", name, " dtype ", x.scalar_type(),
-                   " must equal ", like_name, " dtype ", like.scalar_type());
-  TORCH_CHECK_VALUE(x.device() == like.device(), op, ": ", name, " must be on the device of ", like_name);
-}
-
-void check_schedule(const at::Tensor& t, const at::Tensor& abar, const at::Tensor& like, const char* op) {
-  TORCH_CHECK_TYPE(t.scalar_type() == at::kLong || t.scalar_type() == at::kInt, op,
-                   ": t must be int64 (or int32); got ", t.scalar_type());
-  TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == like.size(0), op, ": t must have shape (N,) = (", like.size(0),
-                    ",), one timestep per image; got ", t.sizes());
-  TORCH_CHECK_VALUE(t.device() == like.device(), op, ": t must be on the device of the images");
-  TORCH_CHECK_TYPE(at::isFloatingType(abar.scalar_type()), op, ": alphas_cumprod must be floating; got ",
-                   abar.scalar_type());
-  TORCH_CHECK_VALUE(abar.dim() == 1, op, ": alphas_cumprod must be 1-D (T,); got shape ", abar.sizes());
-  TORCH_CHECK_VALUE(abar.device() == like.device(), op, ": alphas_cumprod must be on the device of the images");
-}
+// Coefficients.
 
 // Per sample: a[n] = sqrt(abar[t[n]]), b[n] = sqrt(1 - abar[t[n]]), taken in float64. Checks t.
 template <typename acc_t>
@@ -266,10 +242,6 @@ bool stride_is(const at::Tensor& x, int dim, int64_t expected) {
   return x.size(dim) == 1 || x.stride(dim) == expected;
 }
 
-bool planes_contiguous(const at::Tensor& x) {
-  return stride_is(x, 3, 1) && stride_is(x, 2, x.size(3));
-}
-
 bool nchw_dense(const at::Tensor& x) {
   return planes_contiguous(x) && stride_is(x, 1, x.size(2) * x.size(3));
 }
@@ -279,8 +251,6 @@ bool channels_last_dense(const at::Tensor& x) {
   return stride_is(x, 1, 1) && stride_is(x, 3, C) && stride_is(x, 2, W * C);
 }
 
-int64_t bstride(const at::Tensor& t, int dim) { return t.size(dim) == 1 ? 0 : t.stride(dim); }
-
 enum class Layout { kPlanes, kFlatNCHW, kFlatChannelsLast };
 
 // Picks the layout for the images (all of one shape) and copies those that fit none.
@@ -289,9 +259,7 @@ Layout prepare(std::vector<at::Tensor>& images, bool has_mask) {
   const bool multi = x.size(1) > 1 && x.size(2) * x.size(3) > 1;
   if (multi && std::all_of(images.begin(), images.end(), channels_last_dense)) return Layout::kFlatChannelsLast;
   if (!has_mask && std::all_of(images.begin(), images.end(), nchw_dense)) return Layout::kFlatNCHW;
-  for (at::Tensor& im : images) {
-    if (!planes_contiguous(im)) im = im.contiguous();
-  }
+  for (at::Tensor& im : images) im = with_contiguous_planes(im);
   if (!has_mask && std::all_of(images.begin(), images.end(), nchw_dense)) return Layout::kFlatNCHW;
   return Layout::kPlanes;
 }
@@ -359,9 +327,7 @@ void for_units(const Geometry& geo, const Fn& fn) {
 at::Tensor q_sample_cpu(const at::Tensor& x0, const at::Tensor& t, const at::Tensor& noise,
                         const at::Tensor& alphas_cumprod) {
   const char* op = "inpaint_fast::q_sample";
-  check_image(x0, op, "x0");
-  check_like(noise, x0, op, "noise", "x0");
-  check_schedule(t, alphas_cumprod, x0, op);
+  q_sample_host::check_q_sample_inputs(x0, t, noise, alphas_cumprod);
   std::vector<at::Tensor> images{x0, noise};
   const Layout layout = prepare(images, false);
   const Geometry geo = geometry_of(images[0], layout);
@@ -373,7 +339,7 @@ at::Tensor q_sample_cpu(const at::Tensor& x0, const at::Tensor& t, const at::Ten
     const scalar_t* x = images[0].const_data_ptr<scalar_t>();
     const scalar_t* z = images[1].const_data_ptr<scalar_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
-    auto* run = use_x86_v3() ? &q_run_v3<scalar_t, acc_t> : &q_run_base<scalar_t, acc_t>;
+    auto* run = cpu_variant(&q_run_base<scalar_t, acc_t>, &q_run_v3<scalar_t, acc_t>);
     for_units(geo, [&](int64_t begin, int64_t end) {
       for (int64_t u = begin; u < end; ++u) {
         const Unit s = geo.unit(u);
@@ -389,8 +355,7 @@ std::tuple<at::Tensor, at::Tensor> q_sample_backward_cpu(const at::Tensor& grad,
                                                          const at::Tensor& alphas_cumprod, bool x0_grad,
                                                          bool noise_grad) {
   const char* op = "inpaint_fast::q_sample_backward";
-  check_image(grad, op, "grad");
-  check_schedule(t, alphas_cumprod, grad, op);
+  q_sample_host::check_q_sample_backward_inputs(grad, t, alphas_cumprod);
   std::vector<at::Tensor> images{grad};
   const Layout layout = prepare(images, false);
   const Geometry geo = geometry_of(images[0], layout);
@@ -408,7 +373,7 @@ std::tuple<at::Tensor, at::Tensor> q_sample_backward_cpu(const at::Tensor& grad,
     scalar_t* oz = noise_grad ? gz.mutable_data_ptr<scalar_t>() : nullptr;
     auto go = [&](auto gx_tag, auto gz_tag) {
       constexpr bool GX = decltype(gx_tag)::value, GZ = decltype(gz_tag)::value;
-      auto* run = use_x86_v3() ? &back_run_v3<scalar_t, acc_t, GX, GZ> : &back_run_base<scalar_t, acc_t, GX, GZ>;
+      auto* run = cpu_variant(&back_run_base<scalar_t, acc_t, GX, GZ>, &back_run_v3<scalar_t, acc_t, GX, GZ>);
       for_units(geo, [&](int64_t begin, int64_t end) {
         for (int64_t u = begin; u < end; ++u) {
           const Unit s = geo.unit(u);
@@ -428,21 +393,8 @@ at::Tensor repaint_blend_cpu(const at::Tensor& x_known, const at::Tensor& noise,
                              const at::Tensor& mask_in, bool mask_is_hole, const at::Tensor& t,
                              const at::Tensor& alphas_cumprod) {
   const char* op = "inpaint_fast::repaint_blend";
-  check_image(x_known, op, "x_known");
-  check_like(noise, x_known, op, "noise", "x_known");
-  check_like(x_pred, x_known, op, "x_pred", "x_known");
-  check_schedule(t, alphas_cumprod, x_known, op);
-  TORCH_CHECK_TYPE(mask_in.scalar_type() == at::kBool || mask_in.scalar_type() == at::kByte ||
-                       mask_in.scalar_type() == x_known.scalar_type(),
-                   op, ": mask must be bool, uint8 or the images' dtype ", x_known.scalar_type(), "; got ",
-                   mask_in.scalar_type());
-  TORCH_CHECK_VALUE(mask_in.dim() == 4 && (mask_in.size(0) == 1 || mask_in.size(0) == x_known.size(0)) &&
-                        (mask_in.size(1) == 1 || mask_in.size(1) == x_known.size(1)) &&
-                        mask_in.size(2) == x_known.size(2) && mask_in.size(3) == x_known.size(3),
-                    op, ": mask shape ", mask_in.sizes(), " must be (N|1, C|1, H, W) for images of shape ",
-                    x_known.sizes());
-  TORCH_CHECK_VALUE(mask_in.device() == x_known.device(), op, ": mask must be on the device of the images");
-  const at::Tensor mask = planes_contiguous(mask_in) ? mask_in : mask_in.contiguous();
+  q_sample_host::check_repaint_blend_inputs(x_known, noise, x_pred, mask_in, t, alphas_cumprod);
+  const at::Tensor mask = with_contiguous_planes(mask_in);
   const int64_t m_n = bstride(mask, 0), m_c = bstride(mask, 1);
   std::vector<at::Tensor> images{x_known, noise, x_pred};
   const Layout layout = prepare(images, true);
@@ -458,7 +410,7 @@ at::Tensor repaint_blend_cpu(const at::Tensor& x_known, const at::Tensor& noise,
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
     auto go = [&](auto* m) {
       using mask_t = std::remove_cv_t<std::remove_pointer_t<decltype(m)>>;
-      auto* run = use_x86_v3() ? &blend_run_v3<scalar_t, mask_t, acc_t> : &blend_run_base<scalar_t, mask_t, acc_t>;
+      auto* run = cpu_variant(&blend_run_base<scalar_t, mask_t, acc_t>, &blend_run_v3<scalar_t, mask_t, acc_t>);
       const int64_t C = geo.C;
       for_units(geo, [&](int64_t begin, int64_t end) {
         std::vector<mask_t> buffer;
@@ -480,7 +432,7 @@ at::Tensor repaint_blend_cpu(const at::Tensor& x_known, const at::Tensor& noise,
         }
       });
     };
-    if (mask.scalar_type() == at::kBool || mask.scalar_type() == at::kByte) {
+    if (is_binary_mask(mask.scalar_type())) {
       go(reinterpret_cast<const uint8_t*>(mask.const_data_ptr()));
     } else {
       go(mask.const_data_ptr<scalar_t>());

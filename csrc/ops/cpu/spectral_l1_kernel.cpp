@@ -31,9 +31,10 @@
 // Vectorisation: the float block loop is written branch-free (selections on integer bit patterns,
 // divisions unconditional) with no libm calls, so that gcc -O3 vectorises it without -ffast-math,
 // -fno-math-errno or -fno-trapping-math (-fopt-info-vec: "loop vectorized"). On x86-64 the block
-// is also compiled for x86-64-v3 (AVX2 + FMA) and chosen at run time when the CPU has it (see
-// use_x86_v3). The FMA build rounds differently in the last bit: results are bitwise reproducible
-// on one machine (any thread count), not across ISAs.
+// is also compiled for x86-64-v3 (AVX2 + FMA) and chosen at run time when the CPU has it
+// (common/cpu_dispatch.h; it also runs at the AVX-512 level). The FMA build rounds differently in
+// the last bit: results are bitwise reproducible on one machine and level (any thread count), not
+// across levels. The input checks: ops/spectral_l1.h.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -50,6 +51,7 @@
 #include "common/alloc.h"
 #include "common/cpu_dispatch.h"
 #include "common/reduce.h"
+#include "ops/spectral_l1.h"
 
 namespace inpaint_fast {
 namespace {
@@ -200,7 +202,7 @@ bool fast_block_float(const float* __restrict__ zp, const float* __restrict__ zt
   return fast_block_float_body<GP, GT>(zp, zt, gp, gt, len, scale, absd);
 }
 
-#if INPAINT_FAST_X86_V3
+#if INPAINT_FAST_X86_VARIANTS
 template <bool GP, bool GT>
 INPAINT_FAST_V3_TARGET bool fast_block_float_v3(
     const float* __restrict__ zp, const float* __restrict__ zt, float* __restrict__ gp,
@@ -241,7 +243,7 @@ bool fast_block_double(const double* __restrict__ zp, const double* __restrict__
 template <bool GP, bool GT, bool V3>
 inline bool fast_block(const float* zp, const float* zt, float* gp, float* gt, int64_t len,
                        float scale, float* absd) {
-#if INPAINT_FAST_X86_V3
+#if INPAINT_FAST_X86_VARIANTS
   if constexpr (V3) return fast_block_float_v3<GP, GT>(zp, zt, gp, gt, len, scale, absd);
 #endif
   return fast_block_float<GP, GT>(zp, zt, gp, gt, len, scale, absd);
@@ -300,20 +302,6 @@ real_t unit_sum(const real_t* zp, const real_t* zt, real_t* gp, real_t* gt, int6
   return fold_lanes(lanes);
 }
 
-// Last line of defence: the Python API validates first.
-void check_inputs(const at::Tensor& zp, const at::Tensor& zt) {
-  const char* op = "inpaint_fast::spectral_l1";
-  const auto dtype = zp.scalar_type();
-  TORCH_CHECK(dtype == at::kComplexFloat || dtype == at::kComplexDouble, op,
-              ": z_pred must be complex64 or complex128; got ", dtype);
-  TORCH_CHECK(zt.scalar_type() == dtype, op, ": z_target dtype ", zt.scalar_type(),
-              " must equal z_pred dtype ", dtype);
-  TORCH_CHECK(zt.sizes() == zp.sizes(), op, ": z_target shape ", zt.sizes(),
-              " must equal z_pred shape ", zp.sizes());
-  TORCH_CHECK(zp.device() == zt.device(), op, ": z_pred and z_target must be on one device; got ",
-              zp.device(), " and ", zt.device());
-}
-
 // Runs the units in parallel; returns scale * sum |a - b| (deterministic order).
 template <typename real_t, bool GP, bool GT, bool V3>
 real_t run(const real_t* zp, const real_t* zt, real_t* gp, real_t* gt, int64_t numel, real_t scale) {
@@ -341,15 +329,16 @@ real_t run_dispatch(const at::Tensor& zp, const at::Tensor& zt, at::Tensor& gp, 
     if (grad_target) return run<real_t, false, true, V3>(p, t, g_p, g_t, n, scale);
     return run<real_t, false, false, V3>(p, t, g_p, g_t, n, scale);
   };
-  if (std::is_same_v<real_t, float> && use_x86_v3()) return go(std::true_type{});
-  return go(std::false_type{});
+  // Only the float block has an x86-64-v3 variant (run at the AVX2 and AVX-512 levels).
+  const bool v3 = std::is_same_v<real_t, float> && cpu_level() >= CpuLevel::kAvx2;
+  return v3 ? go(std::true_type{}) : go(std::false_type{});
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> spectral_l1_cpu(const at::Tensor& z_pred,
                                                                const at::Tensor& z_target,
                                                                double scale, bool grad_pred,
                                                                bool grad_target) {
-  check_inputs(z_pred, z_target);
+  spectral_l1_host::check_inputs(z_pred, z_target);
   // rfft2 output is contiguous; any other layout is copied, and the gradients are contiguous.
   const at::Tensor zp = z_pred.contiguous();
   const at::Tensor zt = z_target.contiguous();

@@ -41,7 +41,7 @@ namespace {
 constexpr int kThreads = 256;        // threads per block of the area and main kernels
 constexpr int kFinishThreads = 1024;  // threads of the one-block finishing kernel
 constexpr int kBlocksPerSM = 8;       // grid of the grid-stride kernels: SMs * kBlocksPerSM at most
-using namespace masked_error_host;  // Loss, Normalize, the checks
+using namespace masked_error_host;  // Loss, the checks, prepare
 enum FinishMode : int { kFinishArea = 0, kFinishLoss = 1, kFinishStats = 2 };
 
 struct NoMask {};  // the mask type without a mask: every pixel is known (v = 1)
@@ -294,33 +294,6 @@ __global__ void __launch_bounds__(kThreads) main_kernel(const scalar_t* __restri
 // ---------------------------------------------------------------------------------------------
 // Host side.
 
-bool planes_contiguous(const at::Tensor& t) {
-  return (t.size(3) == 1 || t.stride(3) == 1) && (t.size(2) == 1 || t.stride(2) == t.size(3));
-}
-
-bool use_channels_last(const at::Tensor& pred, const at::Tensor& target) {
-  return pred.size(1) > 1 && pred.is_contiguous(at::MemoryFormat::ChannelsLast) &&
-         target.is_contiguous(at::MemoryFormat::ChannelsLast);
-}
-
-int64_t bstride(const at::Tensor& t, int dim) { return t.size(dim) == 1 ? 0 : t.stride(dim); }
-
-struct Prepared {
-  at::Tensor pred, target;
-  c10::optional<at::Tensor> mask;
-  bool channels_last;
-};
-
-Prepared prepare(const at::Tensor& pred, const at::Tensor& target, const c10::optional<at::Tensor>& mask) {
-  Prepared r{pred, target, c10::nullopt, use_channels_last(pred, target)};
-  if (!r.channels_last) {
-    if (!planes_contiguous(pred)) r.pred = pred.contiguous();
-    if (!planes_contiguous(target)) r.target = target.contiguous();
-  }
-  if (mask) r.mask = planes_contiguous(*mask) ? *mask : mask->contiguous();
-  return r;
-}
-
 int64_t grid_for(int64_t items) {
   const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
   return std::max<int64_t>(1, std::min<int64_t>((items + kThreads - 1) / kThreads, sms * kBlocksPerSM));
@@ -331,8 +304,8 @@ bool aligned(const void* ptr, int64_t bytes) { return reinterpret_cast<uintptr_t
 // [k_hole, k_valid, A_hole, A_valid] (double, on the device) from a pre-pass over the mask.
 at::Tensor mask_areas(const at::Tensor& mask, bool mask_is_hole, int64_t N, int64_t C, int64_t numel,
                       double weight_hole, double weight_valid, double eps) {
-  const int64_t planes_n = bstride(mask, 0) == 0 ? 1 : mask.size(0);
-  const int64_t planes_c = bstride(mask, 1) == 0 ? 1 : mask.size(1);
+  const int64_t planes_n = distinct_planes(mask, 0);
+  const int64_t planes_c = distinct_planes(mask, 1);
   const int64_t HW = mask.size(2) * mask.size(3);
   const int64_t total = numel > 0 ? planes_n * planes_c * HW : 0;  // an empty batch reads no mask (its data may be null)
   const auto stream = at::cuda::getCurrentCUDAStream();
@@ -348,7 +321,7 @@ at::Tensor mask_areas(const at::Tensor& mask, bool mask_is_hole, int64_t N, int6
           bstride(mask, 1), partials.mutable_data_ptr<double>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     };
-    if (mask.scalar_type() == at::kBool || mask.scalar_type() == at::kByte) {
+    if (is_binary_mask(mask.scalar_type())) {
       launch(static_cast<const uint8_t*>(nullptr));
     } else {
       AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mask.scalar_type(), "masked_error_area_cuda",
@@ -432,7 +405,7 @@ std::tuple<at::Tensor, int64_t> run_main(const Prepared& in, MainParams mp, cons
   };
   if (!in.mask) {
     launch(static_cast<const NoMask*>(nullptr));
-  } else if (in.mask->scalar_type() == at::kBool || in.mask->scalar_type() == at::kByte) {
+  } else if (is_binary_mask(in.mask->scalar_type())) {
     launch(static_cast<const uint8_t*>(nullptr));
   } else {
     launch(static_cast<const scalar_t*>(nullptr));
@@ -465,13 +438,13 @@ std::tuple<at::Tensor, at::Tensor> masked_error_cuda(
   mp.charbonnier_eps2 = charbonnier_eps * charbonnier_eps;
   double k_hole = weight_hole, k_valid = weight_valid;
   at::Tensor coef;
-  if (normalize == kMaskArea) {
+  if (normalize == kNormalizeMask) {
     if (in.mask) {
       coef = mask_areas(*in.mask, mask_is_hole, pred.size(0), pred.size(1), numel, weight_hole, weight_valid, eps);
     } else {  // everything known: A_valid = numel, A_hole = 0
       k_valid /= std::max(static_cast<double>(numel), eps);
     }
-  } else if (normalize == kAllElements) {
+  } else if (normalize == kNormalizeAll) {
     k_hole /= std::max<double>(numel, 1);
     k_valid /= std::max<double>(numel, 1);
   }

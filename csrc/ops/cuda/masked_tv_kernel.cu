@@ -48,17 +48,12 @@
 namespace inpaint_fast {
 namespace {
 
-using masked_tv_host::check_inputs;
-using masked_tv_host::native_channels_last;
-using masked_tv_host::planes_contiguous;
+using namespace masked_tv_host;  // Region, the checks, the layout rule
 
 constexpr int kThreads = 256;  // threads (= columns) of a tile
 constexpr int kTileH = 16;     // rows of a tile
 constexpr int kWarps = kThreads / 32;
 constexpr int kFinishThreads = 512;
-
-enum Region : int { kRegionAll = 0, kRegionKnown = 1, kRegionHole = 2, kRegionHoleDilated = 3 };
-enum Normalize : int { kNormSum = 0, kNormMask = 1, kNormAll = 2 };
 
 struct MaskView {
   int64_t H, W;
@@ -317,8 +312,6 @@ std::tuple<at::Tensor, at::Tensor> masked_tv_cuda(const at::Tensor& img, const s
 
   at::Tensor mask;
   if (use_mask) mask = mask_in->scalar_type() == at::kBool ? mask_in->view(at::kByte) : *mask_in;
-  const bool per_n = use_mask && mask.size(0) > 1 && mask.stride(0) != 0;
-  const bool per_c = use_mask && mask.size(1) > 1 && mask.stride(1) != 0;
   MaskView v{};
   v.H = H;
   v.W = W;
@@ -343,8 +336,8 @@ std::tuple<at::Tensor, at::Tensor> masked_tv_cuda(const at::Tensor& img, const s
     g.gsh = grad.stride(2);
     g.gsw = grad.stride(3);
   }
-  g.msn = per_n ? mask.stride(0) : 0;
-  g.msc = per_c ? mask.stride(1) : 0;
+  g.msn = use_mask ? bstride(mask, 0) : 0;
+  g.msc = use_mask ? bstride(mask, 1) : 0;
 
   const auto stream = at::cuda::getCurrentCUDAStream();
   const auto f64 = img.options().dtype(at::kDouble);
@@ -362,8 +355,8 @@ std::tuple<at::Tensor, at::Tensor> masked_tv_cuda(const at::Tensor& img, const s
       at::Tensor area_partials;
       int64_t area_count = 0;
       double copies = 1;
-      if (normalize == kNormMask && use_mask) {
-        const int64_t mask_n = per_n ? N : 1, mask_c = per_c ? C : 1;
+      if (normalize == kNormalizeMask && use_mask) {
+        const int64_t mask_n = distinct_planes(mask, 0), mask_c = distinct_planes(mask, 1);
         const Tiles area_tiles = make_tiles(mask_n * mask_c, H, W);
         area_count = grid_for(area_tiles);
         area_partials = at::empty({area_count, 2}, f64);
@@ -371,10 +364,10 @@ std::tuple<at::Tensor, at::Tensor> masked_tv_cuda(const at::Tensor& img, const s
         area_kernel<mask_t, acc_t><<<static_cast<unsigned>(area_count), kThreads, 0, stream>>>(
             mask_ptr, v, area_tiles, mask_c, g.msn, g.msc, area_partials.mutable_data_ptr<double>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
-      } else if (normalize != kNormSum) {  // 'all', and 'mask' for region 'all' (areas = pair counts)
+      } else if (normalize != kNormalizeSum) {  // 'all', and 'mask' for region 'all' (areas = pair counts)
         const double cv = static_cast<double>(N * C * (H - 1) * W), ch = static_cast<double>(N * C * H * (W - 1));
-        host_sv = H > 1 ? 1.0 / (normalize == kNormMask ? std::max(cv, eps) : cv) : 0.0;
-        host_sh = W > 1 ? 1.0 / (normalize == kNormMask ? std::max(ch, eps) : ch) : 0.0;
+        host_sv = H > 1 ? 1.0 / (normalize == kNormalizeMask ? std::max(cv, eps) : cv) : 0.0;
+        host_sh = W > 1 ? 1.0 / (normalize == kNormalizeMask ? std::max(ch, eps) : ch) : 0.0;
       }
       scales_kernel<<<1, kFinishThreads, 0, stream>>>(
           area_count > 0 ? area_partials.const_data_ptr<double>() : nullptr, area_count, copies, eps, host_sv,
