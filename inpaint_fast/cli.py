@@ -36,7 +36,7 @@ def info(print_fn=print) -> None:
     """Versions, the extension, and which backend runs each fused op on each device."""
     from . import __version__
     from .ops import backend as _backend
-    from .ops import library as _extension
+    from .ops import library
 
     print_fn(f"inpaint_fast {__version__}")
     try:
@@ -51,8 +51,11 @@ def info(print_fn=print) -> None:
     if supported is not None:
         print_fn(f"supported: {supported[0]} ({'met' if supported[1] else 'NOT met: untested, may fail to build or run'})")
     print_fn(f"GPU: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
-    ext = _extension.load_error()
-    print_fn(f"extension inpaint_fast._C: {'built, version ' + str(_extension.version()) if ext is None else 'not available (' + ext + ')'}")
+    ext = library.load_error()
+    print_fn(f"extension inpaint_fast._C: {'built, version ' + str(library.version()) if ext is None else 'not available (' + ext + ')'}")
+    if ext is None:
+        print_fn(f"CPU instruction set of the kernels: {torch.ops.inpaint_fast.cpu_capability()} "
+                 "(capped by ATEN_CPU_CAPABILITY)")
     print_fn("backends:")
     for name, reason in _backend.availability().items():
         print_fn(f"  {name:9s} {'available' if reason is None else 'unavailable: ' + reason}")
@@ -60,7 +63,7 @@ def info(print_fn=print) -> None:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for op in _backend.FUSED_OPS:
         chosen = ", ".join(f"{d} -> {_backend.choose(op, torch.device(d))}" for d in devices)
-        print_fn(f"  {op:20s} kernels: {', '.join(sorted(_extension.kernels(op))) or 'none'}; {chosen}")
+        print_fn(f"  {op:20s} kernels: {', '.join(sorted(library.kernels(op))) or 'none'}; {chosen}")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -89,7 +89,7 @@ for dtype in (torch.float32, torch.float64):
     # q_sample (the backward is the fused q_sample_backward)
     abar = torch.linspace(0.999, 0.01, 50, dtype=torch.float64).to(dtype)
     t = torch.tensor([3, 41])
-    check("diffusion.q_sample", lambda x, z: (IF.diffusion.q_sample(x, t, z, abar) * weights).sum(),
+    check("diffusion.q_sample", lambda x, z: (IF.functional.diffusion.q_sample(x, t, z, abar) * weights).sum(),
           [pred, target], [True, True], dtype)
 
     # spectral_l1, both gradients
