@@ -7,9 +7,10 @@ that :func:`kernels` is a dict lookup that ``torch.compile`` traces without a gr
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import pkgutil
-from typing import Dict, FrozenSet, Optional
+from typing import Callable, Dict, FrozenSet, Optional
 
 import torch
 
@@ -97,3 +98,14 @@ def kernels(op: str) -> FrozenSet[str]:
     """The backends among 'cpu', 'cuda', 'triton' that have a kernel for ``op`` (e.g.
     'masked_error'); empty when none. A plain dict lookup (torch.compile-friendly)."""
     return _KERNELS.get(op, _NO_KERNELS)
+
+
+def register(op: str, fake: Callable, backward: Optional[Callable] = None,
+             setup_context: Optional[Callable] = None) -> None:
+    """Registers the fake kernel (and, when given, the autograd) of ``op``; ``fake`` and
+    ``setup_context`` receive the op's name as ``op=``, so that one set serves an op and its Triton
+    twin (``<op>_triton``). Called from the op's module: torch checks that the fake kernel is
+    registered there (the C++ schema's ``set_python_module``), so its frame is the one named."""
+    torch.library.register_fake(op, functools.partial(fake, op=op), _stacklevel=2)
+    if backward is not None:
+        torch.library.register_autograd(op, backward, setup_context=functools.partial(setup_context, op=op))

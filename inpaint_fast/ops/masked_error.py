@@ -9,7 +9,6 @@ grad to the reference). Inputs are validated by the caller (``inpaint_fast._vali
 """
 from __future__ import annotations
 
-import functools
 from typing import Optional, Tuple
 
 import torch
@@ -132,9 +131,8 @@ def _backward(ctx, grad_value: Optional[Tensor], _unused: Optional[Tensor]):
 
 
 def _register(op: str, stats_op: str) -> None:
-    torch.library.register_fake(op)(functools.partial(_fake, op=op))
-    torch.library.register_fake(stats_op)(functools.partial(_fake_stats, op=stats_op))
-    torch.library.register_autograd(op, _backward, setup_context=functools.partial(_setup_context, op=op))
+    library.register(op, _fake, _backward, _setup_context)
+    library.register(stats_op, _fake_stats)
 
 
 if library.load_error() is None:

@@ -23,7 +23,6 @@ only re-checks them (RuntimeError). When the extension is not built this module 
 """
 from __future__ import annotations
 
-import functools
 from typing import Optional, Tuple
 
 import torch
@@ -127,13 +126,8 @@ def _masked_tv_triton(img: Tensor, mask: Optional[Tensor], mask_is_hole: bool, r
                                      channels_last=native_channels_last(img, mask, region))
 
 
-def _register(op: str) -> None:
-    torch.library.register_fake(op)(functools.partial(_fake, op=op))
-    torch.library.register_autograd(op, _backward, setup_context=functools.partial(_setup_context, op=op))
-
-
 if library.load_error() is None:
-    _register(OP)
+    library.register(OP, _fake, _backward, _setup_context)
 
 if "triton" in library.kernels("masked_tv"):
     # The Triton op (triton_op on a GPU, custom_op interpreted: triton/_common.define_op), with the same
@@ -142,4 +136,4 @@ if "triton" in library.kernels("masked_tv"):
     from .triton._common import define_op
 
     define_op(OP_TRITON, _masked_tv_triton)
-    _register(OP_TRITON)
+    library.register(OP_TRITON, _fake, _backward, _setup_context)

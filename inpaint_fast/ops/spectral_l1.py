@@ -25,7 +25,6 @@ fake kernel and autograd; kernels in inpaint_fast/ops/triton/spectral_l1.py) wit
 """
 from __future__ import annotations
 
-import functools
 from typing import Optional, Tuple
 
 import torch
@@ -117,13 +116,8 @@ def _spectral_l1_triton(z_pred: Tensor, z_target: Tensor, scale: float, compute_
     return _triton_kernels.spectral_l1(z_pred, z_target, scale, compute_grad_pred, compute_grad_target)
 
 
-def _register(op: str) -> None:
-    torch.library.register_fake(op)(functools.partial(_fake, op=op))
-    torch.library.register_autograd(op, _backward, setup_context=functools.partial(_setup_context, op=op))
-
-
 if library.load_error() is None:
-    _register(OP)
+    library.register(OP, _fake, _backward, _setup_context)
 
 if "triton" in library.kernels("spectral_l1"):
     # The Triton op (triton_op on a GPU, custom_op interpreted: triton/_common.define_op), with the same
@@ -132,4 +126,4 @@ if "triton" in library.kernels("spectral_l1"):
     from .triton._common import define_op
 
     define_op(OP_TRITON, _spectral_l1_triton)
-    _register(OP_TRITON)
+    library.register(OP_TRITON, _fake, _backward, _setup_context)

@@ -30,7 +30,6 @@ and float64 features, any strides and channels_last.
 """
 from __future__ import annotations
 
-import functools
 from typing import Optional, Tuple
 
 import torch
@@ -168,14 +167,14 @@ def _style_distance_triton(feat_pred: Tensor, feat_target: Tensor, weight: Optio
 
 def _reject_weight_grad(op: str, weight: Optional[Tensor]) -> None:
     if weight is not None and weight.requires_grad:
-        raise RuntimeError(f"inpaint_fast::{op} does not differentiate its weight; a weight that "
+        raise RuntimeError(f"{op} does not differentiate its weight; a weight that "
                            "requires grad must go through the reference implementation "
                            "(inpaint_fast.use_backend('reference'))")
 
 
-def _gram_setup_context(ctx, inputs, output) -> None:
+def _gram_setup_context(ctx, inputs, output, op: str) -> None:
     feat, weight, eps = inputs
-    _reject_weight_grad("gram", weight)
+    _reject_weight_grad(op, weight)
     ctx.save_for_backward(feat, weight)
     ctx.eps = eps
 
@@ -196,7 +195,7 @@ def _gram_backward_with(backward_op: str):
     return _gram_backward
 
 
-def _no_setup(ctx, inputs, output) -> None:
+def _no_setup(ctx, inputs, output, op: str) -> None:
     pass
 
 
@@ -206,7 +205,7 @@ def _gram_double_backward(ctx, grad: Tensor):
 
 def _style_setup_context(ctx, inputs, output, op: str) -> None:
     feat_pred, feat_target, weight, eps, compute_grad = inputs
-    _reject_weight_grad("style_distance", weight)
+    _reject_weight_grad(op, weight)
     if feat_target.requires_grad:
         raise RuntimeError(
             "inpaint_fast::style_distance treats feat_target as a constant (the seed detaches the "
@@ -236,13 +235,9 @@ def _style_backward(ctx, grad_loss: Optional[Tensor], _grad_of_grad: Optional[Te
 
 
 def _register(gram_op: str, gram_backward_op: str, style_op: str) -> None:
-    torch.library.register_fake(gram_op)(functools.partial(_fake_gram, op=gram_op))
-    torch.library.register_fake(gram_backward_op)(functools.partial(_fake_gram_backward, op=gram_backward_op))
-    torch.library.register_fake(style_op)(functools.partial(_fake_style, op=style_op))
-    torch.library.register_autograd(gram_op, _gram_backward_with(gram_backward_op), setup_context=_gram_setup_context)
-    torch.library.register_autograd(gram_backward_op, _gram_double_backward, setup_context=_no_setup)
-    torch.library.register_autograd(style_op, _style_backward,
-                                    setup_context=functools.partial(_style_setup_context, op=style_op))
+    library.register(gram_op, _fake_gram, _gram_backward_with(gram_backward_op), _gram_setup_context)
+    library.register(gram_backward_op, _fake_gram_backward, _gram_double_backward, _no_setup)
+    library.register(style_op, _fake_style, _style_backward, _style_setup_context)
 
 
 if library.load_error() is None:
