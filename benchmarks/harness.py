@@ -23,18 +23,19 @@ def parse_shape(text: str) -> Tuple[int, ...]:
 
 def parse_args(description: str, argv: Optional[Sequence[str]] = None,
                add_arguments: Optional[Callable[[argparse.ArgumentParser], None]] = None,
-               shapes: Sequence[Sequence[Tuple[int, ...]]] = ((), ())) -> argparse.Namespace:
+               shapes: Sequence[Sequence[Tuple[int, ...]]] = ((), ()), threads: int = 2) -> argparse.Namespace:
     """The options every bench script shares (plus ``add_arguments(parser)`` for its own).
 
     ``shapes``: the script's (default, ``--quick``[, GPU default]) shapes, which ``args.shapes`` gets
     without ``--shapes``; the GPU defaults (when given) replace the defaults on a CUDA device.
+    ``threads``: the default of ``--threads``.
     The device defaults to the CPU (the committed CPU results come from plain runs); ``--device cuda``
     selects the GPU, and asking for a device that is not there is an error.
     """
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true",
                    help="tiny shapes and 3 repeats (a smoke test); writes under results/quick/ and plots/quick/")
-    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    p.add_argument("--threads", type=int, default=threads, help=f"torch.set_num_threads (default {threads})")
     p.add_argument("--out", default=None, help="CSV to append to (default benchmarks/results/<device>.csv)")
     p.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="input dtype (default float32)")
     p.add_argument("--device", default="cpu",

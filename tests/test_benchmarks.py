@@ -111,6 +111,24 @@ def test_bench_composite_quick(tmp_path):
         if r["provider"] == "ours":
             assert "peak_mem_vs_" in r["note"], r
 
+def test_bench_overhead_quick(tmp_path):
+    """bench_overhead.py: every public loss, forward and forward + backward, ours checked against the
+    notebook's code (equal value and gradient) and timed beside it."""
+    out = tmp_path / "overhead.csv"
+    res = run_script("bench_overhead.py", "--quick", "--providers", "eager,ours", "--repeats", "2", "--warmup", "1",
+                     "--out", str(out))
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = read_rows(out)
+    losses = {"reconstruction_loss", "masked_l1", "masked_l2", "total_variation", "frequency_loss", "style_loss",
+              "gram_matrix", "q_sample"}
+    assert {(r["op"], r["mode"], r["provider"]) for r in rows} == {
+        (f"overhead[{name}]", mode, provider) for name in losses for mode in ("forward", "full")
+        for provider in ("eager", "ours")}, rows
+    assert all(r["shape"] == "1x3x8x8" and r["threads"] == "1" and "MISMATCH" not in r["note"] for r in rows), rows
+    assert all(float(r["median_ms"]) > 0 and float(r["speedup_vs_eager"]) > 0 for r in rows), rows
+    assert "ours/eager" in res.stdout  # the table
+
+
 # --------------------------------------------------------------------------------------------- helpers
 
 def fake_backends(monkeypatch, avail, table):
