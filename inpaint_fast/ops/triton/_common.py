@@ -1,5 +1,6 @@
 """What the Triton modules share: whether their kernels run in Triton's interpreter, how a launcher
-becomes an ``inpaint_fast::<op>_triton`` op, and how a kernel reads a mask value as a weight."""
+becomes an ``inpaint_fast::<op>_triton`` op, how a launcher reads a broadcast stride, and how a kernel
+reads a mask value as a weight."""
 from __future__ import annotations
 
 import os
@@ -34,6 +35,12 @@ def define_op(name: str, fn: Callable):
     """
     make = torch.library.custom_op if INTERPRETED else torch.library.triton_op
     return make(name, fn, mutates_args=())
+
+
+def bstride(t: torch.Tensor, dim: int) -> int:
+    """The stride of dimension ``dim`` as a broadcast: 0 where it has size 1 or is expanded (stride 0), so
+    that one plane serves every index; else the stride (csrc/common/layout.h ``bstride``)."""
+    return 0 if t.shape[dim] == 1 else int(t.stride(dim))
 
 
 @triton.jit

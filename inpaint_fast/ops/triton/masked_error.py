@@ -34,7 +34,7 @@ import triton.language as tl
 from torch import Tensor
 
 from ..scale_grad import grad_buffer_dtype
-from ._common import INTERPRETED, launch, mask_weight
+from ._common import INTERPRETED, bstride, launch, mask_weight
 
 INT32_MAX = 2**31 - 1  # offsets above it use int64 arithmetic
 # Kernels run in Triton's interpreter (on CPU tensors): fewer, bigger programs; see ops/masked_error.py.
@@ -305,10 +305,6 @@ def _hw_stride(t: Tensor) -> Optional[int]:
     return t.stride(3) if t.stride(2) == W * t.stride(3) else None
 
 
-def _bstride(t: Tensor, dim: int) -> int:
-    return 0 if t.shape[dim] == 1 else t.stride(dim)
-
-
 def _max_offset(t: Tensor) -> int:
     return sum((s - 1) * abs(st) for s, st in zip(t.shape, t.stride()) if s > 0)
 
@@ -344,8 +340,8 @@ def _mask_areas(prep: _Prepared, mask_is_hole: bool, weight_hole: float, weight_
     mask = prep.mask
     dev = mask.device
     Nm, Cm = mask.shape[0], mask.shape[1]
-    planes_n = Nm if _bstride(mask, 0) else 1
-    planes_c = Cm if _bstride(mask, 1) else 1
+    planes_n = Nm if bstride(mask, 0) else 1
+    planes_c = Cm if bstride(mask, 1) else 1
     coef = torch.empty(4, dtype=torch.float64, device=dev)
     block = MASK_BLOCK
     per_plane = triton.cdiv(prep.HW, block) if prep.HW else 0
@@ -357,7 +353,7 @@ def _mask_areas(prep: _Prepared, mask_is_hole: bool, weight_hole: float, weight_
         span = block * tiles  # positions a program may index past the plane's end
         i64 = max(_max_offset(mask) + span * max(1, abs(_hw_stride(mask))), prep.HW + span) > INT32_MAX
         launch(_mask_sum_kernel)[(per_plane * planes,)](
-            mask, partials, planes_c, prep.HW, per_plane, _bstride(mask, 0), _bstride(mask, 1), _hw_stride(mask),
+            mask, partials, planes_c, prep.HW, per_plane, bstride(mask, 0), bstride(mask, 1), _hw_stride(mask),
             I64=i64, BLOCK=block, TILES=tiles)
     scale = float((prep.N // planes_n) * (prep.C // planes_c)) if prep.numel else 0.0
     launch(_finish_kernel)[(1,)](
@@ -399,10 +395,10 @@ def _main(prep: _Prepared, mask_is_hole: bool, loss: int, charbonnier_eps: float
     launch(_main_kernel)[(P,)](
         pred, target, m, grad if grad is not None else pred, partials, coef if coef is not None else partials,
         prep.C, prep.HW, per_n, pred.stride(0), pred.stride(1), hw_p, target.stride(0), target.stride(1), hw_t,
-        _bstride(m, 0) if has_mask else 0, _bstride(m, 1) if has_mask else 0, _hw_stride(m) if has_mask else 0,
+        bstride(m, 0) if has_mask else 0, bstride(m, 1) if has_mask else 0, _hw_stride(m) if has_mask else 0,
         1.0 if mask_is_hole else 0.0, -1.0 if mask_is_hole else 1.0, float(k_hole), float(k_valid),
         float(charbonnier_eps) ** 2,
-        LOSS=int(loss), HAS_MASK=has_mask, MASK_BCAST_C=has_mask and _bstride(m, 1) == 0,
+        LOSS=int(loss), HAS_MASK=has_mask, MASK_BCAST_C=has_mask and bstride(m, 1) == 0,
         GRAD=grad is not None, COEF_PTR=coef is not None, CHANNELS_LAST=prep.channels_last, STATS=stats,
         F64=prep.acc_dtype == torch.float64, I64=i64, BLOCK_C=block_c, BLOCK=block, TILES=tiles,
         C_CL=prep.C if prep.channels_last and has_mask else 1,

@@ -35,7 +35,7 @@ import triton.language as tl
 from torch import Tensor
 
 from ..scale_grad import grad_buffer_dtype
-from ._common import INTERPRETED, launch, mask_weight
+from ._common import INTERPRETED, bstride, launch, mask_weight
 
 # Tile of the stencil and area kernels: BLOCK_W columns (a power of two) and as many rows as fit in
 # the tile's elements. On a GPU: 4 x 128 pixels, 4 warps (4 pixels per thread: the dilated region's
@@ -296,10 +296,9 @@ def masked_tv(img: Tensor, mask: Optional[Tensor], mask_is_hole: bool, region: i
 
     m = mask if use_mask else None
     # A mask dimension of size 1, or expanded (stride 0), is broadcast: stride 0 in the kernels.
-    per_n = m is not None and m.shape[0] > 1 and m.stride(0) != 0
-    per_c = m is not None and m.shape[1] > 1 and m.stride(1) != 0
-    msn = int(m.stride(0)) if per_n else 0
-    msc = int(m.stride(1)) if per_c else 0
+    msn = bstride(m, 0) if m is not None else 0
+    msc = bstride(m, 1) if m is not None else 0
+    per_n, per_c = msn != 0, msc != 0
     msh = int(m.stride(2)) if m is not None else 0
     msw = int(m.stride(3)) if m is not None else 0
     m_arg = m if m is not None else img  # never read for region 'all'
