@@ -41,7 +41,8 @@ def check_like(t: Tensor, like: Tensor, op: str, name: str, like_name: str) -> N
     """``t`` has ``like``'s shape, dtype and device."""
     torch._check(t.shape == like.shape,
                  lambda: f"{op}: {name} shape {tuple(t.shape)} must equal {like_name} shape {tuple(like.shape)}")
-    torch._check(t.dtype == like.dtype, lambda: f"{op}: {name} dtype {t.dtype} must equal {like_name} dtype {like.dtype}")
+    torch._check(t.dtype == like.dtype,
+                 lambda: f"{op}: {name} dtype {t.dtype} must equal {like_name} dtype {like.dtype}")
     torch._check(t.device == like.device,
                  lambda: f"{op}: {name} must be on {like_name}'s device {like.device}; got {t.device}")
 

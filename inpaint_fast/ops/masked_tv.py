@@ -48,6 +48,7 @@ def check_inputs(op: str, img: Tensor, mask: Optional[Tensor], region: int, p: i
     torch._check(region == 0 or mask is not None, lambda: f"{op}: region {region} needs a mask; got None")
     check_mask(mask, img, op, "img")
 
+
 def masked_tv(img: Tensor, mask: Optional[Tensor], *, mask_is_hole: bool, region: str, p: int,
               normalize: str, eps: float, backend: str = "cpu") -> Tensor:
     """Masked total variation of ``img`` (N, C, H, W) as a 0-dim tensor of img's dtype (see module doc).
@@ -60,7 +61,8 @@ def masked_tv(img: Tensor, mask: Optional[Tensor], *, mask_is_hole: bool, region
     compute_grad = torch.is_grad_enabled() and img.requires_grad
     op = torch.ops.inpaint_fast.masked_tv_triton if backend == "triton" else torch.ops.inpaint_fast.masked_tv
     loss, _ = op.default(
-        img, mask, bool(mask_is_hole), REGION_CODES[region], int(p), NORMALIZE_CODES[normalize], float(eps), compute_grad)
+        img, mask, bool(mask_is_hole), REGION_CODES[region], int(p), NORMALIZE_CODES[normalize], float(eps),
+        compute_grad)
     return loss.to(img.dtype)
 
 

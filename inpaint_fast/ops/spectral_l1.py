@@ -1,9 +1,9 @@
 """torch.library glue of ``inpaint_fast::spectral_l1`` (C++ schema: csrc/ops/spectral_l1.cpp) and the
 frequency loss built on it.
 
-``spectral_l1(z_pred, z_target, scale, compute_grad_pred, compute_grad_target) -> (loss, grad_z_pred, grad_z_target)``
-is the part of the frequency loss after the FFT, in one pass over both complex spectra: with
-``a = log1p|z_pred|`` and ``b = log1p|z_target|``, ``loss = scale * sum|a - b|`` (float32 for
+``spectral_l1(z_pred, z_target, scale, compute_grad_pred, compute_grad_target) -> (loss, grad_z_pred,
+grad_z_target)`` is the part of the frequency loss after the FFT, in one pass over both complex
+spectra: with ``a = log1p|z_pred|`` and ``b = log1p|z_target|``, ``loss = scale * sum|a - b|`` (float32 for
 complex64, float64 for complex128) and, when asked, the gradients w.r.t. the spectra (PyTorch's
 convention for a real loss of a complex input, dL/dRe + i dL/dIm):
 ``grad_z_pred = scale * sign(a - b) / (1 + |z_pred|) * z_pred / |z_pred|`` (0 where |z_pred| = 0),
@@ -46,6 +46,7 @@ def check_inputs(op: str, z_pred: Tensor, z_target: Tensor) -> None:
                  lambda: f"{op}: z_pred must be complex64 or complex128; got {z_pred.dtype}")
     check_like(z_target, z_pred, op, "z_target", "z_pred")
 
+
 def _loss_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.complex128 else torch.float32
 
@@ -77,7 +78,8 @@ def frequency_l1(pred: Tensor, target: Tensor, reduction: str = "mean", backend:
     return loss.to(pred.dtype)
 
 
-def _fake(z_pred: Tensor, z_target: Tensor, scale: float, compute_grad_pred: bool, compute_grad_target: bool, op: str = OP):
+def _fake(z_pred: Tensor, z_target: Tensor, scale: float, compute_grad_pred: bool, compute_grad_target: bool,
+          op: str = OP):
     check_inputs(op, z_pred, z_target)
 
     def grad(wanted: bool) -> Tensor:
