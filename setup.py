@@ -6,7 +6,7 @@ Build it against the torch that will run it:
     pip install --no-build-isolation -e .        # editable: _C*.so is written into inpaint_fast/
     pip install --no-build-isolation .
 
-Sources: csrc/*.cpp, csrc/ops/*.cpp and csrc/ops/cpu/*.cpp always; csrc/ops/cuda/*.cu as well
+Sources: csrc/*.cpp, csrc/ops/*.cpp, csrc/ops/autograd/*.cpp and csrc/ops/cpu/*.cpp always; csrc/ops/cuda/*.cu as well
 when CUDA is wanted: a CUDA build of torch sees a GPU and nvcc is found via CUDA_HOME, or
 FORCE_CUDA=1 (CI compiles them this way on machines without a GPU). FORCE_ONLY_CPU=1 skips CUDA. TORCH_CUDA_ARCH_LIST (e.g. "9.0") picks the GPU
 architectures; unset, torch chooses them (the visible GPU, or a long list when there is none,
@@ -92,7 +92,8 @@ def cuda_library_includes() -> list:
 
 
 def extensions() -> list:
-    cpp_sources = sources("*.cpp", os.path.join("ops", "*.cpp"), os.path.join("ops", "cpu", "*.cpp"))
+    cpp_sources = sources("*.cpp", os.path.join("ops", "*.cpp"), os.path.join("ops", "autograd", "*.cpp"),
+                          os.path.join("ops", "cpu", "*.cpp"))
     cuda_sources = sources(os.path.join("ops", "cuda", "*.cu"))
     use_cuda = want_cuda(cuda_sources)
     debug = os.environ.get("DEBUG") == "1"

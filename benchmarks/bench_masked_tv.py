@@ -1,4 +1,4 @@
-"""Benchmark of masked total variation (the op ``inpaint_fast::masked_tv``).
+"""Benchmark of ``total_variation`` over a mask region (the op ``inpaint_fast::masked_tv`` behind it).
 
 The loss: anisotropic TV of ``pred`` (p = 1 by default) over a region of a binary (N, 1, H, W) mask
 (1 = known; per image a random H/2 x W/2 hole), each direction normalised by its pair-weight area
@@ -14,11 +14,17 @@ Providers, all computing that same number:
   the region weight computed in the timed call (``1 - mask``, or its dilation);
 - ``compile``: ``torch.compile`` (default inductor, ``mode=None``, ``dynamic=False``) of that same
   function;
-- ``cpu``: ``inpaint_fast.ops.masked_tv.masked_tv(pred, mask, mask_is_hole=False, region=...,
-  backend='cpu')``, the fused C++ op through its Python entry function;
-- ``cuda``, ``triton`` (with ``--device cuda``): the same entry function with ``backend='cuda'`` (the
-  C++ op, whose CUDA kernel the dispatcher picks) or ``backend='triton'`` (``masked_tv_triton``);
-  a backend without a ``masked_tv`` kernel is skipped, with a note row.
+- ``cpu``: the public ``inpaint_fast.total_variation(pred, mask=mask, region=..., p=1)`` (the function a
+  user calls: argument checks, backend choice, the fused op) under ``inpaint_fast.use_backend('cpu')``:
+  the C++ op;
+- ``cuda``, ``triton`` (with ``--device cuda``): the same public call under ``use_backend('cuda')`` (the
+  C++ op, whose CUDA kernel the dispatcher picks) or ``use_backend('triton')`` (``masked_tv_triton``);
+  a backend without a ``masked_tv`` kernel is skipped, with a note row;
+- ``<backend>[op]`` (e.g. ``cpu[op]``; only when named in ``--providers``, e.g.
+  ``--providers 'eager,cpu,cpu[op]'``): the ops layer beneath, the entry function
+  ``inpaint_fast.ops.masked_tv.masked_tv(pred, mask, mask_is_hole=False, region=..., p=1,
+  normalize='mask', eps=1e-8, backend=...)``, without the public function's checks: set beside the
+  public row, it shows what those cost.
 
 (``reference``, our pure-PyTorch path, is the seed's formula itself here, so it is not timed apart.)
 
@@ -47,6 +53,7 @@ import measure  # noqa: E402
 
 import torch  # noqa: E402
 
+import inpaint_fast  # noqa: E402
 from inpaint_fast.reference import tv as ref_tv  # noqa: E402
 from tests import seed_notebook  # noqa: E402
 
@@ -79,12 +86,28 @@ def seed_tv(region: str) -> LossFn:
 
 
 def ours(region: str, backend: str = "cpu", p: int = 1) -> LossFn:
+    """The public ``inpaint_fast.total_variation`` on ``backend`` (the provider named ``backend``)."""
+    def call(pred, mask):
+        with inpaint_fast.use_backend(backend):
+            return inpaint_fast.total_variation(pred, mask=mask, region=region, p=p)
+    return call
+
+
+def ours_op(region: str, backend: str = "cpu", p: int = 1) -> LossFn:
+    """The ops-level entry function beneath it (the provider ``<backend>[op]``, only on request)."""
     from inpaint_fast.ops.masked_tv import masked_tv
 
     def call(pred, mask):
         return masked_tv(pred, mask, mask_is_hole=False, region=region, p=p, normalize="mask", eps=1e-8,
                          backend=backend)
     return call
+
+
+def our_providers(region: str, backends: List[str], wanted) -> Dict[str, LossFn]:
+    """``{backend: public call}``, plus ``{backend[op]: ops-level call}`` for those named in ``--providers``."""
+    providers = {b: ours(region, b) for b in backends}
+    providers.update({f"{b}[op]": ours_op(region, b) for b in backends if wanted and f"{b}[op]" in wanted})
+    return providers
 
 
 def bytes_moved(mode: str, pred: torch.Tensor, mask: torch.Tensor) -> int:
@@ -95,8 +118,8 @@ def bytes_moved(mode: str, pred: torch.Tensor, mask: torch.Tensor) -> int:
 
 def bench_shape(shape, region: str, args, meta, failures: List[str]) -> List[Dict]:
     inputs = make_inputs(shape, args.torch_dtype, args.device)
-    backends, skipped = contenders.our_backends("masked_tv", args.device, args.providers)
-    ours_ = {b: ours(region, b) for b in backends}
+    backends, skipped = contenders.our_backends("masked_tv", args.device, contenders.op_level_backends(args.providers))
+    ours_ = our_providers(region, backends, args.providers)
     return contenders.bench_copy_roofline(f"{OP}[{region}]", shape, inputs, seed_tv(region), ours_,
                                           lambda mode: bytes_moved(mode, *inputs), args, meta, failures, detail=region,
                                           skipped=skipped)

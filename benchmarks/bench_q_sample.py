@@ -15,8 +15,20 @@ Providers, all computing the same numbers:
 - ``eager``: plain PyTorch, ``inpaint_fast.reference.diffusion.q_sample`` (gather the coefficients, two
   multiplies, an add) and, for the blend, ``m * x_t + (1 - m) * x_pred`` on its result;
 - ``compile``: ``torch.compile`` (default inductor, ``mode=None``, ``dynamic=False``) of that same function;
-- ``cpu``: the fused C++ op through its Python entry function (``inpaint_fast.ops.q_sample.q_sample`` /
-  ``repaint_blend_fused``).
+- ``cpu``, for ``q_sample``: the public ``inpaint_fast.functional.diffusion.q_sample(x0, t, noise,
+  alphas_cumprod)`` (the function a user calls: its checks and backend choice, then the fused C++ op)
+  under ``inpaint_fast.use_backend('cpu')``;
+- ``cpu``, for ``repaint_blend``: OPS LEVEL. The blend has no public function of its own (the public
+  ``inpaint_fast.repaint`` is the whole sampler, which calls it once per step), so this row times the
+  ops layer's entry function ``inpaint_fast.ops.q_sample.repaint_blend_fused(x_known, noise, x_pred,
+  mask, t, alphas_cumprod)``, the call ``repaint`` makes;
+- ``cpu[op]`` (``q_sample`` only, and only when named in ``--providers``, e.g.
+  ``--providers 'eager,cpu,cpu[op]'``): the ops layer beneath the public ``q_sample``,
+  ``inpaint_fast.ops.q_sample.q_sample(x0, t, noise, alphas_cumprod)``: set beside the public row, it
+  shows what the public function's checks cost.
+
+Only the CPU has these kernels: on ``--device cuda`` the ``cuda`` and ``triton`` providers are note
+rows (``skipped: ...``).
 
 Before timing, each provider's output (and, for q_sample, its gradient w.r.t. x0) is checked against
 eager's (every entry within rtol 1e-5 of the largest in fp32); a mismatch is printed loudly, noted in
@@ -45,6 +57,8 @@ import records  # noqa: E402
 
 import torch  # noqa: E402
 
+import inpaint_fast  # noqa: E402
+from inpaint_fast.functional import diffusion as public_diffusion  # noqa: E402
 from inpaint_fast.reference import diffusion as ref_diffusion  # noqa: E402
 
 OPS = ("q_sample", "repaint_blend")
@@ -70,9 +84,18 @@ def eager_blend(x_known, noise, x_pred, mask, t, abar):
     return mask * ref_diffusion.q_sample(x_known, t, noise, abar) + (1 - mask) * x_pred
 
 
+def public_q_sample(backend: str) -> Callable:
+    """The public ``inpaint_fast.functional.diffusion.q_sample`` on ``backend`` (the provider named ``backend``)."""
+    def call(x0, t, noise, abar):
+        with inpaint_fast.use_backend(backend):
+            return public_diffusion.q_sample(x0, t, noise, abar)
+    return call
+
+
 def providers_for(op: str, eager: Callable, warm: Callable[[Callable], None],
                   args) -> Tuple[Dict[str, Callable], Dict[str, str]]:
-    """eager, compile (warmed by ``warm``) and, when the extension has the kernel, cpu; cut to --providers."""
+    """eager, compile (warmed by ``warm``) and, when the extension has the kernel, cpu (q_sample: the public
+    function, and ``cpu[op]`` when asked for; the blend: the ops-level entry); cut to --providers."""
     from inpaint_fast.ops import q_sample as ours
     providers: Dict[str, Callable] = {"eager": eager}
     notes: Dict[str, str] = {}
@@ -84,10 +107,17 @@ def providers_for(op: str, eager: Callable, warm: Callable[[Callable], None],
             notes["compile"] = f"compile failed: {err}"
         else:
             providers["compile"] = compiled
-    backends, skipped = contenders.our_backends("q_sample", args.device, args.providers)
+    wanted = args.providers
+    if wanted is not None:  # a <backend>[op] provider also names its backend
+        wanted = wanted + [w[:-len("[op]")] for w in wanted if w.endswith("[op]")]
+    backends, skipped = contenders.our_backends("q_sample", args.device, wanted)
     notes.update(skipped)
-    if "cpu" in backends:
-        providers["cpu"] = ours.q_sample if op == "q_sample" else ours.repaint_blend_fused
+    if op == "q_sample":
+        providers.update({b: public_q_sample(b) for b in backends})
+        if "cpu" in backends and args.providers is not None and "cpu[op]" in args.providers:
+            providers["cpu[op]"] = ours.q_sample
+    elif "cpu" in backends:  # no public blend: the ops-level entry function (see the module doc)
+        providers["cpu"] = ours.repaint_blend_fused
     if args.providers is not None:
         providers = {k: v for k, v in providers.items() if k in args.providers or k == "eager"}
     return providers, notes

@@ -9,11 +9,18 @@ tensor, as in training). Providers, all computing that same number:
 - ``compile``: ``torch.compile`` (default inductor, ``mode=None``, ``dynamic=False``) of that same
   seed function (inductor does not generate code for complex tensors: it falls back to eager kernels
   around the FFTs);
-- ``cpu``: ``inpaint_fast.ops.spectral_l1.frequency_l1(pred, target, backend='cpu')``: torch.fft.rfft2
-  of both images, the fused op (one pass over both spectra, loss and gradient), torch.fft's backward;
-- ``cuda``, ``triton`` (with ``--device cuda``): the same with ``backend='cuda'`` (the C++ op's CUDA
-  kernel) or ``backend='triton'`` (``spectral_l1_triton``); the FFTs are cuFFT's either way. A backend
-  without a ``spectral_l1`` kernel is skipped, with a note row.
+- ``cpu``: the public ``inpaint_fast.frequency_loss(pred, target)`` (the function a user calls: argument
+  checks, backend choice, then the ops layer's ``frequency_l1``) under ``inpaint_fast.use_backend('cpu')``:
+  torch.fft.rfft2 of both images, the fused C++ op (one pass over both spectra, loss and gradient),
+  torch.fft's backward;
+- ``cuda``, ``triton`` (with ``--device cuda``): the same public call under ``use_backend('cuda')`` (the
+  C++ op's CUDA kernel) or ``use_backend('triton')`` (``spectral_l1_triton``); the FFTs are cuFFT's
+  either way. A backend without a ``spectral_l1`` kernel is skipped, with a note row (under
+  ``use_backend`` the public function would run the reference for it);
+- ``<backend>[op]`` (e.g. ``cpu[op]``; only when named in ``--providers``, e.g.
+  ``--providers 'eager,cpu,cpu[op]'``): the ops layer beneath,
+  ``inpaint_fast.ops.spectral_l1.frequency_l1(pred, target, backend=...)``, without the public
+  function's checks: set beside the public row, it shows what those cost.
 
 (``reference``, ``inpaint_fast.reference.frequency``, is the seed's formula again: not timed.)
 Before timing, each provider's loss and gradient are checked against eager's (rtol 1e-5 in fp32); a
@@ -25,7 +32,9 @@ moves 3E. The FFTs make the real traffic several times that: % of the ``copy_`` 
 every provider and only comparable between them.
 
 ``--breakdown`` also times the parts of one forward + backward (rfft2 of both images, the post-FFT
-part eager vs fused, torch.fft's backward of rfft2), to show what bounds the achievable speedup.
+part eager vs the fused op ``inpaint_fast.ops.spectral_l1.spectral_l1`` called directly, torch.fft's
+backward of rfft2, and the whole loss: the seed's vs the public ``frequency_loss``), to show what
+bounds the achievable speedup.
 
 Run from the repository root: ``python benchmarks/bench_spectral_l1.py`` (``--quick`` for a smoke
 run, ``--device cuda`` on a GPU: 16x3x512x512 by default, ``--help`` for the options).
@@ -44,6 +53,7 @@ import records  # noqa: E402
 
 import torch  # noqa: E402
 
+import inpaint_fast  # noqa: E402
 from tests import seed_notebook  # noqa: E402
 
 OP = "frequency_loss"
@@ -70,11 +80,27 @@ def seed_eager(fn) -> LossFn:
 
 
 def ours(backend: str = "cpu") -> LossFn:
+    """The public ``inpaint_fast.frequency_loss`` on ``backend`` (the provider named ``backend``)."""
+    def call(pred, target):
+        with inpaint_fast.use_backend(backend):
+            return inpaint_fast.frequency_loss(pred, target)
+    return call
+
+
+def ours_op(backend: str = "cpu") -> LossFn:
+    """The ops-level entry function beneath it (the provider ``<backend>[op]``, only on request)."""
     from inpaint_fast.ops.spectral_l1 import frequency_l1
 
     def call(pred, target):
         return frequency_l1(pred, target, backend=backend)
     return call
+
+
+def our_providers(backends: List[str], wanted) -> Dict[str, LossFn]:
+    """``{backend: public call}``, plus ``{backend[op]: ops-level call}`` for those named in ``--providers``."""
+    providers = {b: ours(b) for b in backends}
+    providers.update({f"{b}[op]": ours_op(b) for b in backends if wanted and f"{b}[op]" in wanted})
+    return providers
 
 
 def bytes_moved(mode: str, pred: torch.Tensor) -> int:
@@ -112,7 +138,7 @@ def breakdown(shape, args, backend: str = "cpu") -> None:
         "post-FFT fused op: forward, no grad": measure.Case(lambda: spectral_l1(zp, zt, scale, False, False, backend)),
         "whole loss eager: forward + backward": measure.mode_case(
             seed_eager(seed_notebook.frequency_loss), (pred, target), (pred,), "full"),
-        "whole loss ours: forward + backward": measure.mode_case(ours(backend), (pred, target), (pred,), "full"),
+        "whole loss public: forward + backward": measure.mode_case(ours(backend), (pred, target), (pred,), "full"),
     }
     timings = measure.time_cases(cases, device=device, warmup=args.warmup, repeats=args.repeats,
                                  min_sample_ms=0.5 if args.quick else 2.0)
@@ -124,8 +150,8 @@ def breakdown(shape, args, backend: str = "cpu") -> None:
 
 def bench_shape(shape, args, meta, failures: List[str]) -> List[Dict]:
     inputs = make_inputs(shape, args.torch_dtype, args.device)
-    backends, skipped = contenders.our_backends("spectral_l1", args.device, args.providers)
-    ours_ = {b: ours(b) for b in backends}
+    backends, skipped = contenders.our_backends("spectral_l1", args.device, contenders.op_level_backends(args.providers))
+    ours_ = our_providers(backends, args.providers)
     return contenders.bench_copy_roofline(OP, shape, inputs, seed_notebook.frequency_loss, ours_,
                                           lambda mode: bytes_moved(mode, inputs[0]), args, meta, failures,
                                           wrap=seed_eager, skipped=skipped)
@@ -143,7 +169,7 @@ def main(argv=None) -> int:
     rows: List[Dict] = []
     for shape in args.shapes:
         rows += bench_shape(shape, args, meta, failures)
-        backends, _ = contenders.our_backends("spectral_l1", args.device, args.providers)
+        backends, _ = contenders.our_backends("spectral_l1", args.device, contenders.op_level_backends(args.providers))
         if args.breakdown and backends:
             breakdown(shape, args, backends[0])
     return harness.finish(rows, failures, args, meta, OP)

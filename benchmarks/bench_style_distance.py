@@ -1,24 +1,40 @@
-"""Benchmark of the style term ``inpaint_fast::style_distance`` (and of ``inpaint_fast::gram`` alone).
+"""Benchmark of the public style functions ``style_distance`` / ``style_loss`` and ``gram_matrix`` (the
+ops ``inpaint_fast::style_distance`` and ``inpaint_fast::gram`` behind them).
 
-Ops timed, fp32 and 2 threads by default:
+Ops (the CSV's ``op``; ``--ops`` picks them), fp32 and 2 threads by default, features (N, C, H, W):
 
 - ``style_distance``: one layer of the seed's style loss, ``mean |G(f_pred) - G(f_target)|`` with the
   seed's ``G(F) = F F^T / (C H W)``; the gradient is taken w.r.t. ``f_pred`` (the seed detaches the
   target's features). Modes forward / backward / full (forward + backward).
+- ``style_loss[identity]`` (``--ops style_loss``): the same number through the public style *loss*, whose
+  extractor is the identity (``lambda z: [z]``: the "image" is the feature map). Mode full only by default
+  (``--style-loss-modes`` adds forward / backward).
 - ``gram``: the Gram matrix alone, forward (``--gram-modes`` adds backward / full).
 
 Providers, all computing the same numbers:
 
-- ``eager``: the seed notebook's code (``tests/seed_notebook.py``, imported, not copied): the per-layer
-  term of its ``style_loss``, ``(gram_matrix(fp) - gram_matrix(ft.detach())).abs().mean()``, and its
-  ``gram_matrix`` for ``gram``;
+- ``eager``: the seed notebook's code (``tests/seed_notebook.py``, imported, not copied): for
+  ``style_distance`` the per-layer term of its ``style_loss``, ``(gram_matrix(fp) -
+  gram_matrix(ft.detach())).abs().mean()``; for ``style_loss[identity]`` its ``style_loss`` with that one
+  layer (the term, then ``torch.stack(...).mean()`` over the layers, as there; the seed's VGG call is what
+  the identity extractor replaces); its ``gram_matrix`` for ``gram``;
 - ``compile``: ``torch.compile`` (default inductor, ``mode=None``, ``dynamic=False``) of that same function;
-- ``cpu``: our C++ op through its Python entry function (``inpaint_fast.ops.style_distance.style_distance``
-  / ``gram_matrix``, ``backend='cpu'``). (There is no separate ``reference`` provider: the pure-PyTorch
-  reference is the seed's formula with the same two ``bmm``.)
-- ``cuda``, ``triton`` (with ``--device cuda``): the same entry functions with ``backend='cuda'`` (the
-  C++ op's CUDA kernel: the epilogue around cuBLAS) or ``backend='triton'`` (``style_distance_triton`` /
-  ``gram_triton``); a backend without a kernel for the op is skipped, with a note row.
+- ``cpu``: the public function a user calls, under ``inpaint_fast.use_backend('cpu')`` (the C++ ops):
+  ``inpaint_fast.style_distance(f_pred, f_target)`` (features given by the user),
+  ``inpaint_fast.style_loss(f_pred, f_target, extractor=lambda z: [z])`` and
+  ``inpaint_fast.gram_matrix(f_pred)``: argument checks, backend choice, then the ops layer. On CPU
+  ``style_loss`` runs its extractor and distance in micro-batches of about 256x256 pixels
+  (``functional.feature.auto_micro_batch``: one image per call at 256x256), as it does for a user.
+  (There is no separate ``reference`` provider: the pure-PyTorch reference is the seed's formula with
+  the same two ``bmm``.)
+- ``cuda``, ``triton`` (with ``--device cuda``): the same public calls under ``use_backend('cuda')`` (the
+  C++ op's CUDA kernel: the epilogue around cuBLAS) or ``use_backend('triton')`` (``style_distance_triton``
+  / ``gram_triton``); a backend without a kernel for the op is skipped, with a note row.
+- ``<backend>[op]`` (e.g. ``cpu[op]``; ``style_distance`` and ``gram`` only, and only when named in
+  ``--providers``, e.g. ``--providers 'eager,cpu,cpu[op]'``): the ops layer beneath, the entry functions
+  ``inpaint_fast.ops.style_distance.style_distance(f_pred, f_target, backend=...)`` /
+  ``gram_matrix(f_pred, backend=...)``, without the public functions' checks: set beside the public
+  row, it shows what those cost.
 
 On CUDA the eager baseline is cuBLAS ``bmm`` at the input dtype; "equal precision" is the process's
 ``torch.set_float32_matmul_precision`` (``--matmul-precision``, default ``highest``: fp32 inputs get
@@ -36,7 +52,8 @@ fills only a few of the GPU's multiprocessors, so the roofline there is a square
 ``torch.mm`` at the same dtype and matmul precision: the GPU's GEMM rate for that precision. Work is counted as the *minimal* FLOPs
 of the problem, the same for every provider: a symmetric Gram is ``N C (C+1) HW`` FLOPs (one triangle,
 as BLAS syrk does), the gradient ``dF = 2 S (w F) scale / (N C C)`` one GEMM of ``2 N C^2 HW``; so
-style forward = 2 Grams, backward = 1 GEMM, full = both; gram forward = 1 Gram, gram backward = 1 GEMM.
+style forward = 2 Grams, backward = 1 GEMM, full = both (``style_distance`` and ``style_loss[identity]``
+alike); gram forward = 1 Gram, gram backward = 1 GEMM.
 In the CSV, ``pct_roofline`` is achieved GFLOP/s in % of that mm's GFLOP/s, ``gbps`` and
 ``roofline_gbps`` are left empty, and ``note`` carries ``gflops=<achieved>;mm_gflops=<roofline>``.
 An implementation that does the minimal work at the mm's rate scores 100%; eager does twice the
@@ -61,7 +78,13 @@ import records  # noqa: E402
 
 import torch  # noqa: E402
 
+import inpaint_fast  # noqa: E402
 from tests import seed_notebook  # noqa: E402
+
+STYLE_LOSS = "style_loss[identity]"
+OPS = ("style_distance", STYLE_LOSS, "gram")
+OP_ALIASES = {"style_loss": STYLE_LOSS}  # --ops names without the brackets
+KERNEL_OP = {"style_distance": "style_distance", STYLE_LOSS: "style_distance", "gram": "gram"}  # library.kernels
 
 SHAPES = [(4, 256, 64, 64), (4, 64, 256, 256)]  # VGG relu3_3-like and relu1_2-like layers, batch 4
 QUICK_SHAPES = [(2, 32, 16, 16)]
@@ -78,8 +101,47 @@ def seed_style_term(fp: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
     return (seed_notebook.gram_matrix(fp) - seed_notebook.gram_matrix(ft.detach())).abs().mean()
 
 
+def seed_style_loss_identity(fp: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
+    """The seed's ``style_loss`` with one layer, the feature map itself: its loop body, then its
+    ``torch.stack(losses).mean()`` over the layers."""
+    return torch.stack([seed_style_term(fp, ft)]).mean()
+
+
 def seed_gram(fp: torch.Tensor) -> torch.Tensor:
     return seed_notebook.gram_matrix(fp)
+
+
+def identity_extractor(z: torch.Tensor) -> List[torch.Tensor]:
+    return [z]
+
+
+def public(op: str, backend: str) -> Fn:
+    """The public function of ``op`` on ``backend`` (the provider named ``backend``)."""
+    if op == "style_distance":
+        def call(fp, ft):
+            with inpaint_fast.use_backend(backend):
+                return inpaint_fast.style_distance(fp, ft)
+    elif op == STYLE_LOSS:
+        def call(fp, ft):
+            with inpaint_fast.use_backend(backend):
+                return inpaint_fast.style_loss(fp, ft, extractor=identity_extractor)
+    else:
+        def call(fp):
+            with inpaint_fast.use_backend(backend):
+                return inpaint_fast.gram_matrix(fp)
+    return call
+
+
+def our_providers(op: str, backends: List[str], wanted) -> Dict[str, Fn]:
+    """``{backend: public call}``, plus ``{backend[op]: ops-level entry}`` for those named in ``--providers``
+    (style_distance and gram: style_loss[identity] runs the style_distance op)."""
+    from inpaint_fast.ops import style_distance as ops_
+    providers = {b: public(op, b) for b in backends}
+    if op != STYLE_LOSS:
+        entry = ops_.style_distance if op == "style_distance" else ops_.gram_matrix
+        providers.update({f"{b}[op]": functools.partial(entry, backend=b) for b in backends
+                          if wanted and f"{b}[op]" in wanted})
+    return providers
 
 
 def make_inputs(shape: Tuple[int, ...], dtype: torch.dtype, device: torch.device):
@@ -96,7 +158,7 @@ def flops(op: str, mode: str, shape: Sequence[int]) -> float:
     hw = h * w
     sym_gram = n * c * (c + 1) * hw
     grad_gemm = 2 * n * c * c * hw
-    if op == "style_distance":
+    if op in ("style_distance", STYLE_LOSS):
         return {"forward": 2 * sym_gram, "backward": grad_gemm, "full": 2 * sym_gram + grad_gemm}[mode]
     return {"forward": sym_gram, "backward": grad_gemm, "full": sym_gram + grad_gemm}[mode]
 
@@ -116,20 +178,20 @@ def mm_case(shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> T
 
 
 def bench_op(op: str, modes: List[str], shape, args, meta, failures: List[str]) -> List[Dict]:
-    from inpaint_fast.ops import style_distance as ours
     device, dtype = args.device, args.torch_dtype
     fp, ft = make_inputs(shape, dtype, device)
-    inputs = (fp, ft) if op == "style_distance" else (fp,)
-    seed_fn, mine = (seed_style_term, ours.style_distance) if op == "style_distance" else (seed_gram, ours.gram_matrix)
-    backends, skipped = contenders.our_backends(op, device, args.providers, module="style_distance")
-    providers, notes = contenders.make_providers(seed_fn, {b: functools.partial(mine, backend=b) for b in backends},
-                                                 inputs, args, op)
+    inputs = (fp,) if op == "gram" else (fp, ft)
+    seed_fn = {"style_distance": seed_style_term, STYLE_LOSS: seed_style_loss_identity, "gram": seed_gram}[op]
+    backends, skipped = contenders.our_backends(KERNEL_OP[op], device, contenders.op_level_backends(args.providers),
+                                                module="style_distance")
+    providers, notes = contenders.make_providers(seed_fn, our_providers(op, backends, args.providers), inputs, args,
+                                                 op)
     notes.update(skipped)
     contenders.check_providers(providers, notes, inputs, args, failures, f"{records.shape_str(shape)} {args.dtype}",
                                tag=f"{op} ", rtols=RTOL, elementwise=True)
 
     def scalar(fn: Fn) -> Fn:  # gram returns a matrix: backward of its sum (a ones gradient)
-        return fn if op == "style_distance" else (lambda *a: fn(*a).sum())
+        return fn if op != "gram" else (lambda *a: fn(*a).sum())
 
     base = {"op": op, "shape": records.shape_str(shape), "dtype": args.dtype, "gbps": math.nan,
             "roofline_gbps": math.nan, **meta}
@@ -164,28 +226,45 @@ def format_flops_table(rows: Sequence[Dict]) -> str:
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--ops", default="style_distance,gram", help="comma-separated subset of style_distance,gram")
+    p.add_argument("--ops", default="style_distance,style_loss,gram",
+                   help="comma-separated subset of style_distance,style_loss,gram (style_loss: the rows "
+                        f"{STYLE_LOSS}; default all three)")
+    p.add_argument("--style-loss-modes", default="full", help=f"modes for {STYLE_LOSS} (default full)")
     p.add_argument("--gram-modes", default="forward", help="modes for the gram op (default forward)")
     p.add_argument("--matmul-precision", default="highest", choices=("highest", "high", "medium"),
                    help="torch.set_float32_matmul_precision for every provider (default highest: no TF32)")
 
 
 def style_png(op: str, png: str) -> str:
-    """style_distance at the default PNG, gram at ``gram_<device>.png`` (or ``<png>_gram.png``)."""
+    """style_distance at the default PNG, gram at ``gram_<device>.png`` (or ``<png>_gram.png``),
+    style_loss[identity] at ``style_loss_identity_<device>.png`` (or ``<png>_style_loss_identity.png``)."""
+    if op == "style_distance":
+        return png
     root, ext = os.path.splitext(png)
-    return png if op == "style_distance" else (
-        root.replace("style_distance_", "gram_") if "style_distance_" in root else root + "_gram") + ext
+    name = "gram" if op == "gram" else "style_loss_identity"
+    return (root.replace("style_distance_", name + "_") if "style_distance_" in root else f"{root}_{name}") + ext
+
+
+def modes_list(text: str) -> List[str]:
+    return [m.strip() for m in text.split(",") if m.strip()]
 
 
 def main(argv=None) -> int:
     args = harness.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES, GPU_SHAPES))
     torch.set_float32_matmul_precision(args.matmul_precision)
-    ops = [o.strip() for o in args.ops.split(",") if o.strip()]
-    gram_modes = [m.strip() for m in args.gram_modes.split(",") if m.strip()]
-    meta = harness.header("style_distance/gram", args)
+    ops = [OP_ALIASES.get(o.strip(), o.strip()) for o in args.ops.split(",") if o.strip()]
+    bad = [o for o in ops if o not in OPS]
+    if bad:
+        raise SystemExit(f"unknown op(s) {bad}; choose from style_distance, style_loss, gram")
+    modes = {"style_distance": args.modes, STYLE_LOSS: modes_list(args.style_loss_modes),
+             "gram": modes_list(args.gram_modes)}
+    bad = [m for op in ops for m in modes[op] if m not in measure.MODES]
+    if bad:
+        raise SystemExit(f"unknown mode(s) {bad}; choose from {list(measure.MODES)}")
+    meta = harness.header("style_distance/style_loss/gram", args)
     failures: List[str] = []
     rows = [row for shape in args.shapes for op in ops
-            for row in bench_op(op, args.modes if op == "style_distance" else gram_modes, shape, args, meta, failures)]
+            for row in bench_op(op, modes[op], shape, args, meta, failures)]
     return harness.finish(rows, failures, args, meta, "style_distance", groups=ops, table=format_flops_table,
                           plot_path=style_png)
 

@@ -124,6 +124,12 @@ def our_backends(op: str, device: torch.device, wanted: Optional[Sequence[str]] 
     return run, notes
 
 
+def op_level_backends(wanted: Optional[Sequence[str]]) -> Optional[List[str]]:
+    """``--providers`` with each ``<backend>[op]`` (an ops-level row, only on request) also naming its
+    backend, so that :func:`our_backends` looks it up."""
+    return wanted and list(wanted) + [w[:-len("[op]")] for w in wanted if w.endswith("[op]")]
+
+
 def make_providers(seed_fn: Callable[..., torch.Tensor], ours: Mapping[str, Callable[..., torch.Tensor]],
                    inputs: Sequence[Any], args: argparse.Namespace, where: str,
                    wrap: Callable[[Callable], Callable] = lambda fn: fn) -> Tuple[Dict[str, Callable], Dict[str, str]]:

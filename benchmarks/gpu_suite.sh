@@ -17,8 +17,11 @@
 #   test   the GPU tests: pytest -k 'cuda or triton' -m 'not build' (the tests that take the
 #          `gpu_backend` fixture carry the parameter id 'cuda' or 'triton'; test_benchmarks.py is left
 #          out). Fails loudly when nothing is selected.
-#   bench  benchmarks/bench_*.py --device cuda at issue 4's shapes: reconstruction_loss and masked_tv
-#          at 16x3x1024x1024, style_distance (and gram) at 8x256x128x128, fp32 and bf16;
+#   bench  first benchmarks/bench_time_split.py (issue 14: per case the wall time, the summed kernel
+#          time and the CUDA-graph replay time of eager, torch.compile and our backends; rec, TV and
+#          frequency at 8x3x512x512 and 16x3x1024x1024, style distance at 8x256x128x128; fp32, then
+#          bf16), then benchmarks/bench_*.py --device cuda at issue 4's shapes: reconstruction_loss and
+#          masked_tv at 16x3x1024x1024, style_distance (and gram) at 8x256x128x128, fp32 and bf16;
 #          frequency_loss (spectral_l1) at 16x3x512x512 fp32; the float-mask value check's share of
 #          reconstruction_loss (bench_mask_check.py, printed only). Most important first: a run that would
 #          start with under 45 s of the budget left is skipped (and reported).
@@ -33,8 +36,8 @@
 #   report.md      `python benchmarks/report.py --print` over the results (the README's table)
 #   summary.txt    one line per stage and benchmark: ok / FAILED / skipped, seconds
 #
-# Environment: PYTHON (default python3), SUITE_BUDGET_S (default 560: the whole suite, in seconds; the
-# lent machines stop a command at 600), BENCH_REPEATS (default 20), BENCH_WARMUP (default 5),
+# Environment: PYTHON (default python3), SUITE_BUDGET_S (default 470: the whole suite in one device call
+# of at most 8 minutes, build included; the lent machines stop a command at 600), BENCH_REPEATS (default 20), BENCH_WARMUP (default 5),
 # SUITE_TEST_WORKERS (pytest-xdist workers for the tests, default min(8, cores/2); 0 or 1: none),
 # INPAINT_FAST_GIT_REV (the revision written to the CSV; a copied tree may have no .git),
 # TORCH_CUDA_ARCH_LIST, CUDA_HOME, MAX_JOBS (override what is detected).
@@ -67,7 +70,7 @@ has_stage() { case ",$STAGES," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT" || exit 2
 PY="${PYTHON:-python3}"
-BUDGET="${SUITE_BUDGET_S:-560}"
+BUDGET="${SUITE_BUDGET_S:-470}"
 REPEATS="${BENCH_REPEATS:-20}"
 WARMUP="${BENCH_WARMUP:-5}"
 T0=$(date +%s)
@@ -221,7 +224,9 @@ if has_stage bench; then
     echo; echo "=== benchmarks ($(elapsed)s) ==="
     STAMP="$(mktemp)"; touch "$STAMP"
     common=(--device cuda --repeats "$REPEATS" --warmup "$WARMUP")
-    benches=(  # most important first (issue 4's targets), the rest after
+    benches=(  # most important first (issue 14's split, issue 4's targets), the rest after
+        "bench_time_split.py --dtype float32"
+        "bench_time_split.py --dtype bfloat16"
         "bench_masked_error.py --dtype float32"
         "bench_masked_tv.py --dtype float32"
         "bench_style_distance.py --dtype float32"

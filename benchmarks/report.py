@@ -11,7 +11,8 @@ speedups measured in that same run, the share of the measured copy roofline (of 
 in the CSV. The whole-step rows of bench_composite.py (``pconv_step``, ``seed_composite_step``) are
 measured against their own baselines: "× eager" is against ``plain`` (a plain-PyTorch PConv loss)
 and ``seed`` (the seed notebook's composite) respectively. The host-overhead rows of bench_overhead.py
-(``overhead[<loss>]``) have their own README section and are left out. Rows without a time (a backend skipped for want of a kernel) and failed rows are left out.
+(``overhead[<loss>]``) have their own README section and the GPU time-split rows of bench_time_split.py
+(``split[<loss>]``) their own table there: both are left out. Rows without a time (a backend skipped for want of a kernel) and failed rows are left out.
 
 A GPU's CSV (its device name is a GPU's, e.g. "NVIDIA H100 80GB HBM3") gets two more columns: the
 ``triton.testing.do_bench`` median from the row's note, and whether the row meets issue 4's target:
@@ -111,7 +112,7 @@ def table(paths: List[str]) -> str:
     lines = []
     for path in sorted(paths):
         rows = [r for r in latest_rows(path) if r["provider"] not in BASELINES and not failed(r) and timed(r)
-                and (r["mode"] == "full" or r["op"] in FORWARD_ONLY) and not r["op"].startswith("overhead[")]
+                and (r["mode"] == "full" or r["op"] in FORWARD_ONLY) and not r["op"].startswith(("overhead[", "split["))]
         if not rows:
             continue
         first = rows[0]

@@ -125,13 +125,17 @@ def check_mask_values(m: Tensor, name: str) -> None:
     while not compiling and torch._C._functorch.is_functorch_wrapped_tensor(m):  # torch.func.vmap: all values
         m = torch._C._functorch.get_unwrapped(m)
     low, high = torch.aminmax(m)
-    message = f"{name} must hold values in [0, 1] (1 = {'missing' if name == 'hole' else 'known'} pixel)"
     if m.device.type == "cpu" and not compiling:
-        if not (low >= 0 and high <= 1):
-            raise ValueError(f"{message}; got values from {low.item()} to {high.item()}. bool and uint8 masks "
+        low, high = low.item(), high.item()  # Python floats: two reads, no more tensor ops
+        if not (low >= 0 and high <= 1):  # NaN fails both
+            raise ValueError(f"{_mask_values_message(name)}; got values from {low} to {high}. bool and uint8 masks "
                              "are binary (any non-zero value is 1)")
     else:
-        torch._assert_async((low >= 0) & (high <= 1), message)
+        torch._assert_async((low >= 0) & (high <= 1), _mask_values_message(name))
+
+
+def _mask_values_message(name: str) -> str:
+    return f"{name} must hold values in [0, 1] (1 = {'missing' if name == 'hole' else 'known'} pixel)"
 
 
 def mask_arg(mask: Optional[Tensor], hole: Optional[Tensor], like: Tensor, *, required: bool,
@@ -164,7 +168,7 @@ def mask_arg(mask: Optional[Tensor], hole: Optional[Tensor], like: Tensor, *, re
             f"{name} of shape {tuple((mask if mask is not None else hole).shape)} cannot broadcast to "
             f"{like_name} of shape {tuple(like.shape)}: expected (N|1, 1|C, H, W) = ({n}|1, 1|{c}, {h}, {w})")
     check_mask_values(m, name)
-    if m.is_floating_point():
+    if m.is_floating_point() and m.dtype != like.dtype:
         m = m.to(like.dtype)
     return Mask(m, hole is not None)
 
@@ -310,7 +314,7 @@ def check_alphas_cumprod(alphas_cumprod, like: Tensor) -> Tensor:
         raise TypeError(f"alphas_cumprod must be floating (the schedule's ᾱ); got {alphas_cumprod.dtype}")
     if alphas_cumprod.dim() != 1 or (alphas_cumprod.shape[0] == 0 and like.shape[0] > 0):
         raise ValueError(f"alphas_cumprod must have shape (T,) with T >= 1; got {tuple(alphas_cumprod.shape)}")
-    return alphas_cumprod.to(like.device)
+    return alphas_cumprod if alphas_cumprod.device == like.device else alphas_cumprod.to(like.device)
 
 
 def check_noise(noise, like: Tensor, like_name: str = "x0") -> Tensor:

@@ -69,7 +69,7 @@ def info(print_fn=print) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m inpaint_fast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="recompute the seed notebook's loss tables on a real photo")
+    demo = sub.add_parser("demo", help="recompute the loss tables of Loss Functions for Image Inpainting on a real photo")
     demo.add_argument("--image", default="chelsea",
                       help="a scikit-image photo (chelsea, astronaut, coffee) or an image file path")
     demo.add_argument("--out", default="demo_out", help="directory for the PNG figures (default: demo_out)")

@@ -1,8 +1,8 @@
-"""The seed notebook's experiment on a real photograph: every loss table, recomputed.
+"""The notebook's experiment on a real photograph: every loss table, recomputed.
 
 ``python -m inpaint_fast demo [--image chelsea|astronaut|PATH] [--out DIR]``. The photo is resized
-to 256 (shorter side) and centre-cropped to 256×256; the mask is the seed's box (top 40, left 50,
-100×100); the predictions are the seed's controlled examples.
+to 256 (shorter side) and centre-cropped to 256×256; the mask is the notebook's box (top 40, left 50,
+100×100); the predictions are the notebook's controlled examples.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ SEED_GAN_CASES = {
 def load_photo(image: str = "chelsea", size: int = 256) -> Tensor:
     """A (1, 3, size, size) float32 image in [0, 1]: a scikit-image photo by name, or a file path.
 
-    Resize(size) then CenterCrop(size), the seed's torchvision pipeline.
+    Resize(size) then CenterCrop(size), the notebook's torchvision pipeline.
     """
     from PIL import Image
     from torchvision.transforms import CenterCrop, Compose, Resize, ToTensor
@@ -46,14 +46,14 @@ def load_photo(image: str = "chelsea", size: int = 256) -> Tensor:
 
 
 def box_mask(x: Tensor, top: int = 40, left: int = 50, height: int = 100, width: int = 100) -> Tensor:
-    """The seed's ``get_box_mask``: (N, 1, H, W) float, 1 = known, a 0 box = the hole."""
+    """The notebook's ``get_box_mask``: (N, 1, H, W) float, 1 = known, a 0 box = the hole."""
     mask = torch.ones(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device)
     mask[:, :, top:top + height, left:left + width] = 0
     return mask
 
 
 def seed_predictions(x: Tensor, mask: Tensor, seed: int = 0) -> Dict[str, Tensor]:
-    """The seed's controlled "predictions" of ``x``, plus its noisy image (σ 0.1, seeded)."""
+    """The notebook's controlled "predictions" of ``x``, plus its noisy image (σ 0.1, seeded)."""
     generator = torch.Generator(device=x.device).manual_seed(seed)
     noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     blurred = F.avg_pool2d(x, kernel_size=7, stride=1, padding=3)
@@ -100,7 +100,7 @@ def format_table(title: str, rows: Dict[str, Dict[str, object]], decimals: int =
 
 
 def spectrum_image(x: Tensor) -> Tensor:
-    """The seed's centred log-magnitude spectrum, averaged over channels, scaled to [0, 1]."""
+    """The notebook's centred log-magnitude spectrum, averaged over channels, scaled to [0, 1]."""
     z = torch.fft.fftshift(torch.fft.fft2(x, norm="ortho"), dim=(-2, -1)).abs().log1p().mean(dim=1, keepdim=True)
     lo, hi = z.amin(dim=(-2, -1), keepdim=True), z.amax(dim=(-2, -1), keepdim=True)
     return ((z - lo) / (hi - lo + 1e-8)).repeat(1, 3, 1, 1)
@@ -124,7 +124,7 @@ def save_figure(path: str, images: Dict[str, Tensor]) -> None:
 
 
 def make_extractor(vgg_weights: Optional[str]) -> tuple:
-    """(VGG16 extractor with the seed's layers, a sentence saying where its weights came from)."""
+    """(VGG16 extractor with the notebook's layers, a sentence saying where its weights came from)."""
     if vgg_weights is not None:
         return VGGFeatures(layers=SEED_LAYERS, weights=vgg_weights), f"VGG16 weights from {vgg_weights}"
     if pretrained_available("vgg16"):
@@ -133,14 +133,14 @@ def make_extractor(vgg_weights: Optional[str]) -> tuple:
     return VGGFeatures(layers=SEED_LAYERS, weights=None), (
         "NOTE: no pretrained VGG16 weights on this machine, so the perceptual, style and composite numbers "
         "below come from UNTRAINED (randomly initialised, seed 0) VGG16 features and will not match the "
-        "seed's tables. Pass --vgg-weights PATH (a torchvision vgg16 state dict) or put vgg16-397923af.pth in "
+        "notebook's tables. Pass --vgg-weights PATH (a torchvision vgg16 state dict) or put vgg16-397923af.pth in "
         f"{os.path.join(torch.hub.get_dir(), 'checkpoints')} to use ImageNet features.")
 
 
 @torch.no_grad()
 def run(image: str = "chelsea", out: Optional[str] = "demo_out", vgg_weights: Optional[str] = None,
         print_fn=print) -> Dict[str, Dict[str, Dict[str, float]]]:
-    """Recompute the seed's tables on ``image``; print them, write figures to ``out`` (None: none).
+    """Recompute the notebook's tables on ``image``; print them, write figures to ``out`` (None: none).
 
     Returns {table title: {row: {column: value}}}.
     """

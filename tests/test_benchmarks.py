@@ -129,6 +129,22 @@ def test_bench_overhead_quick(tmp_path):
     assert "ours/eager" in res.stdout  # the table
 
 
+def test_bench_time_split_quick(tmp_path):
+    """bench_time_split.py on a CPU: each loss's providers checked against the notebook's code and the
+    wall time written (the kernel and CUDA-graph rows need a GPU)."""
+    out = tmp_path / "split.csv"
+    res = run_script("bench_time_split.py", "--quick", "--providers", "eager,cpu", "--repeats", "2", "--warmup", "1",
+                     "--out", str(out))
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = read_rows(out)
+    assert {(r["op"], r["mode"], r["provider"]) for r in rows} == {
+        (f"split[{name}]", "full", provider) for name in ("reconstruction_loss", "total_variation", "frequency_loss",
+                                                          "style_distance")
+        for provider in ("eager", "cpu")}, rows
+    assert all(float(r["median_ms"]) > 0 and "MISMATCH" not in r["note"] for r in rows), rows
+    assert "best/compile" in res.stdout  # the table
+
+
 # --------------------------------------------------------------------------------------------- helpers
 
 def fake_backends(monkeypatch, avail, table):
@@ -296,12 +312,13 @@ def test_gpu_suite_dry_run(tmp_path):
     assert "FORCE_CUDA=1" in text and "TORCH_CUDA_ARCH_LIST=" in text and "setup.py build_ext --inplace" in text
     assert "-m inpaint_fast info" in text
     assert "pytest" in text and "cuda\\ or\\ triton" in text
-    for script in ("bench_masked_error.py", "bench_masked_tv.py", "bench_style_distance.py", "bench_spectral_l1.py",
-                   "bench_mask_check.py"):
+    for script in ("bench_time_split.py", "bench_masked_error.py", "bench_masked_tv.py", "bench_style_distance.py",
+                   "bench_spectral_l1.py", "bench_mask_check.py"):
         assert f"benchmarks/{script}" in text
     runs = [ln for ln in text.splitlines() if ln.startswith("+ ") and "benchmarks/bench_" in ln]
-    assert len(runs) == 8 and all("--device cuda" in ln for ln in runs)
-    assert sum("--dtype bfloat16" in ln for ln in runs) == 3
+    assert len(runs) == 10 and all("--device cuda" in ln for ln in runs)
+    assert "bench_time_split.py" in runs[0]  # the time split first
+    assert sum("--dtype bfloat16" in ln for ln in runs) == 4
     assert not out.exists()  # a dry run writes nothing
     res = subprocess.run(["bash", str(SUITE), "--dry-run", "--stages", "bench", str(out)], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
@@ -368,7 +385,7 @@ def test_gpu_suite_skips_benchmarks_past_its_budget(tmp_path):
     assert res.returncode == 1
     summary = (out / "summary.txt").read_text()
     skipped = [ln for ln in summary.splitlines() if ln.startswith("bench_") and ln[44:].split()[0] == "skipped"]
-    assert len(skipped) == 8 and "--stages bench" in summary
+    assert len(skipped) == 10 and "--stages bench" in summary
 
 
 @pytest.mark.parametrize("build_rc", [0, 1])
@@ -398,8 +415,8 @@ def test_gpu_suite_flow_with_a_fake_gpu(tmp_path, build_rc):
     pytest_run = next(c for c in calls if c.startswith("-m pytest -q -rfEs"))
     assert "-k cuda or triton" in pytest_run and "-n 4" in pytest_run and "--session-timeout=" in pytest_run
     benches = [c for c in calls if c.startswith("benchmarks/bench_")]
-    assert len(benches) == 8 and all("--device cuda" in c for c in benches)
-    assert len((out / "FAKE_GPU.csv").read_text().splitlines()) == 7  # the stand-in writes a row per run that passes
+    assert len(benches) == 10 and all("--device cuda" in c for c in benches)
+    assert len((out / "FAKE_GPU.csv").read_text().splitlines()) == 9  # the stand-in writes a row per run that passes
     summary = (out / "summary.txt").read_text()
     status = {ln[:44].strip(): ln[44:].split()[0] for ln in summary.splitlines() if len(ln) > 44}
     assert status["bench_masked_tv.py --dtype bfloat16"] == "FAILED" and status["tests"] == "ok"
@@ -407,7 +424,7 @@ def test_gpu_suite_flow_with_a_fake_gpu(tmp_path, build_rc):
     assert "SOMETHING FAILED" in summary
     import tarfile
     with tarfile.open(out / "plots.tar.gz") as tar:
-        assert len(tar.getnames()) == 7
+        assert len(tar.getnames()) == 9
     assert "=== summary" in (out / "suite.log").read_text()
 
 

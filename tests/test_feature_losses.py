@@ -154,6 +154,69 @@ def test_style_reductions_agree_across_backends():
                                                                             reduction="sum"))
 
 
+@pytest.mark.parametrize("mask_batch", [None, 1, 3])
+def test_style_loss_micro_batches_match_one_batch(backend, mask_batch):
+    """On CPU 256x256 images go through the extractor one per call; each micro-batch's distance is
+    weighted by its share of the batch. Oracle: the reference distance over the whole batch."""
+    from inpaint_fast.reference import features as ref
+    gen = torch.Generator().manual_seed(1)
+    pred = torch.rand(3, 2, 256, 256, generator=gen, dtype=torch.float64).requires_grad_()
+    target = torch.rand(3, 2, 256, 256, generator=gen, dtype=torch.float64)
+    mask = None if mask_batch is None else torch.rand(mask_batch, 1, 256, 256, generator=gen) > 0.5
+    ext = lambda t: [t, t[:, :1, ::2, ::2]]  # noqa: E731  (two layers, one at half resolution)
+    assert IF.functional.feature.auto_micro_batch(pred, 1) == 1
+    weight = None if mask is None else (~mask).double()  # the hole
+    expected = ref.style_distance(ext(pred), [f.detach() for f in ext(target)], weight)
+    (expected_grad,) = torch.autograd.grad(expected, pred)
+    for reduction, factor in (("mean", 1.0), ("sum", None)):
+        value = IF.style_loss(pred, target, extractor=ext, mask=mask, reduction=reduction)
+        (grad,) = torch.autograd.grad(value, pred)
+        if factor is None:  # 'sum': the per-layer sums, averaged over the two layers
+            sums = ref.style_distance(ext(pred), ext(target), weight, reduction="sum")
+            torch.testing.assert_close(value, sums, rtol=1e-10, atol=0)
+            continue
+        torch.testing.assert_close(value, expected, rtol=1e-10, atol=0)
+        torch.testing.assert_close(grad, expected_grad, rtol=1e-8, atol=1e-18)
+
+
+def test_style_distance_of_given_features(backend):
+    """style_distance(features) is style_loss with an extractor that returns them, mask at image size."""
+    gen = torch.Generator().manual_seed(2)
+    x = torch.rand(2, 3, 16, 16, generator=gen, dtype=torch.float64)
+    pred = torch.rand(2, 3, 16, 16, generator=gen, dtype=torch.float64).requires_grad_()
+    ext = lambda t: [t, (2 * t[:, :2, ::2, ::2]).contiguous()]  # noqa: E731
+    hole = torch.rand(2, 16, 16, generator=gen) > 0.6
+    for kwargs in ({}, {"hole": hole}, {"hole": hole, "region": "known", "mask_resize": "area"},
+                   {"layer_weights": [0.25, 2.0], "reduction": "sum"}):
+        expected = IF.style_loss(pred, x, extractor=ext, **kwargs)
+        value = IF.style_distance(ext(pred), ext(x), **kwargs)
+        torch.testing.assert_close(value, expected, rtol=1e-12, atol=0)
+        torch.testing.assert_close(torch.autograd.grad(value, pred)[0], torch.autograd.grad(expected, pred)[0],
+                                   rtol=1e-10, atol=1e-20)
+    one = IF.style_distance(pred, x)  # one feature map: the notebook's style loss of one layer
+    expected = (seed.gram_matrix(pred) - seed.gram_matrix(x)).abs().mean()
+    torch.testing.assert_close(one, expected, rtol=1e-10, atol=0)
+    target_feats = [x.clone().requires_grad_()]
+    IF.style_distance([pred], target_feats).backward()
+    assert target_feats[0].grad is None  # the target's features are a constant
+
+
+def test_style_distance_errors():
+    f = torch.rand(2, 3, 8, 8)
+    with pytest.raises(ValueError, match="as many layers"):
+        IF.style_distance([f, f], [f])
+    with pytest.raises(TypeError, match="pred_feats must be a feature map"):
+        IF.style_distance("f", [f])
+    with pytest.raises(ValueError, match=r"pred_feats\[0\] and target_feats\[0\] must have the same shape"):
+        IF.style_distance([f], [f[:1]])
+    with pytest.raises(ValueError, match=r"batch of pred_feats\[0\]"):
+        IF.style_distance([f, f[:1]], [f, f[:1]])
+    with pytest.raises(ValueError, match="mask must have shape"):
+        IF.style_distance(f, f, mask=torch.ones(2, 3, 8, 8))
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        IF.style_distance(f, f, reduction="avg")
+
+
 def test_per_layer_losses_mse_and_area_resize(backend):
     """Per-layer 'l1'/'mse', and the mask resized by area (the fraction of each cell in the hole), in closed form."""
     x, pred = images(n=2, size=8, dtype=torch.float64)

@@ -210,6 +210,19 @@ def test_opcheck(dtype):
     torch.library.opcheck(STATS_OP, (pred, target, mask, False))
 
 
+@pytest.mark.parametrize("backend", ["cpu", "triton"])
+def test_mask_requiring_grad_is_rejected(backend):
+    """Both autograds (C++ for the C++ op, Python for the Triton op) refuse to leave a mask undifferentiated."""
+    if backend == "cpu" and library.load_error() is not None:
+        pytest.skip(str(library.load_error()))
+    if backend == "triton" and not TRITON_INTERPRETED:
+        pytest.skip("the Triton op runs on CPU tensors only under TRITON_INTERPRET=1")
+    pred, target, gen = make_images((1, 2, 4, 6), torch.float32)
+    mask = make_mask((1, 1, 4, 6), "soft", torch.float32, gen).requires_grad_()
+    with pytest.raises(RuntimeError, match="does not differentiate its mask"):
+        masked_error(pred.requires_grad_(), target, mask, backend=backend, mask_is_hole=False, **OPTIONS)
+
+
 @requires_extension
 def test_compile_fullgraph():
     pred, target, gen = make_images((2, 3, 8, 8), torch.float32)

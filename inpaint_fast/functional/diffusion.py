@@ -137,7 +137,7 @@ def diffusion_loss(model: Callable[..., Tensor], x0: Tensor, *, alphas_cumprod: 
 
     ``target`` is ε ('epsilon'), x0 ('sample') or v ('v_prediction'), ``x_t = q_sample(x0, t, noise)``.
     ``t`` and ``noise`` are drawn (with ``generator``; ``t`` first) when not given. ``conditional=True``
-    needs a mask and calls ``model(x_t, t, x0 * m, m)`` with m expanded to the batch (the seed's
+    needs a mask and calls ``model(x_t, t, x0 * m, m)`` with m expanded to the batch (the notebook's
     conditional objective); otherwise ``model(x_t, t)``.
 
     Hole weighting (not in DDPM, diffusers or RePaint): with a mask and ``(weight_hole, weight_known)``

@@ -8,7 +8,7 @@ The per-layer distances run the fused ops ``masked_error`` and ``style_distance`
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -37,6 +37,16 @@ def auto_micro_batch(image: Tensor, num_images: int) -> int:
     if image.device.type == "cpu":
         return max(1, CPU_PIXELS_PER_CALL // max(image.shape[-2] * image.shape[-1], 1))
     return num_images * image.shape[0]
+
+
+def checked_features(extractor, images: Tensor, constant: bool = False) -> List[Tensor]:
+    """``extractor(images)`` checked to be a non-empty list of feature maps; ``constant``: taken under
+    no_grad and detached (the target's, as the notebook does)."""
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not constant):
+        feats = extractor(images)
+    if not isinstance(feats, (list, tuple)) or not feats:
+        raise TypeError(f"extractor must return a non-empty list of feature maps; got {type(feats).__name__}")
+    return [f.detach() for f in feats] if constant else list(feats)
 
 
 class FeatureCache:
@@ -82,18 +92,14 @@ class FeatureCache:
 
     def _extract(self, x: Tensor) -> List[Tensor]:
         self.passes += 1
-        feats = self.extractor(x)
-        if not isinstance(feats, (list, tuple)) or not feats:
-            raise TypeError(f"extractor must return a non-empty list of feature maps; got {type(feats).__name__}")
-        return list(feats)
+        return checked_features(self.extractor, x)
 
     def _extract_all(self, images: List[Tensor]) -> List[Tensor]:
         """Features of ``images`` concatenated along the batch, ``micro_batch`` images per call."""
         total = sum(x.shape[0] for x in images)
         if total <= self.micro_batch:
             return self._extract(images[0] if len(images) == 1 else torch.cat(images))
-        parts = [self._extract(x[i:i + self.micro_batch]) for x in images
-                 for i in range(0, x.shape[0], self.micro_batch)]
+        parts = [self._extract(chunk) for x in images for chunk in x.split(self.micro_batch)]
         return [torch.cat(layer) for layer in zip(*parts)]
 
     @property
@@ -112,6 +118,8 @@ class FeatureCache:
     def __getitem__(self, name: str) -> List[Tensor]:
         if name not in self.names:
             raise KeyError(f"no image named {name!r} in this cache; it holds {list(self.names)}")
+        if len(self.names) == 1:  # the batch is this image's: no slice (whose backward fills a zeroed copy)
+            return self.batched
         i, n = self.names.index(name), self._target.shape[0]
         return [f[i * n:(i + 1) * n] for f in self.batched]
 
@@ -128,7 +136,7 @@ class FeatureCache:
 
 
 def extract_features(extractor: Callable[[Tensor], List[Tensor]], pred: Tensor, target: Tensor):
-    """(pred features, target features); the target's are taken without grad, as the seed detaches them."""
+    """(pred features, target features); the target's are taken without grad, as the notebook detaches them."""
     cache = FeatureCache(extractor, target, {"output": pred})
     return cache["output"], cache.target
 
@@ -200,8 +208,8 @@ def perceptual_loss(pred: Tensor, target: Tensor, *, extractor: Callable[[Tensor
     """Feature distance ``sum_l w_l masked_mean(e(phi_l(pred), phi_l(target)), mask_l)`` (w_l = 1/L by default).
 
     ``extractor`` maps (N, 3, H, W) to a list of feature maps (e.g. :class:`VGGFeatures`). ``loss`` is
-    'l1' (the seed), 'l2' or 'mse' (both the squared error), or one of them per layer. The
-    single-channel mask is resized to each layer by ``mask_resize`` ('nearest', the seed's, or
+    'l1' (the notebook), 'l2' or 'mse' (both the squared error), or one of them per layer. The
+    single-channel mask is resized to each layer by ``mask_resize`` ('nearest', the notebook's, or
     'area': the fraction of each cell in the region, a soft weight); ``region`` defaults to 'hole'
     when a mask is given. ``feature_norm`` ('unit': LPIPS's unit length over channels per position;
     'instance': each channel standardised over space) is applied to both feature maps first. The
@@ -270,20 +278,82 @@ def style_loss(pred: Tensor, target: Tensor, *, extractor: Callable[[Tensor], Li
                mask_resize: str = "nearest"):
     """Style loss ``mean_l mean |G(phi_l(pred)) - G(phi_l(target))|`` with Gram matrices G.
 
-    Without a mask this is the seed's ``style_loss``. With one, each Gram is taken over the
+    Without a mask this is the notebook's ``style_loss``. With one, each Gram is taken over the
     region's positions (``region`` defaults to 'hole'; the mask resized to each layer by
     ``mask_resize``, 'nearest' or 'area'). reduction='none' returns the list of per-layer
-    (N, C_l, C_l) maps.
+    (N, C_l, C_l) maps. On CPU the images go through the extractor in micro-batches
+    (:func:`auto_micro_batch`) and each micro-batch's distance is taken on its own features: the
+    Grams are per sample, so no feature map is concatenated or sliced.
     """
     pred, target = V.check_pair(pred, target)
+    V.check_extractor(extractor)
     V.check_choice(reduction, "reduction", V.REDUCTIONS)
     V.check_positive(eps, "eps")
     V.check_choice(mask_resize, "mask_resize", MASK_RESIZES)
     weight = _feature_weight(pred, mask, hole, region)
-    pred_feats, target_feats = extract_features(extractor, pred, target)
+    if reduction == "none":
+        pred_feats, target_feats = extract_features(extractor, pred, target)
+        layer_weights = V.check_layer_weights(layer_weights, len(pred_feats))
+        return _style_distance(pred_feats, target_feats, weight, layer_weights=layer_weights, reduction=reduction,
+                               eps=eps, mask_resize=mask_resize)
+    n = pred.shape[0]
+    micro = auto_micro_batch(pred, 1)
+    if n <= micro:
+        chunks = [(pred, target, weight)]
+    else:  # one split node each (its backward is one concatenation), not a slice per micro-batch
+        weights = [weight] * -(-n // micro) if weight is None or weight.shape[0] == 1 else weight.split(micro)
+        chunks = list(zip(pred.split(micro), target.split(micro), weights))
+    total = None
+    for p, t, w in chunks:
+        pred_feats, target_feats = checked_features(extractor, p), checked_features(extractor, t, constant=True)
+        checked = V.check_layer_weights(layer_weights, len(pred_feats))
+        term = _style_distance(pred_feats, target_feats, w, layer_weights=checked, reduction=reduction, eps=eps,
+                               mask_resize=mask_resize)
+        if reduction == "mean" and len(chunks) > 1:
+            term = term * (p.shape[0] / n)  # the mean over samples, a micro-batch at a time
+        total = term if total is None else total + term
+    return total
+
+
+def style_distance(pred_feats: Union[Tensor, Sequence[Tensor]], target_feats: Union[Tensor, Sequence[Tensor]], *,
+                   mask: Optional[Tensor] = None, hole: Optional[Tensor] = None, region: Optional[str] = None,
+                   layer_weights: Optional[Sequence[float]] = None, reduction: str = "mean", eps: float = EPS,
+                   mask_resize: str = "nearest"):
+    """:func:`style_loss` on features you extracted yourself: ``mean_l mean |G(f_l) - G(g_l)|``.
+
+    pred_feats, target_feats: one (N, C, H, W) feature map or a sequence of them (layer l of each has
+    one shape, dtype and device); the target's features are a constant (detached), as in the notebook.
+    mask / hole: (N|1, 1, H, W), (N, H, W) or (H, W) at any resolution (e.g. the image's), resized to
+    each layer by ``mask_resize``; ``region``, ``layer_weights``, ``reduction``, ``eps`` as in
+    :func:`style_loss`. One fused op per layer on a built backend.
+    """
+    pred_feats = _feature_list(pred_feats, "pred_feats")
+    target_feats = _feature_list(target_feats, "target_feats")
+    if len(pred_feats) != len(target_feats):
+        raise ValueError(f"pred_feats and target_feats must have as many layers; got {len(pred_feats)} and "
+                         f"{len(target_feats)}")
+    for i, (fp, ft) in enumerate(zip(pred_feats, target_feats)):
+        V.check_pair(fp, ft, f"pred_feats[{i}]", f"target_feats[{i}]")
+        if fp.shape[0] != pred_feats[0].shape[0]:
+            raise ValueError(f"every layer must have the batch of pred_feats[0] ({pred_feats[0].shape[0]}); "
+                             f"pred_feats[{i}] has shape {tuple(fp.shape)}")
+    V.check_choice(reduction, "reduction", V.REDUCTIONS)
+    V.check_positive(eps, "eps")
+    V.check_choice(mask_resize, "mask_resize", MASK_RESIZES)
     layer_weights = V.check_layer_weights(layer_weights, len(pred_feats))
-    return _style_distance(pred_feats, target_feats, weight, layer_weights=layer_weights, reduction=reduction,
-                           eps=eps, mask_resize=mask_resize)
+    hole_map = V.hole_map(mask, hole, pred_feats[0], "pred_feats[0]")
+    weight = V.region_weight(None if hole_map is None else 1 - hole_map, V.resolve_region(region, hole_map))
+    return _style_distance(pred_feats, [f.detach() for f in target_feats], weight, layer_weights=layer_weights,
+                           reduction=reduction, eps=eps, mask_resize=mask_resize)
+
+
+def _feature_list(feats, name: str) -> List[Tensor]:
+    if isinstance(feats, Tensor):
+        return [feats]
+    if isinstance(feats, str) or not isinstance(feats, Sequence) or not feats:
+        raise TypeError(f"{name} must be a feature map (N, C, H, W) or a non-empty sequence of them; "
+                        f"got {type(feats).__name__}")
+    return list(feats)
 
 
 def style_from_cache(cache: FeatureCache, weight: Optional[Tensor], *, region_key=None,

@@ -23,6 +23,7 @@ from ..reference import tv as _ref_tv
 EPS = _ref_pixel.EPS
 CHARBONNIER_EPS = _ref_pixel.CHARBONNIER_EPS
 PIXEL_LOSSES = ("l1", "l2", "charbonnier")
+_REGION_WEIGHTS = {"hole": (1.0, 0.0), "known": (0.0, 1.0), "all": (0.0, 1.0)}  # (weight_hole, weight_valid)
 
 
 def masked_error(pred: Tensor, target: Tensor, mask: Optional[V.Mask], *, loss: str, weight_hole: float,
@@ -48,9 +49,9 @@ def _pixel_loss(loss, pred, target, mask, hole, region, normalize, reduction, ep
     V.check_loss_options(reduction, normalize, eps)
     m = V.mask_arg(mask, hole, pred, required=False)
     region = V.resolve_region(region, m)
-    weights = {"hole": (1.0, 0.0), "known": (0.0, 1.0), "all": (0.0, 1.0)}[region]
-    return masked_error(pred, target, None if region == "all" else m, loss=loss, weight_hole=weights[0],
-                         weight_valid=weights[1], normalize=normalize, reduction=reduction, eps=eps,
+    weight_hole, weight_valid = _REGION_WEIGHTS[region]
+    return masked_error(pred, target, None if region == "all" else m, loss=loss, weight_hole=weight_hole,
+                         weight_valid=weight_valid, normalize=normalize, reduction=reduction, eps=eps,
                          charbonnier_eps=charbonnier_eps)
 
 
@@ -60,7 +61,7 @@ def masked_l1(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None, ho
     """Mean absolute error over a region: ``sum(w |pred - target|) / max(sum(w), eps)``.
 
     pred, target: (N, C, H, W). With a mask, ``region`` defaults to 'hole' (w = 1 - mask); the
-    seed's ``l1_loss(x, pred, m)`` is ``masked_l1(pred, x, mask=m, region='known')``.
+    notebook's ``l1_loss(x, pred, m)`` is ``masked_l1(pred, x, mask=m, region='known')``.
     """
     return _pixel_loss("l1", pred, target, mask, hole, region, normalize, reduction, eps)
 
@@ -91,7 +92,7 @@ def reconstruction_loss(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] 
                         reduction: str = "mean", eps: float = EPS) -> Tensor:
     """``lambda_hole * L(hole) + lambda_valid * L(known)``, each term a masked mean of its region.
 
-    L is 'l1' (the seed, PConv), 'l2' or 'charbonnier'. A mask is required. One fused pass computes
+    L is 'l1' (the notebook, PConv), 'l2' or 'charbonnier'. A mask is required. One fused pass computes
     both terms. With reduction='none' the result is the map ``(lambda_hole (1 - m) + lambda_valid m) * error``,
     whose sum is reduction='sum'.
     """
@@ -144,7 +145,7 @@ def total_variation(pred: Tensor, *, mask: Optional[Tensor] = None, hole: Option
                     reduction: str = "mean", eps: float = EPS) -> Tensor:
     """Anisotropic total variation ``mean |dh|^p + mean |dw|^p`` of pred (N, C, H, W), p = 1 or 2.
 
-    With a mask, a neighbour pair counts with the product of its pixels' region weights (the seed's
+    With a mask, a neighbour pair counts with the product of its pixels' region weights (the notebook's
     pair masks) and ``region`` defaults to 'hole'; 'hole_dilated' is the hole grown by one pixel
     (3x3), the region P of the PConv paper's TV term. Each direction is normalised by its own area.
     """

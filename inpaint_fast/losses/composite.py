@@ -33,7 +33,7 @@ class CompositeLoss(nn.Module):
     (each unweighted) and their weighted sum ``'total'``. Terms:
 
     ======== =====================================================================================
-    'rec'    ``reconstruction`` (hole/valid weighted pixel loss; the seed's 6 / 1 L1) on ``pred``
+    'rec'    ``reconstruction`` (hole/valid weighted pixel loss; the notebook's 6 / 1 L1) on ``pred``
     'hole'   the pixel loss of ``reconstruction`` (its ``loss``, ``normalize``) over the hole of ``pred``
     'valid'  the same over the known pixels
     'perc'   ``perceptual`` on each of ``feature_images``, summed
@@ -49,7 +49,7 @@ class CompositeLoss(nn.Module):
     ``tv_image``: one of them. With ``coarse=`` (a coarse-stage output, DeepFill's x1), 'rec', 'hole'
     and 'valid' also add their value on it. A mask is always required.
 
-    Each term is configured by its module (default: the seed's settings): ``reconstruction``
+    Each term is configured by its module (default: the notebook's settings): ``reconstruction``
     (:class:`ReconstructionLoss`), ``perceptual`` (:class:`PerceptualLoss`), ``style``
     (:class:`StyleLoss`), ``tv`` (:class:`TVLoss`), ``frequency`` (:class:`FrequencyLoss`), ``hrf``
     (:class:`HRFPerceptualLoss`), ``adversarial`` (:class:`AdversarialLoss`), ``feature_matching``
@@ -62,7 +62,7 @@ class CompositeLoss(nn.Module):
     discriminator's side: ``adversarial``'s D loss (with the mask only when ``mask_as_fake_target``:
     LaMa's fake target) plus ``r1`` (:class:`R1Penalty`) when given.
 
-    With no arguments this is the seed's composite: {rec 1, perc 0.1, style 10, tv 0.01, freq 0.1}.
+    With no arguments this is the notebook's composite: {rec 1, perc 0.1, style 10, tv 0.01, freq 0.1}.
     Presets: :func:`inpaint_fast.pconv_loss`, :func:`inpaint_fast.lama_loss`, :func:`inpaint_fast.deepfill_v2_loss`.
     """
 
@@ -224,7 +224,7 @@ class CompositeLoss(nn.Module):
 
 def check_composite_weights(weights: Optional[Mapping[str, float]],
                             terms: Sequence[str] = tuple(SEED_COMPOSITE_WEIGHTS)) -> Dict[str, float]:
-    """A dict of non-negative weights over ``terms``; None gives the seed's weights."""
+    """A dict of non-negative weights over ``terms``; None gives the notebook's weights."""
     if weights is None:
         return dict(SEED_COMPOSITE_WEIGHTS)
     return V.check_term_weights(weights, "weights", terms)
@@ -233,11 +233,11 @@ def check_composite_weights(weights: Optional[Mapping[str, float]],
 def composite_loss(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
                    extractor: Optional[Callable[[Tensor], List[Tensor]]] = None,
                    weights: Optional[Mapping[str, float]] = None) -> Dict[str, Tensor]:
-    """The seed's composite objective: a dict of the (unweighted) terms and their weighted ``'total'``.
+    """The notebook's composite objective: a dict of the (unweighted) terms and their weighted ``'total'``.
 
     Terms: 'rec' (reconstruction, hole 6 / valid 1), 'perc' (perceptual over the hole), 'style'
     (unmasked), 'tv' (TV of pred over the hole), 'freq' (frequency). Only the terms named in
-    ``weights`` (default: the seed's rec 1, perc 0.1, style 10, tv 0.01, freq 0.1) are computed;
+    ``weights`` (default: the notebook's rec 1, perc 0.1, style 10, tv 0.01, freq 0.1) are computed;
     perceptual and style share one feature pass. A mask is required. For the other terms and
     options, and the presets, see :class:`inpaint_fast.CompositeLoss`.
     """

@@ -14,7 +14,7 @@ class DiffusionInpaintingLoss(nn.Module):
     """The diffusion training objective with its schedule held as a buffer (``alphas_cumprod``).
 
     ``forward(model, x0, mask=..., t=None, noise=None, generator=None)``. ``conditional=True``
-    (default) is the mask-conditioned objective of the seed, ``False`` the plain DDPM one (train a
+    (default) is the mask-conditioned objective of the notebook, ``False`` the plain DDPM one (train a
     RePaint prior). ``schedule``: 'linear' (beta_start → beta_end) or 'cosine'; ``prediction_type``:
     'epsilon' | 'sample' | 'v_prediction'; ``weight_hole``/``weight_known``: see :func:`diffusion_loss`.
     """

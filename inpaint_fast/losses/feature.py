@@ -22,7 +22,7 @@ def _make_extractor(extractor, arch, layers, weights, channels_last: bool = Fals
 
 
 class PerceptualLoss(nn.Module):
-    """Perceptual (VGG feature) loss, the seed's defaults: VGG16 relu1_2/relu2_2/relu3_3, L1, layers averaged.
+    """Perceptual (VGG feature) loss, the notebook's defaults: VGG16 relu1_2/relu2_2/relu3_3, L1, layers averaged.
 
     ``weights`` is passed to :class:`VGGFeatures` ('DEFAULT' = torchvision's ImageNet weights,
     None = untrained, or a local state-dict path); or pass your own ``extractor``. ``loss`` ('l1',
@@ -66,10 +66,10 @@ class PerceptualLoss(nn.Module):
 
 
 class StyleLoss(nn.Module):
-    """Style (Gram-matrix L1) loss over VGG features, the seed's defaults.
+    """Style (Gram-matrix L1) loss over VGG features, the notebook's defaults.
 
     ``forward(pred, target, mask=... | hole=...)``; see :func:`inpaint_fast.functional.style_loss`.
-    Inside a :class:`CompositeLoss`, ``region=None`` means unmasked Grams (the seed's style term);
+    Inside a :class:`CompositeLoss`, ``region=None`` means unmasked Grams (the notebook's style term);
     a region ('hole', 'known') takes masked Grams over it.
     """
 

@@ -9,7 +9,7 @@ from .. import _validation as V
 from ..functional import pixel as LF
 
 class ReconstructionLoss(nn.Module):
-    """``lambda_hole * L(hole) + lambda_valid * L(known)`` (the seed's defaults: 6 and 1, L1).
+    """``lambda_hole * L(hole) + lambda_valid * L(known)`` (the notebook's defaults: 6 and 1, L1).
 
     ``forward(pred, target, mask=... | hole=...)``; see :func:`inpaint_fast.functional.reconstruction_loss`.
     """

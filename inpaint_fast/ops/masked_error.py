@@ -3,9 +3,10 @@
 
 ``masked_error`` computes a hole/valid-weighted L1, L2 or Charbonnier loss in one pass and, when
 pred or target requires grad, writes d loss / d pred in that same pass (float32 for float16 images);
-backward only scales that saved gradient by ``grad_output`` (``scale_grad.saved_grad``: in place,
-nothing done when it is 1). The mask is never differentiated (callers route a mask that requires
-grad to the reference). Inputs are validated by the caller (``inpaint_fast._validation``).
+backward only scales that saved gradient by ``grad_output`` (in place, nothing done when it is 1:
+csrc/common/saved_grad.h for the C++ op, ``scale_grad.saved_grad`` for the Triton op). The mask is never
+differentiated: a mask that requires grad is an error (callers route it to the reference). Inputs are
+validated by the caller (``inpaint_fast._validation``).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from torch import Tensor
 
 from . import library
 from .checks import NORMALIZE_CODES, check_code, check_eps, check_image, check_like, check_mask
-from .scale_grad import check_first_order, grad_buffer_dtype, keep_inputs, saved_grad
+from .scale_grad import check_first_order, check_no_grad, grad_buffer_dtype, keep_inputs, saved_grad
 
 OP, STATS_OP = "inpaint_fast::masked_error", "inpaint_fast::masked_error_stats"
 OP_TRITON, STATS_OP_TRITON = OP + "_triton", STATS_OP + "_triton"
@@ -65,7 +66,7 @@ def masked_error(pred: Tensor, target: Tensor, mask: Optional[Tensor], *, mask_i
     value, _ = op.default(
         pred, target, mask, mask_is_hole, LOSS_CODES[loss], charbonnier_eps, weight_hole, weight_valid,
         NORMALIZE_CODES[normalize], eps, compute_grad)
-    return value.to(pred.dtype)
+    return value if value.dtype == pred.dtype else value.to(pred.dtype)
 
 
 def masked_error_stats(pred: Tensor, target: Tensor, mask: Optional[Tensor], *, mask_is_hole: bool,
@@ -109,6 +110,7 @@ def _masked_error_stats_triton(pred: Tensor, target: Tensor, mask: Optional[Tens
 
 
 def _setup_context(ctx, inputs, output, op: str) -> None:
+    check_no_grad(op, inputs[2], "mask", "a mask that requires grad must go through the reference implementation")
     _, grad = output
     ctx.mark_non_differentiable(grad)
     ctx.set_materialize_grads(False)  # no full-size zeros for the gradient output's (absent) gradient
@@ -130,13 +132,9 @@ def _backward(ctx, grad_value: Optional[Tensor], _unused: Optional[Tensor]):
     return (grad_pred if ctx.needs_input_grad[0] else None), grad_target, *([None] * 9)
 
 
-def _register(op: str, stats_op: str) -> None:
-    library.register(op, _fake, _backward, _setup_context)
-    library.register(stats_op, _fake_stats)
-
-
-if library.load_error() is None:
-    _register(OP, STATS_OP)
+if library.load_error() is None:  # the C++ op's autograd is C++ (csrc/ops/autograd/masked_error_kernel.cpp)
+    library.register(OP, _fake)
+    library.register(STATS_OP, _fake_stats)
 
 if "triton" in library.kernels("masked_error"):
     # The Triton ops do not depend on the compiled extension: triton_op on a GPU, custom_op in the
@@ -146,4 +144,5 @@ if "triton" in library.kernels("masked_error"):
 
     define_op(OP_TRITON, _masked_error_triton)
     define_op(STATS_OP_TRITON, _masked_error_stats_triton)
-    _register(OP_TRITON, STATS_OP_TRITON)
+    library.register(OP_TRITON, _fake, _backward, _setup_context)
+    library.register(STATS_OP_TRITON, _fake_stats)

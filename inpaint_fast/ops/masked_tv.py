@@ -10,8 +10,8 @@ broadcast (N, C, ...) shape (``max(area, eps)``), 'all' by its pair count, 'none
 It equals ``inpaint_fast.reference.tv.total_variation(img, r, p=p, normalize=..., reduction=...)``.
 
 Autograd: the op returns ``(loss, grad_img)``; the gradient is computed in the forward and saved;
-backward only scales it by ``grad_output`` (``scale_grad.saved_grad``: in place, nothing done when it is
-1; a second backward of the graph recomputes). Double backward (``create_graph=True``) raises. The mask is never
+backward only scales it by ``grad_output`` (in place, nothing done when it is 1; a second backward of the
+graph recomputes: csrc/common/saved_grad.h for the C++ op, ``scale_grad.saved_grad`` for the Triton op). Double backward (``create_graph=True``) raises. The mask is never
 differentiated: a mask that requires grad is an error (callers route it to the reference).
 
 Layouts: NCHW images with contiguous (H, W) planes, and channels_last images of 2 to 7 channels with
@@ -30,7 +30,7 @@ from torch import Tensor
 
 from . import library
 from .checks import NORMALIZE_CODES, check_code, check_eps, check_image, check_mask
-from .scale_grad import check_first_order, grad_buffer_dtype, keep_inputs, saved_grad
+from .scale_grad import check_first_order, check_no_grad, grad_buffer_dtype, keep_inputs, saved_grad
 
 OP = "inpaint_fast::masked_tv"
 OP_TRITON = OP + "_triton"
@@ -63,7 +63,7 @@ def masked_tv(img: Tensor, mask: Optional[Tensor], *, mask_is_hole: bool, region
     loss, _ = op.default(
         img, mask, bool(mask_is_hole), REGION_CODES[region], int(p), NORMALIZE_CODES[normalize], float(eps),
         compute_grad)
-    return loss.to(img.dtype)
+    return loss if loss.dtype == img.dtype else loss.to(img.dtype)
 
 
 MAX_NATIVE_CHANNELS_LAST = 7  # kMaxNativeChannelsLast of csrc/ops/masked_tv.h
@@ -97,10 +97,8 @@ def _fake(img: Tensor, mask: Optional[Tensor], mask_is_hole: bool, region: int, 
 
 def _setup_context(ctx, inputs, output, op: str = OP) -> None:
     img, mask, _, _, p, _, _, compute_grad = inputs
-    if mask is not None and mask.requires_grad:
-        raise RuntimeError(
-            "inpaint_fast::masked_tv does not differentiate its mask; a mask that requires grad must go "
-            "through the reference implementation (inpaint_fast.reference)")
+    check_no_grad(op, mask, "mask",
+                  "a mask that requires grad must go through the reference implementation (inpaint_fast.reference)")
     grad = output[1]
     ctx.mark_non_differentiable(grad)
     ctx.set_materialize_grads(False)  # no full-size zeros for the gradient output's (absent) gradient
@@ -128,8 +126,8 @@ def _masked_tv_triton(img: Tensor, mask: Optional[Tensor], mask_is_hole: bool, r
                                      channels_last=native_channels_last(img, mask, region))
 
 
-if library.load_error() is None:
-    library.register(OP, _fake, _backward, _setup_context)
+if library.load_error() is None:  # the C++ op's autograd is C++ (csrc/ops/autograd/masked_tv_kernel.cpp)
+    library.register(OP, _fake)
 
 if "triton" in library.kernels("masked_tv"):
     # The Triton op (triton_op on a GPU, custom_op interpreted: triton/_common.define_op), with the same

@@ -143,62 +143,10 @@ def _fake_repaint_blend(x_known, noise, x_pred, mask, mask_is_hole, t, alphas_cu
     return _empty(x_known, output_format(x_known, noise, x_pred))
 
 
-# --------------------------------------------------------------------------------------------- autograd
-
-def _setup_q_sample(ctx, inputs, output) -> None:
-    _, t, _, alphas_cumprod = inputs
-    ctx.save_for_backward(t, alphas_cumprod)
-
-
-def _backward_q_sample(ctx, grad: Tensor):
-    t, alphas_cumprod = ctx.saved_tensors
-    need_x0, need_noise = ctx.needs_input_grad[0], ctx.needs_input_grad[2]
-    if not (need_x0 or need_noise):
-        return None, None, None, None
-    grad_x0, grad_noise = torch.ops.inpaint_fast.q_sample_backward.default(grad, t, alphas_cumprod, need_x0,
-                                                                            need_noise)
-    return (grad_x0 if need_x0 else None), None, (grad_noise if need_noise else None), None
-
-
-def _setup_q_sample_backward(ctx, inputs, output) -> None:
-    grad, t, alphas_cumprod, _, _ = inputs
-    ctx.set_materialize_grads(False)
-    ctx.save_for_backward(t, alphas_cumprod)
-
-
-def _backward_q_sample_backward(ctx, gg_x0: Optional[Tensor], gg_noise: Optional[Tensor]):
-    """q_sample_backward is the adjoint of q_sample: its backward w.r.t. ``grad`` is q_sample."""
-    if gg_x0 is not None and gg_x0.numel() == 0:  # the gradient of an output that was not asked for
-        gg_x0 = None
-    if gg_noise is not None and gg_noise.numel() == 0:
-        gg_noise = None
-    if not ctx.needs_input_grad[0] or (gg_x0 is None and gg_noise is None):
-        return None, None, None, None, None
-    t, alphas_cumprod = ctx.saved_tensors
-    gg_x0 = torch.zeros_like(gg_noise) if gg_x0 is None else gg_x0
-    gg_noise = torch.zeros_like(gg_x0) if gg_noise is None else gg_noise
-    return torch.ops.inpaint_fast.q_sample.default(gg_x0, t, gg_noise, alphas_cumprod), None, None, None, None
-
-
-def _setup_repaint_blend(ctx, inputs, output) -> None:
-    pass
-
-
-def _backward_repaint_blend(ctx, grad):
-    raise RuntimeError("inpaint_fast::repaint_blend has no backward (it is a sampling step); call "
-                       "inpaint_fast.ops.q_sample.repaint_blend_fused, which routes inputs that require grad "
-                       "through a differentiable composite")
-
-
-def _register() -> None:
+def _register() -> None:  # the autograd is C++ (csrc/ops/autograd/q_sample_kernel.cpp)
     torch.library.register_fake("inpaint_fast::q_sample")(_fake_q_sample)
     torch.library.register_fake("inpaint_fast::q_sample_backward")(_fake_q_sample_backward)
     torch.library.register_fake("inpaint_fast::repaint_blend")(_fake_repaint_blend)
-    torch.library.register_autograd("inpaint_fast::q_sample", _backward_q_sample, setup_context=_setup_q_sample)
-    torch.library.register_autograd("inpaint_fast::q_sample_backward", _backward_q_sample_backward,
-                                    setup_context=_setup_q_sample_backward)
-    torch.library.register_autograd("inpaint_fast::repaint_blend", _backward_repaint_blend,
-                                    setup_context=_setup_repaint_blend)
 
 
 if library.load_error() is None and "cpu" in library.kernels("q_sample"):

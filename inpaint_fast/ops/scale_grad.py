@@ -1,5 +1,6 @@
-"""The backward shared by the fused ops that write their gradient in the forward pass, and the glue of
-``inpaint_fast::scale_grad_`` (schema: csrc/ops/scale_grad.cpp).
+"""The backward shared by the Triton ops that write their gradient in the forward pass, and the glue of
+``inpaint_fast::scale_grad_`` (schema: csrc/ops/scale_grad.cpp). The C++ ops follow the same rules in
+C++ (csrc/common/saved_grad.h, their autograd: csrc/ops/autograd/).
 
 A fused forward writes d loss / d input for ``grad_output == 1`` into a buffer it saves. Its backward
 (:func:`saved_grad`) must return ``buffer * grad_output`` without a host sync, and cheaply in the
@@ -37,6 +38,13 @@ def check_first_order(op: str) -> None:
     if torch.is_grad_enabled():
         raise RuntimeError(f"inpaint_fast::{op} does not support double backward (create_graph=True); "
                            "use inpaint_fast.use_backend('reference') for higher-order gradients")
+
+
+def check_no_grad(op: str, t: Optional[Tensor], name: str, why: str) -> None:
+    """An input the op does not differentiate (a mask, a weight) must not require grad (the twin of
+    csrc/common/saved_grad.h ``check_no_grad``)."""
+    if t is not None and t.requires_grad:
+        raise RuntimeError(f"{op} does not differentiate its {name}; {why}")
 
 
 def _eager(t: Tensor) -> bool:

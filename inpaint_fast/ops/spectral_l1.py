@@ -10,8 +10,8 @@ convention for a real loss of a complex input, dL/dRe + i dL/dIm):
 ``grad_z_target`` likewise with the opposite sign. A gradient not asked for is a 0-element tensor.
 
 Autograd: the op's gradient outputs are saved and marked non-differentiable;
-backward only scales them by ``grad_output`` (``scale_grad.saved_grad``: in place, nothing done when it
-is 1; a second backward of the graph recomputes). Double backward (``create_graph=True``) raises.
+backward only scales them by ``grad_output`` (in place, nothing done when it is 1; a second backward of
+the graph recomputes: csrc/common/saved_grad.h for the C++ op, ``scale_grad.saved_grad`` for the Triton op). Double backward (``create_graph=True``) raises.
 
 :func:`frequency_l1` is the whole frequency loss: ``torch.fft.rfft2(., norm='ortho')`` of both
 images (float16/bfloat16 are transformed in float32, as the reference does), this op, and torch's
@@ -61,21 +61,23 @@ def spectral_l1(z_pred: Tensor, z_target: Tensor, scale: float, compute_grad_pre
 
 def frequency_l1(pred: Tensor, target: Tensor, reduction: str = "mean", backend: str = "cpu") -> Tensor:
     """``reduce |log1p|F(pred)| - log1p|F(target)||`` over the (N, C, H, W//2+1) half spectrum,
-    F = ``torch.fft.rfft2(., norm='ortho')``; reduction 'mean' (the seed's) or 'sum'.
+    F = ``torch.fft.rfft2(., norm='ortho')``; reduction 'mean' (the notebook's) or 'sum'.
 
     The loss has pred's dtype. Gradients reach ``pred``, and ``target`` when it requires grad (the
-    seed does not detach it), through the op's autograd and torch.fft's backward.
+    notebook does not detach it), through the op's autograd and torch.fft's backward.
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}; got {reduction!r}")
-    fft_dtype = accumulate_dtype(pred.dtype)
-    z_pred = torch.fft.rfft2(pred.to(fft_dtype), norm="ortho")
-    z_target = torch.fft.rfft2(target.to(fft_dtype), norm="ortho")
+    dtype, fft_dtype = pred.dtype, accumulate_dtype(pred.dtype)
+    if fft_dtype != dtype:
+        pred, target = pred.to(fft_dtype), target.to(fft_dtype)
+    z_pred = torch.fft.rfft2(pred, norm="ortho")
+    z_target = torch.fft.rfft2(target, norm="ortho")
     grad_mode = torch.is_grad_enabled()
     scale = 1.0 / max(z_pred.numel(), 1) if reduction == "mean" else 1.0
     loss, _, _ = spectral_l1(z_pred, z_target, scale, grad_mode and z_pred.requires_grad,
                              grad_mode and z_target.requires_grad, backend)
-    return loss.to(pred.dtype)
+    return loss if loss.dtype == dtype else loss.to(dtype)
 
 
 def _fake(z_pred: Tensor, z_target: Tensor, scale: float, compute_grad_pred: bool, compute_grad_target: bool,
@@ -118,8 +120,8 @@ def _spectral_l1_triton(z_pred: Tensor, z_target: Tensor, scale: float, compute_
     return _triton_kernels.spectral_l1(z_pred, z_target, scale, compute_grad_pred, compute_grad_target)
 
 
-if library.load_error() is None:
-    library.register(OP, _fake, _backward, _setup_context)
+if library.load_error() is None:  # the C++ op's autograd is C++ (csrc/ops/autograd/spectral_l1_kernel.cpp)
+    library.register(OP, _fake)
 
 if "triton" in library.kernels("spectral_l1"):
     # The Triton op (triton_op on a GPU, custom_op interpreted: triton/_common.define_op), with the same

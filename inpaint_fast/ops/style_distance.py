@@ -8,9 +8,9 @@ weight ``w`` (N|1, 1, H, W) (already at the features' resolution, the features' 
   per sample, ``F F^T / (C H W)`` without a weight: (N, C, C) in feat's dtype, exactly symmetric,
   accumulated in float32 (float64 for float64). Differentiable w.r.t. ``feat``:
   ``dF = (gG + gG^T) (w * F) * scale`` (the op ``gram_backward``, one GEMM).
-- ``style_distance(feat_pred, feat_target, weight=None, eps=1e-8)``: the seed's per-layer style
+- ``style_distance(feat_pred, feat_target, weight=None, eps=1e-8)``: the notebook's per-layer style
   term ``mean |G(feat_pred) - G(feat_target)|``, 0-dim in feat's dtype. Differentiable w.r.t.
-  ``feat_pred`` only: the target's features are a constant (the seed detaches them), so a
+  ``feat_pred`` only: the target's features are a constant (the notebook detaches them), so a
   ``feat_target`` that requires grad is an error (detach it, or use the reference backend).
   The gradient is computed by the forward op itself (``compute_grad``) into one buffer, which the
   backward only scales by the incoming gradient (``scale_grad.saved_grad``: in place; a second
@@ -24,7 +24,7 @@ to be validated already (``inpaint_fast._validation``); the C++ kernels only re-
 
 The Triton backend: ``inpaint_fast::gram_triton``, ``gram_backward_triton`` and
 ``style_distance_triton`` (kernels: inpaint_fast/ops/triton/style_distance.py), registered here with
-``torch.library.triton_op`` and the same fake kernels and autograd functions as the C++ ops, whenever
+``torch.library.triton_op`` with the same fake kernels as the C++ ops and the Python twin of their autograd, whenever
 triton imports (independently of the compiled extension). They support float16, bfloat16, float32
 and float64 features, any strides and channels_last.
 """
@@ -37,7 +37,7 @@ from torch import Tensor
 
 from . import library
 from .checks import check_eps, check_image, check_like
-from .scale_grad import check_first_order, grad_buffer_dtype, keep_inputs, saved_grad
+from .scale_grad import check_first_order, check_no_grad, grad_buffer_dtype, keep_inputs, saved_grad
 
 GRAM_OP = "inpaint_fast::gram"
 GRAM_BACKWARD_OP = "inpaint_fast::gram_backward"
@@ -48,6 +48,8 @@ GRAM_BACKWARD_TRITON_OP = "inpaint_fast::gram_backward_triton"
 STYLE_TRITON_OP = "inpaint_fast::style_distance_triton"
 EPS = 1e-8
 
+_WEIGHT_NO_GRAD = ("a weight that requires grad must go through the reference implementation "
+                   "(inpaint_fast.use_backend('reference'))")
 _DOUBLE_BACKWARD = ("inpaint_fast::{op} does not support double backward (differentiating its "
                     "gradient, e.g. create_graph=True); use inpaint_fast.use_backend('reference')")
 
@@ -65,7 +67,7 @@ def style_distance(feat_pred: Tensor, feat_target: Tensor, weight: Optional[Tens
     compute_grad = torch.is_grad_enabled() and feat_pred.requires_grad
     op = torch.ops.inpaint_fast.style_distance_triton if backend == "triton" else torch.ops.inpaint_fast.style_distance
     loss, _ = op.default(feat_pred, feat_target, weight, eps, compute_grad)
-    return loss.to(feat_pred.dtype)
+    return loss if loss.dtype == feat_pred.dtype else loss.to(feat_pred.dtype)
 
 
 # ------------------------------------------------------------------------------ fake kernels
@@ -165,34 +167,19 @@ def _style_distance_triton(feat_pred: Tensor, feat_target: Tensor, weight: Optio
 
 # ------------------------------------------------------------------------------ autograd
 
-def _reject_weight_grad(op: str, weight: Optional[Tensor]) -> None:
-    if weight is not None and weight.requires_grad:
-        raise RuntimeError(f"{op} does not differentiate its weight; a weight that "
-                           "requires grad must go through the reference implementation "
-                           "(inpaint_fast.use_backend('reference'))")
-
-
 def _gram_setup_context(ctx, inputs, output, op: str) -> None:
     feat, weight, eps = inputs
-    _reject_weight_grad(op, weight)
+    check_no_grad(op, weight, "weight", _WEIGHT_NO_GRAD)
     ctx.save_for_backward(feat, weight)
     ctx.eps = eps
 
 
-def _gram_backward_with(backward_op: str):
-    """The backward of a gram op whose gradient is the op ``backward_op`` (gram_backward or its
-    Triton twin), looked up when the backward runs."""
-    namespace, name = backward_op.split("::")
-
-    def _gram_backward(ctx, grad: Tensor):
-        feat, weight = ctx.saved_tensors
-        grad_feat = None
-        if ctx.needs_input_grad[0]:
-            op = getattr(getattr(torch.ops, namespace), name).default
-            grad_feat = op(grad, feat, weight, ctx.eps)
-        return grad_feat, None, None
-
-    return _gram_backward
+def _gram_backward(ctx, grad: Tensor):
+    feat, weight = ctx.saved_tensors
+    grad_feat = None
+    if ctx.needs_input_grad[0]:
+        grad_feat = torch.ops.inpaint_fast.gram_backward_triton.default(grad, feat, weight, ctx.eps)
+    return grad_feat, None, None
 
 
 def _no_setup(ctx, inputs, output, op: str) -> None:
@@ -205,10 +192,10 @@ def _gram_double_backward(ctx, grad: Tensor):
 
 def _style_setup_context(ctx, inputs, output, op: str) -> None:
     feat_pred, feat_target, weight, eps, compute_grad = inputs
-    _reject_weight_grad(op, weight)
+    check_no_grad(op, weight, "weight", _WEIGHT_NO_GRAD)
     if feat_target.requires_grad:
         raise RuntimeError(
-            "inpaint_fast::style_distance treats feat_target as a constant (the seed detaches the "
+            f"{op} treats feat_target as a constant (the style loss detaches the "
             "target's features) and computes no gradient for it; pass feat_target.detach(), or use "
             "inpaint_fast.use_backend('reference') to differentiate both sides")
     _, grad_pred = output
@@ -234,14 +221,10 @@ def _style_backward(ctx, grad_loss: Optional[Tensor], _grad_of_grad: Optional[Te
     return grad_pred, None, None, None, None
 
 
-def _register(gram_op: str, gram_backward_op: str, style_op: str) -> None:
-    library.register(gram_op, _fake_gram, _gram_backward_with(gram_backward_op), _gram_setup_context)
-    library.register(gram_backward_op, _fake_gram_backward, _gram_double_backward, _no_setup)
-    library.register(style_op, _fake_style, _style_backward, _style_setup_context)
-
-
-if library.load_error() is None:
-    _register(GRAM_OP, GRAM_BACKWARD_OP, STYLE_OP)
+if library.load_error() is None:  # the C++ ops' autograd is C++ (csrc/ops/autograd/style_distance_kernel.cpp)
+    library.register(GRAM_OP, _fake_gram)
+    library.register(GRAM_BACKWARD_OP, _fake_gram_backward)
+    library.register(STYLE_OP, _fake_style)
 
 if "triton" in library.kernels("style_distance"):
     # The Triton ops (triton_op on a GPU, custom_op interpreted: triton/_common.define_op), with the same
@@ -252,4 +235,6 @@ if "triton" in library.kernels("style_distance"):
     define_op(GRAM_TRITON_OP, _gram_triton)
     define_op(GRAM_BACKWARD_TRITON_OP, _gram_backward_triton)
     define_op(STYLE_TRITON_OP, _style_distance_triton)
-    _register(GRAM_TRITON_OP, GRAM_BACKWARD_TRITON_OP, STYLE_TRITON_OP)
+    library.register(GRAM_TRITON_OP, _fake_gram, _gram_backward, _gram_setup_context)
+    library.register(GRAM_BACKWARD_TRITON_OP, _fake_gram_backward, _gram_double_backward, _no_setup)
+    library.register(STYLE_TRITON_OP, _fake_style, _style_backward, _style_setup_context)

@@ -2,7 +2,7 @@
 
 Feature maps are (N, C_l, H_l, W_l) tensors, one per layer (a ``VGGFeatures`` output). A spatial
 ``weight`` (N|1, 1, H, W) at image resolution is resized to each layer by nearest neighbour, as the
-seed does, or by area averaging (``mask_resize='area'``: a soft weight, the fraction of each feature
+notebook does, or by area averaging (``mask_resize='area'``: a soft weight, the fraction of each feature
 cell's pixels in the region).
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ INSTANCE_EPS = 1e-5  # nn.InstanceNorm2d's
 
 
 def resize_weight(weight: Optional[Tensor], size, mode: str = "nearest") -> Optional[Tensor]:
-    """The seed's ``F.interpolate(mask, size=..., mode='nearest')`` (or ``mode='area'``); None stays None."""
+    """The notebook's ``F.interpolate(mask, size=..., mode='nearest')`` (or ``mode='area'``); None stays None."""
     if weight is None or tuple(weight.shape[-2:]) == tuple(size):
         return weight
     if weight.numel() == 0 or 0 in tuple(size):  # interpolate refuses empty planes: a weight of nothing
@@ -47,9 +47,9 @@ def normalize_features(feat: Tensor, mode: Optional[str]) -> Tensor:
 
 
 def combine_layers(terms: List[Tensor], layer_weights: Optional[Sequence[float]]):
-    """The seed's ``torch.stack(terms).mean()``, or ``sum(w_l * term_l)`` with explicit weights."""
+    """The notebook's ``torch.stack(terms).mean()``, or ``sum(w_l * term_l)`` with explicit weights."""
     if layer_weights is None:
-        return torch.stack(terms).mean()
+        return terms[0] if len(terms) == 1 else torch.stack(terms).mean()  # the mean of one term is that term
     return sum(w * t for w, t in zip(layer_weights, terms))
 
 
@@ -73,7 +73,7 @@ def feature_distance(pred_feats: Sequence[Tensor], target_feats: Sequence[Tensor
 
 
 def gram_matrix(feat: Tensor, weight: Optional[Tensor] = None, *, eps: float = EPS) -> Tensor:
-    """The seed's ``F F^T / (C H W)`` per sample: (N, C, H, W) -> (N, C, C).
+    """The notebook's ``F F^T / (C H W)`` per sample: (N, C, H, W) -> (N, C, C).
 
     With a spatial ``weight`` (N|1, 1, H, W) the Gram is taken over the weighted positions,
     ``F diag(w) F^T / (C * max(sum(w), eps))``, so an all-ones weight gives the plain Gram.

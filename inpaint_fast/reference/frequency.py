@@ -1,4 +1,4 @@
-"""Frequency loss: L1 between log-magnitude spectra, the seed's ``frequency_loss``."""
+"""Frequency loss: L1 between log-magnitude spectra, the notebook's ``frequency_loss``."""
 from __future__ import annotations
 
 import torch

@@ -1,6 +1,6 @@
 """Adversarial terms on discriminator logits: the pure-PyTorch oracle of :mod:`inpaint_fast.functional.adversarial`.
 
-The seed's ``bce_logits_loss`` plus hinge (DeepFill v2) and least squares (LSGAN), per-logit maps
+The notebook's ``bce_logits_loss`` plus hinge (DeepFill v2) and least squares (LSGAN), per-logit maps
 for patch discriminators with LaMa's ``mask_as_fake_target``, the R1 penalty and feature matching.
 Inputs are assumed valid (the public API checks them).
 """
@@ -14,7 +14,7 @@ from torch import Tensor
 
 
 def bce_logits(logits: Tensor, target: float) -> Tensor:
-    """The seed's ``bce_logits_loss``: BCE-with-logits of every logit against a constant label."""
+    """The notebook's ``bce_logits_loss``: BCE-with-logits of every logit against a constant label."""
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(target)))
 
 
@@ -81,7 +81,7 @@ def discriminator_terms(real_logits: Tensor, fake_logits: Tensor, loss: str = "b
     ``fake_hole`` (broadcastable to ``fake_logits``, 1 = hole) is LaMa's ``mask_as_fake_target``:
     a fake logit's target is "fake" with weight ``hole`` and "real" with weight ``1 - hole``.
     """
-    if loss == "bce" and fake_hole is None:       # the seed's exact code path
+    if loss == "bce" and fake_hole is None:       # the notebook's exact code path
         return bce_logits(real_logits, 1.0), bce_logits(fake_logits, 0.0)
     real = real_map(real_logits, loss).mean()
     if fake_hole is None:

@@ -1,8 +1,8 @@
-"""Pixel losses: the seed's ``get_mean``, L1, L2 and hole/valid reconstruction, generalised.
+"""Pixel losses: the notebook's ``get_mean``, L1, L2 and hole/valid reconstruction, generalised.
 
 Inputs are validated by the public API: ``pred``/``target`` are (N, C, H, W) tensors of one
 floating dtype; ``weight`` is None or a floating tensor broadcastable to them (the per-pixel
-weight of the region averaged over; the seed's ``mask`` argument of ``get_mean``).
+weight of the region averaged over; the notebook's ``mask`` argument of ``get_mean``).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def masked_mean(err: Tensor, weight: Optional[Tensor] = None, *, normalize: str = "mask",
                 reduction: str = "mean", eps: float = EPS) -> Tensor:
-    """The seed's ``get_mean(err, weight, eps)`` with a reduction and a normaliser.
+    """The notebook's ``get_mean(err, weight, eps)`` with a reduction and a normaliser.
 
     'mean' with normalize='mask': ``sum(w * err) / max(sum(w expanded to err), eps)``;
     normalize='all': ``sum(w * err) / err.numel()``; 'sum': ``sum(w * err)``; 'none': ``w * err``.
@@ -65,12 +65,12 @@ def pixel_error(pred: Tensor, target: Tensor, loss: str = "l1", charbonnier_eps:
 
 
 def l1(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, **options) -> Tensor:
-    """The seed's ``l1_loss``: ``masked_mean(|pred - target|, weight)``."""
+    """The notebook's ``l1_loss``: ``masked_mean(|pred - target|, weight)``."""
     return masked_mean(pixel_error(pred, target, "l1"), weight, **options)
 
 
 def l2(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, **options) -> Tensor:
-    """The seed's ``l2_loss``: ``masked_mean((pred - target)**2, weight)``."""
+    """The notebook's ``l2_loss``: ``masked_mean((pred - target)**2, weight)``."""
     return masked_mean(pixel_error(pred, target, "l2"), weight, **options)
 
 
@@ -95,7 +95,7 @@ def masked_error(pred: Tensor, target: Tensor, known: Optional[Tensor], *, loss:
 
 def reconstruction(pred: Tensor, target: Tensor, known: Tensor, *, lambda_hole: float = 6.0,
                    lambda_valid: float = 1.0, **options) -> Tensor:
-    """The seed's ``reconstruction_loss``: ``lambda_hole * L(hole) + lambda_valid * L(known)``.
+    """The notebook's ``reconstruction_loss``: ``lambda_hole * L(hole) + lambda_valid * L(known)``.
 
     ``known`` is the mask (1 = known pixel); each term is normalised by its own region.
     """

@@ -1,7 +1,7 @@
-"""Anisotropic total variation with the seed's pair masks.
+"""Anisotropic total variation with the notebook's pair masks.
 
 ``img`` is (N, C, H, W); ``weight`` is None or broadcastable to it (1 = pixel counted). A vertical
-or horizontal neighbour pair counts with the product of its two pixels' weights, as in the seed.
+or horizontal neighbour pair counts with the product of its two pixels' weights, as in the notebook.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .pixel import EPS, masked_mean
 
 def total_variation(img: Tensor, weight: Optional[Tensor] = None, *, p: int = 1, normalize: str = "mask",
                     reduction: str = "mean", eps: float = EPS) -> Tensor:
-    """The seed's ``tv_loss(img, weight)``: ``mean_w |dh|^p + mean_w |dw|^p`` (p = 1 or 2).
+    """The notebook's ``tv_loss(img, weight)``: ``mean_w |dh|^p + mean_w |dw|^p`` (p = 1 or 2).
 
     Each direction is normalised by its own pair-weight area ('mask') or pair count ('all').
     'none' returns an (N, C, H, W) map holding at each pixel its down and right pair terms
