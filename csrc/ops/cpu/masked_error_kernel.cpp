@@ -71,58 +71,73 @@ inline void error_and_slope(acc_t d, acc_t charbonnier_eps2, acc_t& e, acc_t& de
   }
 }
 
+// One element's terms: its hole error (1 - v) e, its valid error v e and its gradient.
+template <typename acc_t>
+struct Term {
+  acc_t hole, valid, grad;
+};
+
+template <int64_t LOSS, typename acc_t>
+inline Term<acc_t> error_term(acc_t d, acc_t v, const RunParams<acc_t>& rp) {
+  acc_t e, de;
+  error_and_slope<LOSS>(d, rp.charbonnier_eps2, e, de);
+  return {(acc_t(1) - v) * e, v * e, (rp.k_hole * (acc_t(1) - v) + rp.k_valid * v) * de};
+}
+
+// The runs below load and store through their __restrict__ pointers in the loop body itself: a lambda
+// capturing them by reference loses __restrict__, and gcc then keeps the loop scalar (4x slower with a mask).
+
 // One contiguous run: out[0] += sum (1 - v) e, out[1] += sum v e; g = gradient when GRAD.
 template <typename scalar_t, typename mask_t, int64_t LOSS, bool GRAD, typename acc_t>
-INPAINT_FAST_INLINE void error_run(const scalar_t* __restrict__ p,
-                                                     const scalar_t* __restrict__ t,
-                                                     const mask_t* __restrict__ m, int64_t len,
-                                                     const RunParams<acc_t>& rp,
-                                                     grad_type<scalar_t>* __restrict__ g, acc_t* out) {
+INPAINT_FAST_INLINE void error_run(const scalar_t* __restrict__ p, const scalar_t* __restrict__ t,
+                                   const mask_t* __restrict__ m, int64_t len, const RunParams<acc_t>& rp,
+                                   grad_type<scalar_t>* __restrict__ g, acc_t* out) {
+  constexpr bool kHasMask = !std::is_same_v<mask_t, NoMask>;  // without one, the hole sum stays exactly 0
   acc_t s_hole[kLanes] = {};
   acc_t s_valid[kLanes] = {};
-  auto step = [&](int64_t j, int k) {
-    const acc_t d = static_cast<acc_t>(p[j]) - static_cast<acc_t>(t[j]);
-    acc_t e, de;
-    error_and_slope<LOSS>(d, rp.charbonnier_eps2, e, de);
-    const acc_t v = known_weight(m, j, rp);
-    if constexpr (!std::is_same_v<mask_t, NoMask>) s_hole[k] += (acc_t(1) - v) * e;
-    s_valid[k] += v * e;
-    if constexpr (GRAD) {
-      g[j] = static_cast<grad_type<scalar_t>>((rp.k_hole * (acc_t(1) - v) + rp.k_valid * v) * de);
-    }
-  };
   int64_t j = 0;
   for (; j + kLanes <= len; j += kLanes) {
-    for (int k = 0; k < kLanes; ++k) step(j + k, k);
+    for (int k = 0; k < kLanes; ++k) {
+      const Term<acc_t> r = error_term<LOSS>(static_cast<acc_t>(p[j + k]) - static_cast<acc_t>(t[j + k]),
+                                             known_weight(m, j + k, rp), rp);
+      if constexpr (kHasMask) s_hole[k] += r.hole;
+      s_valid[k] += r.valid;
+      if constexpr (GRAD) g[j + k] = static_cast<grad_type<scalar_t>>(r.grad);
+    }
   }
-  for (int k = 0; j < len; ++j, ++k) step(j, k);
+  for (int k = 0; j < len; ++j, ++k) {
+    const Term<acc_t> r = error_term<LOSS>(static_cast<acc_t>(p[j]) - static_cast<acc_t>(t[j]),
+                                           known_weight(m, j, rp), rp);
+    if constexpr (kHasMask) s_hole[k] += r.hole;
+    s_valid[k] += r.valid;
+    if constexpr (GRAD) g[j] = static_cast<grad_type<scalar_t>>(r.grad);
+  }
   out[0] += fold_lanes(s_hole);
   out[1] += fold_lanes(s_valid);
 }
 
 // One contiguous run of the statistics: out += [hole |d|, valid |d|, hole d^2, valid d^2].
 template <typename scalar_t, typename mask_t, typename acc_t>
-INPAINT_FAST_INLINE void stats_run(const scalar_t* __restrict__ p,
-                                                     const scalar_t* __restrict__ t,
-                                                     const mask_t* __restrict__ m, int64_t len,
-                                                     const RunParams<acc_t>& rp, acc_t* out) {
+INPAINT_FAST_INLINE void stats_run(const scalar_t* __restrict__ p, const scalar_t* __restrict__ t,
+                                   const mask_t* __restrict__ m, int64_t len, const RunParams<acc_t>& rp,
+                                   acc_t* out) {
+  constexpr bool kHasMask = !std::is_same_v<mask_t, NoMask>;  // without one, the hole sums stay exactly 0
   acc_t s[4][kLanes] = {};
-  auto step = [&](int64_t j, int k) {
-    const acc_t d = static_cast<acc_t>(p[j]) - static_cast<acc_t>(t[j]);
-    const acc_t a = std::abs(d), q = d * d, v = known_weight(m, j, rp);
-    // Without a mask there is no hole region: its sums stay exactly 0 (not 0 * NaN).
-    if constexpr (!std::is_same_v<mask_t, NoMask>) {
-      s[0][k] += (acc_t(1) - v) * a;
-      s[2][k] += (acc_t(1) - v) * q;
-    }
-    s[1][k] += v * a;
-    s[3][k] += v * q;
-  };
   int64_t j = 0;
   for (; j + kLanes <= len; j += kLanes) {
-    for (int k = 0; k < kLanes; ++k) step(j + k, k);
+    for (int k = 0; k < kLanes; ++k) {
+      const acc_t d = static_cast<acc_t>(p[j + k]) - static_cast<acc_t>(t[j + k]), v = known_weight(m, j + k, rp);
+      if constexpr (kHasMask) s[0][k] += (acc_t(1) - v) * std::abs(d), s[2][k] += (acc_t(1) - v) * (d * d);
+      s[1][k] += v * std::abs(d);
+      s[3][k] += v * (d * d);
+    }
   }
-  for (int k = 0; j < len; ++j, ++k) step(j, k);
+  for (int k = 0; j < len; ++j, ++k) {
+    const acc_t d = static_cast<acc_t>(p[j]) - static_cast<acc_t>(t[j]), v = known_weight(m, j, rp);
+    if constexpr (kHasMask) s[0][k] += (acc_t(1) - v) * std::abs(d), s[2][k] += (acc_t(1) - v) * (d * d);
+    s[1][k] += v * std::abs(d);
+    s[3][k] += v * (d * d);
+  }
   for (int i = 0; i < 4; ++i) out[i] += fold_lanes(s[i]);
 }
 
@@ -240,9 +255,13 @@ double known_area(const at::Tensor& mask, bool mask_is_hole, int64_t N, int64_t 
   const double s = deterministic_sum<1, double>(planes_n * planes_c * segments, [&](int64_t u, double* out) {
     const int64_t plane = u / segments, start = (u % segments) * kSegment;
     const mask_t* mp = m + (plane / planes_c) * mask.stride(0) + (plane % planes_c) * mask.stride(1);
-    double acc = 0;
-    for (int64_t i = start; i < std::min(hw, start + kSegment); ++i) acc += mask_weight<double>(mp[i]);
-    out[0] = acc;
+    const int64_t end = std::min(hw, start + kSegment);
+    double lanes[kLanes] = {};  // independent chains: one serial chain of double adds is latency-bound
+    int64_t i = start;
+    for (; i + kLanes <= end; i += kLanes)
+      for (int k = 0; k < kLanes; ++k) lanes[k] += mask_weight<double>(mp[i + k]);
+    for (int k = 0; i < end; ++i, ++k) lanes[k] += mask_weight<double>(mp[i]);
+    out[0] = fold_lanes(lanes);
   })[0];
   const double total = static_cast<double>(N * C * hw);
   const double area = s * static_cast<double>((N / planes_n) * (C / planes_c));
