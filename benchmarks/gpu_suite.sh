@@ -22,8 +22,7 @@
 #          frequency at 8x3x512x512 and 16x3x1024x1024, style distance at 8x256x128x128; fp32, then
 #          bf16), then benchmarks/bench_*.py --device cuda at issue 4's shapes: reconstruction_loss and
 #          masked_tv at 16x3x1024x1024, style_distance (and gram) at 8x256x128x128, fp32 and bf16;
-#          frequency_loss (spectral_l1) at 16x3x512x512 fp32; the float-mask value check's share of
-#          reconstruction_loss (bench_mask_check.py, printed only). Most important first: a run that would
+#          frequency_loss (spectral_l1) at 16x3x512x512 fp32. Most important first: a run that would
 #          start with under 45 s of the budget left is skipped (and reported).
 #
 # OUTDIR gets at most 7 plain files, no folders (the device tool returns at most 8 files, 16 MiB each):
@@ -234,7 +233,6 @@ if has_stage bench; then
         "bench_masked_tv.py --dtype bfloat16"
         "bench_style_distance.py --dtype bfloat16"
         "bench_spectral_l1.py --dtype float32"
-        "bench_mask_check.py"
     )
     for b in "${benches[@]}"; do
         read -r -a argv <<<"$b"

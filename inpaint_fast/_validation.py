@@ -105,6 +105,11 @@ class Mask(NamedTuple):
     tensor: Tensor
     is_hole: bool
 
+    @property
+    def name(self) -> str:
+        """The argument it came as: 'hole' or 'mask'."""
+        return "hole" if self.is_hole else "mask"
+
     def known(self, dtype: torch.dtype) -> Tensor:
         """The known-pixel weight as a floating tensor (1 - hole for a hole mask)."""
         m = as_weight(self.tensor, dtype)
@@ -139,12 +144,13 @@ def _mask_values_message(name: str) -> str:
 
 
 def mask_arg(mask: Optional[Tensor], hole: Optional[Tensor], like: Tensor, *, required: bool,
-             like_name: str = "pred") -> Optional[Mask]:
+             like_name: str = "pred", values: bool = True) -> Optional[Mask]:
     """Check ``mask=`` (1 = known) or ``hole=`` (1 = missing) against the image ``like`` (N, C, H, W).
 
     Accepted shapes: (N,1,H,W), (N,C,H,W), (N,H,W), (1,1,H,W), (H,W); dtypes bool, uint8 (binary:
     non-zero = 1) or floating (a soft per-pixel weight in [0, 1], cast to ``like.dtype``). Returns None
-    when neither was given (an error when ``required``).
+    when neither was given (an error when ``required``). ``values=False`` leaves the [0, 1] check of a
+    floating mask to the caller: a fused op checks it in its own pass over the mask (csrc/common/checks.h).
     """
     if mask is not None and hole is not None:
         raise ValueError("pass either mask= (1 = known pixel) or hole= (1 = missing pixel), not both")
@@ -167,7 +173,8 @@ def mask_arg(mask: Optional[Tensor], hole: Optional[Tensor], like: Tensor, *, re
         raise ValueError(
             f"{name} of shape {tuple((mask if mask is not None else hole).shape)} cannot broadcast to "
             f"{like_name} of shape {tuple(like.shape)}: expected (N|1, 1|C, H, W) = ({n}|1, 1|{c}, {h}, {w})")
-    check_mask_values(m, name)
+    if values:
+        check_mask_values(m, name)
     if m.is_floating_point() and m.dtype != like.dtype:
         m = m.to(like.dtype)
     return Mask(m, hole is not None)

@@ -313,10 +313,10 @@ def test_gpu_suite_dry_run(tmp_path):
     assert "-m inpaint_fast info" in text
     assert "pytest" in text and "cuda\\ or\\ triton" in text
     for script in ("bench_time_split.py", "bench_masked_error.py", "bench_masked_tv.py", "bench_style_distance.py",
-                   "bench_spectral_l1.py", "bench_mask_check.py"):
+                   "bench_spectral_l1.py"):
         assert f"benchmarks/{script}" in text
     runs = [ln for ln in text.splitlines() if ln.startswith("+ ") and "benchmarks/bench_" in ln]
-    assert len(runs) == 10 and all("--device cuda" in ln for ln in runs)
+    assert len(runs) == 9 and all("--device cuda" in ln for ln in runs)
     assert "bench_time_split.py" in runs[0]  # the time split first
     assert sum("--dtype bfloat16" in ln for ln in runs) == 4
     assert not out.exists()  # a dry run writes nothing
@@ -385,7 +385,7 @@ def test_gpu_suite_skips_benchmarks_past_its_budget(tmp_path):
     assert res.returncode == 1
     summary = (out / "summary.txt").read_text()
     skipped = [ln for ln in summary.splitlines() if ln.startswith("bench_") and ln[44:].split()[0] == "skipped"]
-    assert len(skipped) == 10 and "--stages bench" in summary
+    assert len(skipped) == 9 and "--stages bench" in summary
 
 
 @pytest.mark.parametrize("build_rc", [0, 1])
@@ -415,8 +415,8 @@ def test_gpu_suite_flow_with_a_fake_gpu(tmp_path, build_rc):
     pytest_run = next(c for c in calls if c.startswith("-m pytest -q -rfEs"))
     assert "-k cuda or triton" in pytest_run and "-n 4" in pytest_run and "--session-timeout=" in pytest_run
     benches = [c for c in calls if c.startswith("benchmarks/bench_")]
-    assert len(benches) == 10 and all("--device cuda" in c for c in benches)
-    assert len((out / "FAKE_GPU.csv").read_text().splitlines()) == 9  # the stand-in writes a row per run that passes
+    assert len(benches) == 9 and all("--device cuda" in c for c in benches)
+    assert len((out / "FAKE_GPU.csv").read_text().splitlines()) == 8  # the stand-in writes a row per run that passes
     summary = (out / "summary.txt").read_text()
     status = {ln[:44].strip(): ln[44:].split()[0] for ln in summary.splitlines() if len(ln) > 44}
     assert status["bench_masked_tv.py --dtype bfloat16"] == "FAILED" and status["tests"] == "ok"
@@ -424,12 +424,5 @@ def test_gpu_suite_flow_with_a_fake_gpu(tmp_path, build_rc):
     assert "SOMETHING FAILED" in summary
     import tarfile
     with tarfile.open(out / "plots.tar.gz") as tar:
-        assert len(tar.getnames()) == 9
+        assert len(tar.getnames()) == 8
     assert "=== summary" in (out / "suite.log").read_text()
-
-
-def test_bench_mask_check_quick():
-    res = run_script("bench_mask_check.py", "--quick", "--repeats", "3", "--warmup", "1")
-    assert res.returncode == 0, res.stdout + res.stderr
-    lines = [line for line in res.stdout.splitlines() if line.startswith("2x3x16x16")]
-    assert [line.split()[1] for line in lines] == ["forward", "full"], res.stdout

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import inpaint_fast as IF
+from inpaint_fast.ops import library
 
 X = torch.rand(2, 3, 8, 8)
 M = torch.ones(2, 1, 8, 8)
@@ -64,13 +65,19 @@ def test_floating_masks_at_0_and_1_and_binary_masks_of_any_value_pass():
     IF.masked_l1(X, X, mask=(soft * 255).to(torch.uint8))  # 0..255: binary, no error
 
 
-def test_floating_mask_check_compiles_to_a_device_side_assert():
-    """Under torch.compile (and on a GPU) the check is torch._assert_async: no host sync, a
-    RuntimeError with the message when it fails."""
-    fn = torch.compile(lambda p, m: IF.masked_l1(p, p * 0.5, mask=m), backend="eager", fullgraph=True)
-    assert fn(X, M).item() == pytest.approx(0.0)
-    with pytest.raises(RuntimeError, match=r"mask must hold values in \[0, 1\]"):
-        fn(X, M * 2)
+@pytest.mark.parametrize("backend,exc", [
+    ("reference", RuntimeError),
+    pytest.param("cpu", ValueError, marks=pytest.mark.skipif(library.load_error() is not None,
+                                                             reason="the C++ extension is not built")),
+])
+def test_floating_mask_check_under_torch_compile(backend, exc):
+    """Compiled, the reference path's check is torch._assert_async (no host sync; a RuntimeError with the
+    message); the fused op checks the mask itself when it runs, as in eager mode (a ValueError on CPU)."""
+    with IF.use_backend(backend):
+        fn = torch.compile(lambda p, m: IF.masked_l1(p, p * 0.5, mask=m), backend="eager", fullgraph=True)
+        assert fn(X, M).item() == pytest.approx(0.0)
+        with pytest.raises(exc, match=r"mask must hold values in \[0, 1\]"):
+            fn(X, M * 2)
 
 
 @pytest.mark.parametrize("which", ["pred", "target", "mask"])
@@ -98,6 +105,30 @@ def test_autocast_promotes_a_mixed_pair_as_torch_losses_do(fn):
     expected = fn(pred.detach().float(), target)
     torch.testing.assert_close(loss, expected)
     assert pred.grad.dtype == torch.bfloat16 and torch.isfinite(pred.grad).all()
+
+
+@pytest.mark.skipif(library.load_error() is not None, reason="the C++ extension is not built")
+@pytest.mark.parametrize("bad", [-0.25, 1.5, float("nan"), float("inf")])
+@pytest.mark.parametrize("is_hole", [False, True])
+@pytest.mark.parametrize("normalize", [0, 1, 2])
+def test_fused_ops_check_a_floating_mask_themselves(bad, is_hole, normalize):
+    """The public losses leave the [0, 1] check to the op they call: the C++ ops raise the same ValueError,
+    naming the argument (hole= or mask=), whatever the normalisation (with or without an area pass)."""
+    ops = torch.ops.inpaint_fast
+    mask = torch.ones(2, 1, 8, 8)
+    mask[1, 0, 3, 4] = bad
+    name = "hole" if is_hole else "mask"
+    calls = {
+        "masked_error": lambda: ops.masked_error(X, X * 0.5, mask, is_hole, 0, 0.0, 1.0, 1.0, normalize, 1e-8, False),
+        "masked_error_stats": lambda: ops.masked_error_stats(X, X * 0.5, mask, is_hole),
+        "masked_tv": lambda: ops.masked_tv(X, mask, is_hole, 2, 1, normalize, 1e-8, False),
+    }
+    for op, call in calls.items():
+        with pytest.raises(ValueError, match=rf"^{name} must hold values in \[0, 1\]"):
+            call()
+    mask[1, 0, 3, 4] = 1.0
+    for call in calls.values():
+        call()  # in range: no error
 
 
 _ASYNC_MASK_CHECK = r"""

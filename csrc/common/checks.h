@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <string>
 
 #include "common/numerics.h"
 #include "common/standard.h"
@@ -70,6 +71,33 @@ inline void check_mask(const at::Tensor& mask, const at::Tensor& images, const c
                          mask.size(3) == images.size(3),
                      op, ": mask shape ", mask.sizes(), " must be (N|1, C|1, H, W) for ", whose, " shape ",
                      images.sizes());
+}
+
+// A floating mask's values lie in [0, 1] (NaN does not); bool and uint8 masks are binary and always pass.
+// The public losses leave this check to the fused op they call (inpaint_fast/_validation.py's
+// check_mask_values is the reference path's); its message and ValueError are that function's. The mask
+// is named as the user passed it: hole= when mask_is_hole, else mask=.
+inline std::string mask_values_message(bool mask_is_hole) {
+  return mask_is_hole ? "hole must hold values in [0, 1] (1 = missing pixel)"
+                      : "mask must hold values in [0, 1] (1 = known pixel)";
+}
+
+// The check given the range of the mask's values (a CPU kernel's own pass over the mask found them).
+inline void check_mask_range(double low, double high, bool mask_is_hole) {
+  TORCH_CHECK_VALUE(low >= 0 && high <= 1, mask_values_message(mask_is_hole), "; got values from ", low, " to ",
+                    high, ". bool and uint8 masks are binary (any non-zero value is 1)");
+}
+
+// The check as a pass of its own: a ValueError on CPU; elsewhere an asynchronous device-side assert
+// (no host sync: a failure surfaces at the next synchronisation).
+inline void check_mask_values(const at::Tensor& mask, bool mask_is_hole) {
+  if (!mask.is_floating_point() || mask.numel() == 0) return;
+  const auto [low, high] = at::aminmax(mask);
+  if (mask.is_cpu()) {
+    check_mask_range(low.item<double>(), high.item<double>(), mask_is_hole);
+  } else {
+    at::_assert_async(at::logical_and(low >= 0, high <= 1), mask_values_message(mask_is_hole));
+  }
 }
 
 // A finite value >= 0 (an eps).

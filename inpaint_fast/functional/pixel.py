@@ -3,7 +3,8 @@
 Conventions: see :mod:`inpaint_fast.functional`. Each loss validates its arguments
 (``inpaint_fast._validation``), asks ``ops.backend.choose`` which implementation runs, and calls the
 fused op (``inpaint_fast.ops.masked_error`` / ``masked_tv``) or the reference
-(``inpaint_fast.reference.pixel`` / ``tv``).
+(``inpaint_fast.reference.pixel`` / ``tv``). A fused op checks a floating mask's values in its own pass
+over the mask; the other paths check them here (``_check_values``).
 """
 from __future__ import annotations
 
@@ -26,10 +27,16 @@ PIXEL_LOSSES = ("l1", "l2", "charbonnier")
 _REGION_WEIGHTS = {"hole": (1.0, 0.0), "known": (0.0, 1.0), "all": (0.0, 1.0)}  # (weight_hole, weight_valid)
 
 
+def _check_values(mask: Optional[V.Mask]) -> None:
+    """The [0, 1] check of a floating mask that no fused op reads (``mask_arg(..., values=False)``)."""
+    if mask is not None:
+        V.check_mask_values(mask.tensor, mask.name)
+
+
 def masked_error(pred: Tensor, target: Tensor, mask: Optional[V.Mask], *, loss: str, weight_hole: float,
                   weight_valid: float, normalize: str, reduction: str, eps: float, charbonnier_eps: float) -> Tensor:
     """``weight_hole * E(hole) + weight_valid * E(known)`` (no mask: ``weight_valid * E(all)``), fused
-    in one pass on a built backend, else the reference."""
+    in one pass on a built backend, else the reference. ``mask``: from ``mask_arg(..., values=False)``."""
     backend = _backend.choose("masked_error", pred.device)
     nothing_weighted = weight_valid == 0 and (weight_hole == 0 or mask is None)  # the reference's exact 0
     if (reduction != "none" and not (mask is not None and mask.tensor.requires_grad) and backend != "reference"
@@ -39,6 +46,7 @@ def masked_error(pred: Tensor, target: Tensor, mask: Optional[V.Mask], *, loss: 
             mask_is_hole=mask is not None and mask.is_hole,
             loss=loss, charbonnier_eps=charbonnier_eps, weight_hole=weight_hole, weight_valid=weight_valid,
             normalize="sum" if reduction == "sum" else normalize, eps=eps)
+    _check_values(mask)
     known = None if mask is None else mask.known(pred.dtype)
     return _ref_pixel.masked_error(pred, target, known, loss=loss, weight_hole=weight_hole, weight_valid=weight_valid,
                                    charbonnier_eps=charbonnier_eps, normalize=normalize, reduction=reduction, eps=eps)
@@ -47,8 +55,10 @@ def masked_error(pred: Tensor, target: Tensor, mask: Optional[V.Mask], *, loss: 
 def _pixel_loss(loss, pred, target, mask, hole, region, normalize, reduction, eps, charbonnier_eps=CHARBONNIER_EPS):
     pred, target = V.check_pair(pred, target)
     V.check_loss_options(reduction, normalize, eps)
-    m = V.mask_arg(mask, hole, pred, required=False)
+    m = V.mask_arg(mask, hole, pred, required=False, values=False)
     region = V.resolve_region(region, m)
+    if region == "all":
+        _check_values(m)
     weight_hole, weight_valid = _REGION_WEIGHTS[region]
     return masked_error(pred, target, None if region == "all" else m, loss=loss, weight_hole=weight_hole,
                          weight_valid=weight_valid, normalize=normalize, reduction=reduction, eps=eps,
@@ -102,7 +112,7 @@ def reconstruction_loss(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] 
     V.check_positive(charbonnier_eps, "charbonnier_eps")
     lambda_hole = V.check_nonnegative(lambda_hole, "lambda_hole")
     lambda_valid = V.check_nonnegative(lambda_valid, "lambda_valid")
-    m = V.mask_arg(mask, hole, pred, required=True)
+    m = V.mask_arg(mask, hole, pred, required=True, values=False)
     return masked_error(pred, target, m, loss=loss, weight_hole=lambda_hole, weight_valid=lambda_valid,
                          normalize=normalize, reduction=reduction, eps=eps, charbonnier_eps=charbonnier_eps)
 
@@ -116,13 +126,14 @@ def masked_error_stats(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] =
     (hole sum + known sum) / (hole area + known area), so a NaN in either region's sum reaches it.
     """
     pred, target = V.check_pair(pred, target)
-    m = V.mask_arg(mask, hole, pred, required=False)
+    m = V.mask_arg(mask, hole, pred, required=False, values=False)
     with torch.no_grad():
         backend = _backend.choose("masked_error", pred.device)
         if backend != "reference":
             s = _masked_error_op.masked_error_stats(pred, target, None if m is None else m.tensor, backend=backend,
                                                     mask_is_hole=m is not None and m.is_hole)
         else:
+            _check_values(m)
             known = None if m is None else m.known(pred.dtype)
             acc = _ref_pixel.accumulate_dtype(pred.dtype)
             sums = []
@@ -152,13 +163,16 @@ def total_variation(pred: Tensor, *, mask: Optional[Tensor] = None, hole: Option
     V.check_image(pred, "pred")
     V.check_loss_options(reduction, normalize, eps)
     V.check_tv_power(p)
-    m = V.mask_arg(mask, hole, pred, required=False)
+    m = V.mask_arg(mask, hole, pred, required=False, values=False)
     region = V.resolve_region(region, m, choices=V.TV_REGIONS)
     backend = _backend.choose("masked_tv", pred.device)
     if reduction != "none" and not (m is not None and m.tensor.requires_grad) and backend != "reference":
+        if region == "all":
+            _check_values(m)
         return _masked_tv_op.masked_tv(pred, None if region == "all" else m.tensor, backend=backend,
                                        mask_is_hole=m is not None and m.is_hole, region=region, p=p,
                                        normalize="sum" if reduction == "sum" else normalize, eps=eps)
+    _check_values(m)
     known = None if m is None else m.known(pred.dtype)
     weight = _ref_tv.dilate(1 - known) if region == "hole_dilated" else V.region_weight(known, region)
     return _ref_tv.total_variation(pred, weight, p=p, normalize=normalize, reduction=reduction, eps=eps)

@@ -11,6 +11,8 @@ from typing import Mapping, Optional
 import torch
 from torch import Tensor
 
+from .. import _validation as V
+
 FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # The integer codes of the ops' ``normalize`` argument (masked_error, masked_tv): divide the sums by
 # nothing, by the region's area, or by the element (or pair) count.
@@ -60,3 +62,11 @@ def check_mask(mask: Optional[Tensor], images: Tensor, op: str, images_name: str
                  and mask.shape[2] == h and mask.shape[3] == w,
                  lambda: f"{op}: mask shape {tuple(mask.shape)} must be (N|1, C|1, H, W) for {images_name}'s shape "
                          f"{tuple(images.shape)}")
+
+
+def check_mask_values(mask: Optional[Tensor], mask_is_hole: bool) -> None:
+    """A floating mask's values in [0, 1] (csrc/common/checks.h ``check_mask_values``): a ValueError on CPU,
+    an asynchronous device-side assert elsewhere. Each op checks the mask it gets; the public losses leave
+    it to the op (``_validation.mask_arg(..., values=False)``)."""
+    if mask is not None:
+        V.check_mask_values(mask, "hole" if mask_is_hole else "mask")

@@ -6,7 +6,8 @@ pred or target requires grad, writes d loss / d pred in that same pass (float32 
 backward only scales that saved gradient by ``grad_output`` (in place, nothing done when it is 1:
 csrc/common/saved_grad.h for the C++ op, ``scale_grad.saved_grad`` for the Triton op). The mask is never
 differentiated: a mask that requires grad is an error (callers route it to the reference). Inputs are
-validated by the caller (``inpaint_fast._validation``).
+validated by the caller (``inpaint_fast._validation``), except a floating mask's values in [0, 1]: the op
+checks those (``checks.check_mask_values``; the C++ CPU kernel in its own pass over the mask).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch
 from torch import Tensor
 
 from . import library
-from .checks import NORMALIZE_CODES, check_code, check_eps, check_image, check_like, check_mask
+from .checks import NORMALIZE_CODES, check_code, check_eps, check_image, check_like, check_mask, check_mask_values
 from .scale_grad import check_first_order, check_no_grad, grad_buffer_dtype, keep_inputs, saved_grad
 
 OP, STATS_OP = "inpaint_fast::masked_error", "inpaint_fast::masked_error_stats"
@@ -98,6 +99,7 @@ def _masked_error_triton(pred: Tensor, target: Tensor, mask: Optional[Tensor], m
                          compute_grad: bool) -> Tuple[Tensor, Tensor]:
     check_inputs(OP_TRITON, pred, target, mask)
     check_options(OP_TRITON, loss, charbonnier_eps, normalize, eps)
+    check_mask_values(mask, mask_is_hole)
     return _triton_kernels.masked_error(pred, target, mask, mask_is_hole, loss, charbonnier_eps, weight_hole,
                                         weight_valid, normalize, eps, compute_grad,
                                         channels_last=use_channels_last(pred, target))
@@ -105,6 +107,7 @@ def _masked_error_triton(pred: Tensor, target: Tensor, mask: Optional[Tensor], m
 
 def _masked_error_stats_triton(pred: Tensor, target: Tensor, mask: Optional[Tensor], mask_is_hole: bool) -> Tensor:
     check_inputs(STATS_OP_TRITON, pred, target, mask)
+    check_mask_values(mask, mask_is_hole)
     return _triton_kernels.masked_error_stats(pred, target, mask, mask_is_hole,
                                               channels_last=use_channels_last(pred, target))
 

@@ -19,7 +19,9 @@ a mask shared by the channels, are read in place (the gradient then has img's la
 copied to NCHW first (NCHW gradient).
 
 Inputs are expected to be validated and 4-D already (``inpaint_fast._validation``); the C++ kernel
-only re-checks them (RuntimeError). When the extension is not built this module registers nothing.
+only re-checks them (RuntimeError), and checks a floating mask's values in [0, 1] (ValueError;
+``checks.check_mask_values``), which the public losses leave to the op. When the extension is not built
+this module registers nothing.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ import torch
 from torch import Tensor
 
 from . import library
-from .checks import NORMALIZE_CODES, check_code, check_eps, check_image, check_mask
+from .checks import NORMALIZE_CODES, check_code, check_eps, check_image, check_mask, check_mask_values
 from .scale_grad import check_first_order, check_no_grad, grad_buffer_dtype, keep_inputs, saved_grad
 
 OP = "inpaint_fast::masked_tv"
@@ -122,6 +124,7 @@ def _backward(ctx, grad_loss: Optional[Tensor], grad_grad: Optional[Tensor]):
 def _masked_tv_triton(img: Tensor, mask: Optional[Tensor], mask_is_hole: bool, region: int, p: int, normalize: int,
                       eps: float, compute_grad: bool) -> Tuple[Tensor, Tensor]:
     check_inputs(OP_TRITON, img, mask, region, p, normalize, eps)
+    check_mask_values(mask, mask_is_hole)
     return _triton_kernels.masked_tv(img, mask, mask_is_hole, region, p, normalize, eps, compute_grad,
                                      channels_last=native_channels_last(img, mask, region))
 

@@ -207,17 +207,34 @@ Geometry geometry_of(const Prepared& in) {
   return g;
 }
 
-// Calls run(p, t, m, len, g_out) for the contiguous runs of unit u. In channels_last layout the
-// mask values of the unit's pixels are first gathered, repeated per channel, into `buffer`.
-template <typename scalar_t, typename mask_t, typename Run>
+// The mask type the runs read: a binary (uint8) mask as 0/1 weights of the accumulation type, converted
+// per unit into a buffer (a byte -> float conversion inside the runs kept them ~2x slower); a floating
+// mask as it is.
+template <typename mask_t, typename acc_t>
+using run_mask_t = std::conditional_t<std::is_same_v<mask_t, uint8_t>, acc_t, mask_t>;
+
+// Calls run(p, t, m, len, g_out) for the contiguous run of unit u, m of type run_mask_t. The mask
+// values are first copied into `buffer` where the run cannot read them in place: a binary mask
+// (converted), or any mask in channels_last layout (gathered by (pixel, channel)).
+template <typename scalar_t, typename mask_t, typename run_t, typename Run>
 void for_unit(const Geometry& geo, int64_t u, const scalar_t* p, const scalar_t* t,
-              const mask_t* m, grad_type<scalar_t>* g, std::vector<mask_t>& buffer, const Run& run) {
+              const mask_t* m, grad_type<scalar_t>* g, std::vector<run_t>& buffer, const Run& run) {
+  constexpr bool kHasMask = !std::is_same_v<mask_t, NoMask>;
   if (!geo.channels_last) {
     const int64_t row = u / geo.segments, n = row / geo.C, c = row % geo.C;
     const int64_t start = (u % geo.segments) * kSegment;
     const int64_t len = std::min(kSegment, geo.HW - start);
-    const mask_t* mr = nullptr;
-    if constexpr (!std::is_same_v<mask_t, NoMask>) mr = m + n * geo.m_n + c * geo.m_c + start;
+    const run_t* mr = nullptr;
+    if constexpr (kHasMask) {
+      const mask_t* mp = m + n * geo.m_n + c * geo.m_c + start;
+      if constexpr (std::is_same_v<run_t, mask_t>) {
+        mr = mp;
+      } else {
+        buffer.resize(static_cast<size_t>(len));
+        for (int64_t i = 0; i < len; ++i) buffer[i] = mask_weight<run_t>(mp[i]);
+        mr = buffer.data();
+      }
+    }
     run(p + n * geo.p_n + c * geo.p_c + start, t + n * geo.t_n + c * geo.t_c + start, mr,
         len, g ? g + (n * geo.C + c) * geo.HW + start : nullptr);
     return;
@@ -226,12 +243,12 @@ void for_unit(const Geometry& geo, int64_t u, const scalar_t* p, const scalar_t*
   const int64_t pos0 = (u % geo.segments) * geo.positions;
   const int64_t npos = std::min(geo.positions, geo.HW - pos0);
   const int64_t offset = n * geo.HW * geo.C + pos0 * geo.C;  // dense channels_last
-  const mask_t* mr = nullptr;
-  if constexpr (!std::is_same_v<mask_t, NoMask>) {
+  const run_t* mr = nullptr;
+  if constexpr (kHasMask) {
     buffer.resize(static_cast<size_t>(npos * geo.C));
     const mask_t* mn = m + n * geo.m_n + pos0;
     for (int64_t i = 0; i < npos; ++i)
-      for (int64_t c = 0; c < geo.C; ++c) buffer[i * geo.C + c] = mn[c * geo.m_c + i];
+      for (int64_t c = 0; c < geo.C; ++c) buffer[i * geo.C + c] = mask_weight<run_t>(mn[c * geo.m_c + i]);
     mr = buffer.data();
   }
   run(p + offset, t + offset, mr, npos * geo.C, g ? g + offset : nullptr);
@@ -243,28 +260,41 @@ void for_unit(const Geometry& geo, int64_t u, const scalar_t* p, const scalar_t*
 // Area of the known region over the broadcast (N, C, H, W) shape: sum v with v = m or 1 - m
 // (m = mask_weight of the mask).
 // Each distinct (H, W) plane of the mask is summed once (in double, deterministically) and
-// counted as often as it is broadcast.
+// counted as often as it is broadcast. The same pass checks a floating mask's values (common/checks.h).
 template <typename mask_t>
 double known_area(const at::Tensor& mask, bool mask_is_hole, int64_t N, int64_t C) {
+  constexpr bool kFloating = !std::is_same_v<mask_t, uint8_t>;
   const int64_t planes_n = distinct_planes(mask, 0);
   const int64_t planes_c = distinct_planes(mask, 1);
   const int64_t hw = mask.size(2) * mask.size(3);
   if (N * C * hw == 0) return 0.0;  // empty images (and possibly an empty mask): no plane to read
   const int64_t segments = (hw + kSegment - 1) / kSegment;
   const mask_t* m = reinterpret_cast<const mask_t*>(mask.const_data_ptr());
-  const double s = deterministic_sum<1, double>(planes_n * planes_c * segments, [&](int64_t u, double* out) {
+  // [sum of the weights, number of values outside [0, 1]]
+  const auto sums = deterministic_sum<2, double>(planes_n * planes_c * segments, [&](int64_t u, double* out) {
     const int64_t plane = u / segments, start = (u % segments) * kSegment;
     const mask_t* mp = m + (plane / planes_c) * mask.stride(0) + (plane % planes_c) * mask.stride(1);
     const int64_t end = std::min(hw, start + kSegment);
-    double lanes[kLanes] = {};  // independent chains: one serial chain of double adds is latency-bound
+    double lanes[kLanes] = {}, outside[kLanes] = {};  // independent chains: one chain of adds is latency-bound
     int64_t i = start;
-    for (; i + kLanes <= end; i += kLanes)
-      for (int k = 0; k < kLanes; ++k) lanes[k] += mask_weight<double>(mp[i + k]);
-    for (int k = 0; i < end; ++i, ++k) lanes[k] += mask_weight<double>(mp[i]);
+    for (; i + kLanes <= end; i += kLanes) {
+      for (int k = 0; k < kLanes; ++k) {
+        const double x = mask_weight<double>(mp[i + k]);
+        lanes[k] += x;
+        if constexpr (kFloating) outside[k] += static_cast<double>(!(x >= 0 && x <= 1));
+      }
+    }
+    for (int k = 0; i < end; ++i, ++k) {
+      const double x = mask_weight<double>(mp[i]);
+      lanes[k] += x;
+      if constexpr (kFloating) outside[k] += static_cast<double>(!(x >= 0 && x <= 1));
+    }
     out[0] = fold_lanes(lanes);
-  })[0];
+    out[1] = fold_lanes(outside);
+  });
+  if (sums[1] > 0) check_mask_values(mask, mask_is_hole);  // raises, with the range in the message
   const double total = static_cast<double>(N * C * hw);
-  const double area = s * static_cast<double>((N / planes_n) * (C / planes_c));
+  const double area = sums[0] * static_cast<double>((N / planes_n) * (C / planes_c));
   return mask_is_hole ? total - area : area;
 }
 
@@ -344,13 +374,13 @@ std::tuple<at::Tensor, at::Tensor> masked_error_cpu(
       auto dispatch_run = [&](auto loss_tag, auto grad_tag) {
         constexpr int64_t LOSS = decltype(loss_tag)::value;
         constexpr bool GRAD = decltype(grad_tag)::value;
-        auto* run_fn = cpu_variant(&error_run_base<scalar_t, mask_t, LOSS, GRAD, acc_t>,
-                                   &error_run_v3<scalar_t, mask_t, LOSS, GRAD, acc_t>);
+        using run_t = run_mask_t<mask_t, acc_t>;
+        auto* run_fn = cpu_variant(&error_run_base<scalar_t, run_t, LOSS, GRAD, acc_t>,
+                                   &error_run_v3<scalar_t, run_t, LOSS, GRAD, acc_t>);
         sums = deterministic_sum<2, acc_t>(geo.units(), [&](int64_t u, acc_t* out) {
-          std::vector<mask_t> buffer;
-          for_unit<scalar_t, mask_t>(geo, u, p, t, m, g, buffer,
-                                     [&](const scalar_t* pr, const scalar_t* tr, const mask_t* mr,
-                                         int64_t len, grad_t* gr) { run_fn(pr, tr, mr, len, rp, gr, out); });
+          std::vector<run_t> buffer;
+          for_unit(geo, u, p, t, m, g, buffer, [&](const scalar_t* pr, const scalar_t* tr, const run_t* mr,
+                                                   int64_t len, grad_t* gr) { run_fn(pr, tr, mr, len, rp, gr, out); });
         });
       };
       auto with_grad = [&](auto loss_tag) {
@@ -386,12 +416,14 @@ at::Tensor masked_error_stats_cpu(const at::Tensor& pred_in, const at::Tensor& t
     with_mask_type<scalar_t>(in.mask, [&](auto m) {
       using mask_t = std::remove_cv_t<std::remove_pointer_t<decltype(m)>>;
       if constexpr (!std::is_same_v<mask_t, NoMask>) area_valid = known_area<mask_t>(*in.mask, mask_is_hole, geo.N, geo.C);
-      auto* run_fn = cpu_variant(&stats_run_base<scalar_t, mask_t, acc_t>, &stats_run_v3<scalar_t, mask_t, acc_t>);
+      using run_t = run_mask_t<mask_t, acc_t>;
+      auto* run_fn = cpu_variant(&stats_run_base<scalar_t, run_t, acc_t>, &stats_run_v3<scalar_t, run_t, acc_t>);
       sums = deterministic_sum<4, acc_t>(geo.units(), [&](int64_t u, acc_t* out) {
-        std::vector<mask_t> buffer;
-        for_unit<scalar_t, mask_t>(geo, u, p, t, m, nullptr, buffer,
-                                   [&](const scalar_t* pr, const scalar_t* tr, const mask_t* mr, int64_t len,
-                                       grad_type<scalar_t>*) { run_fn(pr, tr, mr, len, rp, out); });
+        std::vector<run_t> buffer;
+        for_unit(geo, u, p, t, m, nullptr, buffer,
+                 [&](const scalar_t* pr, const scalar_t* tr, const run_t* mr, int64_t len, grad_type<scalar_t>*) {
+                   run_fn(pr, tr, mr, len, rp, out);
+                 });
       });
     });
     result = at::empty({6}, in.pred.options().dtype(c10::CppTypeToScalarType<acc_t>::value));

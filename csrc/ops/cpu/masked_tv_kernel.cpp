@@ -765,6 +765,7 @@ std::tuple<at::Tensor, at::Tensor> masked_tv_cpu(const at::Tensor& img_in, const
   check_inputs(img_in, mask_in, region, p, normalize, eps);
   TORCH_CHECK(img_in.device().is_cpu(), "inpaint_fast::masked_tv: the CPU kernel got a ", img_in.device(),
               " tensor");
+  if (mask_in) check_mask_values(*mask_in, mask_is_hole);
   const bool use_mask = region != kRegionAll;
   const bool nhwc = native_channels_last(img_in, use_mask ? mask_in : std::nullopt);
   const at::Tensor img = nhwc ? img_in : with_contiguous_planes(img_in);

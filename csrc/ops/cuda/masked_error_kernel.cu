@@ -3,7 +3,9 @@
 //
 // Launches, all on the current stream, none reading a value back to the host (CUDA-graph safe):
 //   1. area_kernel (only with a mask, when the areas are needed: normalize=mask, or the stats):
-//      sums each distinct (H, W) plane of the mask once (double), one partial per block.
+//      sums each distinct (H, W) plane of the mask once (double), one partial per block, and asserts
+//      (device-side, no sync) that a floating mask's values lie in [0, 1]. Without this pass, a floating
+//      mask is checked by common/checks.h's check_mask_values (aminmax and an asynchronous assert).
 //   2. finish_kernel<AREA> (one block): adds those partials in a fixed order and writes
 //      [k_hole, k_valid, A_hole, A_valid] (double) to a device buffer that the main kernel reads.
 //   3. main_kernel: one pass over pred/target/mask, grid-stride over vectors of VEC elements
@@ -95,7 +97,13 @@ __global__ void __launch_bounds__(kThreads) area_kernel(const mask_t* __restrict
   for (int64_t n = 0; n < planes_n; ++n) {
     for (int64_t c = 0; c < planes_c; ++c) {
       const mask_t* plane = m + n * m_sn + c * m_sc;
-      for (int64_t hw = first; hw < HW; hw += stride) acc[0] += mask_weight<double>(plane[hw]);
+      for (int64_t hw = first; hw < HW; hw += stride) {
+        const double x = mask_weight<double>(plane[hw]);
+        if constexpr (!std::is_same_v<mask_t, uint8_t>) {  // common/checks.h's check, without a pass of its own
+          CUDA_KERNEL_ASSERT_MSG(x >= 0.0 && x <= 1.0, "inpaint_fast: a floating mask must hold values in [0, 1]");
+        }
+        acc[0] += x;
+      }
     }
   }
   block_sum<1>(acc);
@@ -444,9 +452,12 @@ std::tuple<at::Tensor, at::Tensor> masked_error_cuda(
     } else {  // everything known: A_valid = numel, A_hole = 0
       k_valid /= std::max(static_cast<double>(numel), eps);
     }
-  } else if (normalize == kNormalizeAll) {
-    k_hole /= std::max<double>(numel, 1);
-    k_valid /= std::max<double>(numel, 1);
+  } else {
+    if (in.mask) check_mask_values(*in.mask, mask_is_hole);  // no area pass to check it in
+    if (normalize == kNormalizeAll) {
+      k_hole /= std::max<double>(numel, 1);
+      k_valid /= std::max<double>(numel, 1);
+    }
   }
   if (!in.mask) k_hole = 0.0;  // no hole term (not weight_hole / max(0, eps), which is NaN for eps = 0)
   mp.k_hole = k_hole;

@@ -298,6 +298,7 @@ std::tuple<at::Tensor, at::Tensor> masked_tv_cuda(const at::Tensor& img, const s
   check_inputs(img, mask_in, region, p, normalize, eps);
   TORCH_CHECK(img.is_cuda(), "inpaint_fast::masked_tv: the CUDA kernel got a ", img.device(), " tensor");
   const c10::cuda::CUDAGuard guard(img.device());
+  if (mask_in) check_mask_values(*mask_in, mask_is_hole);  // a device-side assert, no sync
   const bool use_mask = region != kRegionAll;
   const bool nhwc = native_channels_last(img, use_mask ? mask_in : std::nullopt);
 
