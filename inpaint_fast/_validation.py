@@ -150,7 +150,7 @@ def mask_arg(mask: Optional[Tensor], hole: Optional[Tensor], like: Tensor, *, re
     Accepted shapes: (N,1,H,W), (N,C,H,W), (N,H,W), (1,1,H,W), (H,W); dtypes bool, uint8 (binary:
     non-zero = 1) or floating (a soft per-pixel weight in [0, 1], cast to ``like.dtype``). Returns None
     when neither was given (an error when ``required``). ``values=False`` leaves the [0, 1] check of a
-    floating mask to the caller: a fused op checks it in its own pass over the mask (csrc/common/checks.h).
+    floating mask to the caller: the fused op it calls checks it (csrc/common/checks.h).
     """
     if mask is not None and hole is not None:
         raise ValueError("pass either mask= (1 = known pixel) or hole= (1 = missing pixel), not both")

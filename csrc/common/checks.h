@@ -82,19 +82,15 @@ inline std::string mask_values_message(bool mask_is_hole) {
                       : "mask must hold values in [0, 1] (1 = known pixel)";
 }
 
-// The check given the range of the mask's values (a CPU kernel's own pass over the mask found them).
-inline void check_mask_range(double low, double high, bool mask_is_hole) {
-  TORCH_CHECK_VALUE(low >= 0 && high <= 1, mask_values_message(mask_is_hole), "; got values from ", low, " to ",
-                    high, ". bool and uint8 masks are binary (any non-zero value is 1)");
-}
-
-// The check as a pass of its own: a ValueError on CPU; elsewhere an asynchronous device-side assert
-// (no host sync: a failure surfaces at the next synchronisation).
+// One reduction over the mask: a ValueError on CPU; elsewhere an asynchronous device-side assert (no
+// host sync: a failure surfaces at the next synchronisation).
 inline void check_mask_values(const at::Tensor& mask, bool mask_is_hole) {
   if (!mask.is_floating_point() || mask.numel() == 0) return;
   const auto [low, high] = at::aminmax(mask);
   if (mask.is_cpu()) {
-    check_mask_range(low.item<double>(), high.item<double>(), mask_is_hole);
+    const double lo = low.item<double>(), hi = high.item<double>();
+    TORCH_CHECK_VALUE(lo >= 0 && hi <= 1, mask_values_message(mask_is_hole), "; got values from ", lo, " to ", hi,
+                      ". bool and uint8 masks are binary (any non-zero value is 1)");
   } else {
     at::_assert_async(at::logical_and(low >= 0, high <= 1), mask_values_message(mask_is_hole));
   }

@@ -3,8 +3,8 @@
 Conventions: see :mod:`inpaint_fast.functional`. Each loss validates its arguments
 (``inpaint_fast._validation``), asks ``ops.backend.choose`` which implementation runs, and calls the
 fused op (``inpaint_fast.ops.masked_error`` / ``masked_tv``) or the reference
-(``inpaint_fast.reference.pixel`` / ``tv``). A fused op checks a floating mask's values in its own pass
-over the mask; the other paths check them here (``_check_values``).
+(``inpaint_fast.reference.pixel`` / ``tv``). A fused op checks a floating mask's values itself; the
+other paths check them here (``_check_values``).
 """
 from __future__ import annotations
 

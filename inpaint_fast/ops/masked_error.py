@@ -7,7 +7,7 @@ backward only scales that saved gradient by ``grad_output`` (in place, nothing d
 csrc/common/saved_grad.h for the C++ op, ``scale_grad.saved_grad`` for the Triton op). The mask is never
 differentiated: a mask that requires grad is an error (callers route it to the reference). Inputs are
 validated by the caller (``inpaint_fast._validation``), except a floating mask's values in [0, 1]: the op
-checks those (``checks.check_mask_values``; the C++ CPU kernel in its own pass over the mask).
+checks those (``checks.check_mask_values``; the CUDA kernel in its pass over the mask's area).
 """
 from __future__ import annotations
 

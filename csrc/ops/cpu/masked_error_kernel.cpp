@@ -257,44 +257,49 @@ void for_unit(const Geometry& geo, int64_t u, const scalar_t* p, const scalar_t*
 // ---------------------------------------------------------------------------------------------
 // The mask pre-pass.
 
+// Sum of the weights of mask values m[0, len), in kLanes independent chains (one chain of double adds
+// is latency-bound).
+template <typename mask_t>
+INPAINT_FAST_INLINE double weight_sum(const mask_t* __restrict__ m, int64_t len) {
+  double lanes[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= len; i += kLanes) {
+    for (int k = 0; k < kLanes; ++k) lanes[k] += mask_weight<double>(m[i + k]);
+  }
+  for (int k = 0; i < len; ++i, ++k) lanes[k] += mask_weight<double>(m[i]);
+  return fold_lanes(lanes);
+}
+
+template <typename mask_t>
+INPAINT_FAST_V3_TARGET double weight_sum_v3(const mask_t* m, int64_t len) {
+  return weight_sum(m, len);
+}
+
+template <typename mask_t>
+double weight_sum_base(const mask_t* m, int64_t len) {
+  return weight_sum(m, len);
+}
+
 // Area of the known region over the broadcast (N, C, H, W) shape: sum v with v = m or 1 - m
 // (m = mask_weight of the mask).
 // Each distinct (H, W) plane of the mask is summed once (in double, deterministically) and
-// counted as often as it is broadcast. The same pass checks a floating mask's values (common/checks.h).
+// counted as often as it is broadcast.
 template <typename mask_t>
 double known_area(const at::Tensor& mask, bool mask_is_hole, int64_t N, int64_t C) {
-  constexpr bool kFloating = !std::is_same_v<mask_t, uint8_t>;
   const int64_t planes_n = distinct_planes(mask, 0);
   const int64_t planes_c = distinct_planes(mask, 1);
   const int64_t hw = mask.size(2) * mask.size(3);
   if (N * C * hw == 0) return 0.0;  // empty images (and possibly an empty mask): no plane to read
   const int64_t segments = (hw + kSegment - 1) / kSegment;
   const mask_t* m = reinterpret_cast<const mask_t*>(mask.const_data_ptr());
-  // [sum of the weights, number of values outside [0, 1]]
-  const auto sums = deterministic_sum<2, double>(planes_n * planes_c * segments, [&](int64_t u, double* out) {
+  auto* sum_fn = cpu_variant(&weight_sum_base<mask_t>, &weight_sum_v3<mask_t>);
+  const double s = deterministic_sum<1, double>(planes_n * planes_c * segments, [&](int64_t u, double* out) {
     const int64_t plane = u / segments, start = (u % segments) * kSegment;
     const mask_t* mp = m + (plane / planes_c) * mask.stride(0) + (plane % planes_c) * mask.stride(1);
-    const int64_t end = std::min(hw, start + kSegment);
-    double lanes[kLanes] = {}, outside[kLanes] = {};  // independent chains: one chain of adds is latency-bound
-    int64_t i = start;
-    for (; i + kLanes <= end; i += kLanes) {
-      for (int k = 0; k < kLanes; ++k) {
-        const double x = mask_weight<double>(mp[i + k]);
-        lanes[k] += x;
-        if constexpr (kFloating) outside[k] += static_cast<double>(!(x >= 0 && x <= 1));
-      }
-    }
-    for (int k = 0; i < end; ++i, ++k) {
-      const double x = mask_weight<double>(mp[i]);
-      lanes[k] += x;
-      if constexpr (kFloating) outside[k] += static_cast<double>(!(x >= 0 && x <= 1));
-    }
-    out[0] = fold_lanes(lanes);
-    out[1] = fold_lanes(outside);
-  });
-  if (sums[1] > 0) check_mask_values(mask, mask_is_hole);  // raises, with the range in the message
+    out[0] = sum_fn(mp + start, std::min(hw, start + kSegment) - start);
+  })[0];
   const double total = static_cast<double>(N * C * hw);
-  const double area = sums[0] * static_cast<double>((N / planes_n) * (C / planes_c));
+  const double area = s * static_cast<double>((N / planes_n) * (C / planes_c));
   return mask_is_hole ? total - area : area;
 }
 
@@ -327,6 +332,7 @@ std::tuple<at::Tensor, at::Tensor> masked_error_cpu(
   const char* op = "inpaint_fast::masked_error";
   check_tensors(pred_in, target_in, mask_in, op);
   check_options(loss, charbonnier_eps, normalize, eps, op);
+  if (mask_in) check_mask_values(*mask_in, mask_is_hole);
   const Prepared in = prepare(pred_in, target_in, mask_in);
   const at::Tensor& pred = in.pred;
   const Geometry geo = geometry_of(in);
@@ -402,6 +408,7 @@ std::tuple<at::Tensor, at::Tensor> masked_error_cpu(
 at::Tensor masked_error_stats_cpu(const at::Tensor& pred_in, const at::Tensor& target_in,
                                   const c10::optional<at::Tensor>& mask_in, bool mask_is_hole) {
   check_tensors(pred_in, target_in, mask_in, "inpaint_fast::masked_error_stats");
+  if (mask_in) check_mask_values(*mask_in, mask_is_hole);
   const Prepared in = prepare(pred_in, target_in, mask_in);
   const Geometry geo = geometry_of(in);
   const int64_t numel = in.pred.numel();

@@ -99,7 +99,7 @@ __global__ void __launch_bounds__(kThreads) area_kernel(const mask_t* __restrict
       const mask_t* plane = m + n * m_sn + c * m_sc;
       for (int64_t hw = first; hw < HW; hw += stride) {
         const double x = mask_weight<double>(plane[hw]);
-        if constexpr (!std::is_same_v<mask_t, uint8_t>) {  // common/checks.h's check, without a pass of its own
+        if constexpr (!std::is_same_v<mask_t, uint8_t>) {  // common/checks.h's check, in this pass
           CUDA_KERNEL_ASSERT_MSG(x >= 0.0 && x <= 1.0, "inpaint_fast: a floating mask must hold values in [0, 1]");
         }
         acc[0] += x;
