@@ -4,7 +4,9 @@
 //              normalize, eps, compute_grad) -> (loss, grad_pred)
 //   d = pred - target, e = |d| (loss 0), d^2 (loss 1) or sqrt(d^2 + charbonnier_eps^2) (loss 2);
 //   v = the known-pixel weight (mask, or 1 - mask when mask_is_hole; 1 everywhere without a mask),
-//   broadcast from (N|1, C|1, H, W); a bool/uint8 mask is binary (any non-zero value is 1). With S_h = sum (1 - v) e, S_v = sum v e and the areas
+//   broadcast from (N|1, C|1, H, W); a bool/uint8 mask is binary (any non-zero value is 1), a floating one
+//   must lie in [0, 1] (a ValueError on CPU, a device-side assert on a GPU: common/checks.h).
+//   With S_h = sum (1 - v) e, S_v = sum v e and the areas
 //   A_h = sum (1 - v), A_v = sum v over the broadcast shape:
 //     normalize 0 (sum):  weight_hole * S_h + weight_valid * S_v
 //     normalize 1 (mask): weight_hole * S_h / max(A_h, eps) + weight_valid * S_v / max(A_v, eps)

@@ -3,8 +3,8 @@
 //
 // masked_tv(img, mask, mask_is_hole, region, p, normalize, eps, compute_grad) -> (loss, grad_img)
 //   img (N, C, H, W) float16/bfloat16/float32/float64. mask: None or (N|1, C|1, H, W), bool/uint8
-//   (binary: any non-zero value is 1) or img's dtype (a soft weight in [0, 1]), broadcast over N and C without being
-//   materialised. mask_is_hole: the tensor is the hole indicator h (known m = 1 - h).
+//   (binary: any non-zero value is 1) or img's dtype (a soft weight in [0, 1], checked: a ValueError on
+//   CPU, a device-side assert on a GPU), broadcast over N and C without being materialised. mask_is_hole: the tensor is the hole indicator h (known m = 1 - h).
 //   region r: 0 'all' (r = 1; mask ignored, may be None), 1 'known' (r = m), 2 'hole' (r = 1 - m),
 //   3 'hole_dilated' (r = max of 1 - m over the 3x3 neighbourhood inside the image, the PConv
 //   paper's region P = inpaint_fast.reference.tv.dilate(1 - m)).

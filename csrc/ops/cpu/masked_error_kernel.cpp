@@ -1,15 +1,16 @@
 // CPU kernels of inpaint_fast::masked_error and masked_error_stats (schemas and semantics:
 // csrc/ops/masked_error.cpp).
 //
-// One pass: a cheap pre-pass sums the mask (the region areas), then every element of pred and
+// One pass: a floating mask's [0, 1] check (common/checks.h) and a cheap pre-pass that sums the mask
+// (the region areas) read the mask alone; then every element of pred and
 // target is read once, its hole and valid error terms are accumulated and, when asked, its
 // gradient is written (float32 for float16 images, else their dtype). Work units are fixed runs of
 // elements (csrc/common/reduce.h), so the sums are bitwise the same for any thread count.
 //
 // Layouts, read in place: NCHW with contiguous (H, W) planes (slices along N and C included), and
-// channels_last. Anything else is copied with .contiguous(). The mask (N|1, C|1, H, W) is read in
-// its own dtype (bool/uint8 binary: any non-zero value is 1; or the image dtype as a soft weight) and
-// broadcast by stride 0.
+// channels_last. Anything else is copied with .contiguous(). The mask (N|1, C|1, H, W) is broadcast by
+// stride 0; a floating one (the image dtype, a soft weight) is read in place, a bool/uint8 one (binary:
+// any non-zero value is 1) as 0/1 weights converted per work unit (run_mask_t).
 // The hot loop is compiled for x86-64-v3 and for the baseline ISA and chosen at run time
 // (common/cpu_dispatch.h; the x86-64-v3 variant also runs at the AVX-512 level).
 
@@ -85,7 +86,7 @@ inline Term<acc_t> error_term(acc_t d, acc_t v, const RunParams<acc_t>& rp) {
 }
 
 // The runs below load and store through their __restrict__ pointers in the loop body itself: a lambda
-// capturing them by reference loses __restrict__, and gcc then keeps the loop scalar (4x slower with a mask).
+// capturing them by reference loses __restrict__, and gcc then kept the masked loops scalar (2-3x slower).
 
 // One contiguous run: out[0] += sum (1 - v) e, out[1] += sum v e; g = gradient when GRAD.
 template <typename scalar_t, typename mask_t, int64_t LOSS, bool GRAD, typename acc_t>
