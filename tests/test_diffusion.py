@@ -249,11 +249,43 @@ def test_jump_schedule_published_defaults():
     assert (steps == -1).sum() == 250 + 24 * 9 * 10
 
 
-def test_spaced_timesteps():
-    for T, S in ((1000, 250), (1000, 50), (50, 6)):
-        np.testing.assert_array_equal(diffusion.spaced_timesteps(T, S), np.round(np.linspace(0, T - 1, S)).astype(int))
+def improved_diffusion_space_timesteps(num_timesteps, section_counts):
+    """openai/improved-diffusion, improved_diffusion/respace.py, ``space_timesteps`` at commit
+    6051920c0865d53146db7841bfba43c3e67edef6, transcribed (the list-of-counts branch, as RePaint calls it)."""
+    size_per = num_timesteps // len(section_counts)
+    extra = num_timesteps % len(section_counts)
+    start_idx = 0
+    all_steps = []
+    for i, section_count in enumerate(section_counts):
+        size = size_per + (1 if i < extra else 0)
+        if size < section_count:
+            raise ValueError(f"cannot divide section of {size} steps into {section_count}")
+        if section_count <= 1:
+            frac_stride = 1
+        else:
+            frac_stride = (size - 1) / (section_count - 1)
+        cur_idx = 0.0
+        taken_steps = []
+        for _ in range(section_count):
+            taken_steps.append(start_idx + round(cur_idx))
+            cur_idx += frac_stride
+        all_steps += taken_steps
+        start_idx += size
+    return set(all_steps)
+
+
+def test_spaced_timesteps_are_improved_diffusions():
+    """Every S in 2..T for T = 1000 (and smaller T) equals upstream's set of steps, ascending; at T = 1000,
+    283 of those 999 differ from the exact round(i (T-1)/(S-1)) the function computed before."""
+    for T in (1000, 250, 50, 7, 2):
+        for S in range(2, T + 1):
+            assert diffusion.spaced_timesteps(T, S) == sorted(improved_diffusion_space_timesteps(T, [S])), (T, S)
+    exact = [S for S in range(2, 1001)
+             if diffusion.spaced_timesteps(1000, S) != [round(i * 999 / (S - 1)) for i in range(S)]]
+    assert len(exact) == 283
+    assert diffusion.spaced_timesteps(1000, 21)[10] == 499
     assert diffusion.spaced_timesteps(20, 20) == list(range(20))
-    assert diffusion.spaced_timesteps(20, 1) == [19]
+    assert diffusion.spaced_timesteps(20, 1) == [19]  # upstream: [0]
 
 
 # ---- RePaint sampler ------------------------------------------------------------------------------

@@ -175,7 +175,8 @@ def diffusion_loss(model: Callable[..., Tensor], x0: Tensor, *, alphas_cumprod: 
 
 def spaced_timesteps(num_train_steps: int, num_inference_steps: int) -> List[int]:
     """The training timesteps a sampler of ``num_inference_steps`` visits (ascending, from 0 to T-1):
-    ``round(i (T-1)/(S-1))`` (improved-diffusion's ``space_timesteps``, used by RePaint)."""
+    improved-diffusion's ``space_timesteps(T, [S])``, used by RePaint, step for step (the float stride
+    (T-1)/(S-1) accumulated, then rounded); [T-1] for S = 1."""
     num_train_steps = V.check_int(num_train_steps, "num_train_steps")
     num_inference_steps = V.check_int(num_inference_steps, "num_inference_steps")
     if num_inference_steps > num_train_steps:

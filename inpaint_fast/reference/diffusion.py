@@ -134,11 +134,18 @@ def convert_prediction(model_output: Tensor, x_t: Tensor, t: Tensor, alphas_cump
 # --------------------------------------------------------------------------------------------------
 
 def spaced_timesteps(num_train_steps: int, num_inference_steps: int) -> List[int]:
-    """The training timesteps a shorter sampler visits, ascending: ``round(i (T-1)/(S-1))``, i < S
-    (improved-diffusion's ``space_timesteps``, which RePaint uses); [T-1] for S = 1."""
+    """The training timesteps a shorter sampler visits, ascending: improved-diffusion's
+    ``space_timesteps(T, [S])``, which RePaint uses. As there, the position advances by the float stride
+    (T-1)/(S-1) added step by step and is rounded half to even, so a step can differ by one from
+    ``round(i (T-1)/(S-1))``. For S = 1: [T-1] (upstream gives [0], a sampler that starts at the least
+    noisy step)."""
     if num_inference_steps == 1:
         return [num_train_steps - 1]
-    return [round(i * (num_train_steps - 1) / (num_inference_steps - 1)) for i in range(num_inference_steps)]
+    stride, position, steps = (num_train_steps - 1) / (num_inference_steps - 1), 0.0, []
+    for _ in range(num_inference_steps):
+        steps.append(round(position))
+        position += stride
+    return steps
 
 
 def get_schedule_jump(t_T: int, jump_length: int = 10, jump_n_sample: int = 10) -> List[int]:
