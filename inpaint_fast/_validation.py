@@ -224,11 +224,21 @@ def check_loss_options(reduction: str, normalize: str = "mask", eps: float = 1e-
     check_positive(eps, "eps")
 
 
+def spatial_weight(known: Optional[Tensor]) -> Optional[Tensor]:
+    """The per-pixel weight an image-level feature loss resizes to each feature map: the known mask
+    itself when it is (N|1, 1, H, W), else its channel mean (N|1, 1, H, W). An RGB mask whose three
+    channels are equal (naoto0804's PConv loader) gives that channel; for a binary mask, exactly."""
+    if known is None or known.shape[1] == 1:
+        return known
+    return known.mean(1, keepdim=True)
+
+
 def check_spatial_weight(weight: Optional[Tensor], name: str = "mask") -> None:
-    """Feature losses resize the mask to each feature map, so it must be single-channel."""
+    """A mask given at a feature map's resolution (gram_matrix, style_distance) weights its positions,
+    so it must be single-channel."""
     if weight is not None and weight.shape[1] != 1:
         raise ValueError(
-            f"{name} for a feature loss must be single-channel, (N,1,H,W), (N,H,W) or (H,W); "
+            f"{name} for feature maps must be single-channel, (N,1,H,W), (N,H,W) or (H,W); "
             f"got {weight.shape[1]} channels ({tuple(weight.shape)})")
 
 

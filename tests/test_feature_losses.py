@@ -114,6 +114,28 @@ def test_modules(vgg, backend):
     assert isinstance(built.extractor, IF.VGGFeatures) and built.extractor.layers == ("relu1_2",)
 
 
+def test_rgb_masks_are_averaged_over_channels(vgg, backend):
+    """An image-level feature loss reads a (N, C, H, W) mask as its channel mean: an RGB mask of equal
+    channels (naoto0804's loader) gives the single-channel result exactly, a soft one its mean."""
+    x, pred = images(n=2)
+    one = (torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(4)) > 0.4).float()
+    soft = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    hrf = IF.HRFPerceptualLoss(weights=None, layers=("layer1", "layer2"))
+    calls = [lambda **m: IF.perceptual_loss(pred, x, extractor=vgg, **m),
+             lambda **m: IF.style_loss(pred, x, extractor=vgg, **m),
+             lambda **m: hrf(pred, x, **m),
+             lambda **m: IF.SNPatchDiscriminator(3, 4, num_layers=2)(pred, **m)]
+    for call in calls:
+        torch.manual_seed(0)
+        expected = call(mask=one)
+        torch.manual_seed(0)
+        torch.testing.assert_close(call(mask=one.expand(2, 3, 32, 32)), expected, rtol=0, atol=0)
+        torch.manual_seed(0)
+        expected = call(hole=1 - soft.mean(1, keepdim=True))
+        torch.manual_seed(0)
+        torch.testing.assert_close(call(hole=1 - soft), expected, rtol=1e-6, atol=1e-7)
+
+
 def test_low_precision_style_is_finite(backend):
     """float16 Grams are accumulated in float32: no overflow where float16 sums would overflow."""
     torch.manual_seed(0)
@@ -127,8 +149,8 @@ def test_feature_loss_errors(vgg):
     x, pred = images(n=1)
     with pytest.raises(TypeError, match="extractor must be a callable"):
         IF.perceptual_loss(pred, x, extractor="vgg")
-    with pytest.raises(ValueError, match="single-channel"):
-        IF.perceptual_loss(pred, x, extractor=vgg, mask=torch.ones(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="single-channel"):  # a mask of the features' own size
+        IF.gram_matrix(pred, mask=torch.ones(1, 3, 32, 32))
     with pytest.raises(ValueError, match="layer_weights must be a sequence of 3"):
         IF.style_loss(pred, x, extractor=vgg, layer_weights=[1.0])
     with pytest.raises(ValueError, match=r"layer_weights\[1\] must be a finite number >= 0"):

@@ -98,7 +98,9 @@ def run_naoto(naoto_extractor, pred, gt, known):
     return NaotoInpaintingLoss(naoto_extractor)(gt * mask3, mask3, pred, gt)
 
 
-def test_pconv_matches_naoto0804(naoto_extractor, if_extractor, backend):
+@pytest.mark.parametrize("mask_channels", [1, 3])
+def test_pconv_matches_naoto0804(naoto_extractor, if_extractor, backend, mask_channels):
+    """mask_channels=3: the (N, 3, H, W) mask naoto0804's loader yields, passed as it is."""
     gt, pred = images()
     known = 1 - make_hole()
     pred_a = pred.clone().requires_grad_()
@@ -106,7 +108,7 @@ def test_pconv_matches_naoto0804(naoto_extractor, if_extractor, backend):
     expected = run_naoto(naoto_extractor, pred_a, gt, known)
     expected_total = naoto_total(expected)
     loss = IF.pconv_loss(extractor=if_extractor, tv_region="all")
-    got = loss(pred_b, gt, mask=known)
+    got = loss(pred_b, gt, mask=known if mask_channels == 1 else known.expand_as(gt).contiguous())
     assert set(got) == {"valid", "hole", "perc", "style", "tv", "total"}
     for ours, theirs in NAOTO_TERMS.items():
         torch.testing.assert_close(got[ours], expected[theirs], rtol=1e-5, atol=0, msg=ours)

@@ -141,9 +141,14 @@ def extract_features(extractor: Callable[[Tensor], List[Tensor]], pred: Tensor, 
     return cache["output"], cache.target
 
 
-def _feature_weight(pred, mask, hole, region) -> Optional[Tensor]:
+def _feature_weight(pred, mask, hole, region, *, image: bool) -> Optional[Tensor]:
+    """The region weight of a feature loss: of an image's mask (``image``: an RGB mask is averaged
+    over channels, :func:`V.spatial_weight`) or of a feature map's (single-channel)."""
     known = V.known_from_mask(mask, hole, pred, required=False)
-    V.check_spatial_weight(known, "mask" if mask is not None else "hole")
+    if image:
+        known = V.spatial_weight(known)
+    else:
+        V.check_spatial_weight(known, "mask" if mask is not None else "hole")
     return V.region_weight(known, V.resolve_region(region, known))
 
 
@@ -209,17 +214,16 @@ def perceptual_loss(pred: Tensor, target: Tensor, *, extractor: Callable[[Tensor
 
     ``extractor`` maps (N, 3, H, W) to a list of feature maps (e.g. :class:`VGGFeatures`). ``loss`` is
     'l1' (the notebook), 'l2' or 'mse' (both the squared error), or one of them per layer. The
-    single-channel mask is resized to each layer by ``mask_resize`` ('nearest', the notebook's, or
-    'area': the fraction of each cell in the region, a soft weight); ``region`` defaults to 'hole'
-    when a mask is given. ``feature_norm`` ('unit': LPIPS's unit length over channels per position;
+    mask (a (N, C, H, W) one averaged over channels) is resized to each layer by ``mask_resize``
+    ('nearest', the notebook's, or 'area': the fraction of each cell in the region, a soft weight);
+    ``region`` defaults to 'hole' when a mask is given. ``feature_norm`` ('unit': LPIPS's unit length over channels per position;
     'instance': each channel standardised over space) is applied to both feature maps first. The
     target's features are taken without grad. reduction='none' returns the list of per-layer maps.
     """
     pred, target = V.check_pair(pred, target)
     V.check_loss_options(reduction, normalize, eps)
     check_feature_options(loss, mask_resize, feature_norm)
-    known = V.known_from_mask(mask, hole, pred, required=False)
-    V.check_spatial_weight(known, "mask" if mask is not None else "hole")
+    known = V.spatial_weight(V.known_from_mask(mask, hole, pred, required=False))
     region = V.resolve_region(region, known)
     pred_feats, target_feats = extract_features(extractor, pred, target)
     return perceptual_distance(pred_feats, target_feats, known, region=region, loss=loss, layer_weights=layer_weights,
@@ -244,7 +248,7 @@ def gram_matrix(feat: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[T
     """
     V.check_image(feat, "feat")
     V.check_positive(eps, "eps")
-    return fused_gram(feat, _feature_weight(feat, mask, hole, region), eps)
+    return fused_gram(feat, _feature_weight(feat, mask, hole, region, image=False), eps)
 
 
 def _fused_backend(feat: Tensor, weight: Optional[Tensor]) -> str:
@@ -290,7 +294,7 @@ def style_loss(pred: Tensor, target: Tensor, *, extractor: Callable[[Tensor], Li
     V.check_choice(reduction, "reduction", V.REDUCTIONS)
     V.check_positive(eps, "eps")
     V.check_choice(mask_resize, "mask_resize", MASK_RESIZES)
-    weight = _feature_weight(pred, mask, hole, region)
+    weight = _feature_weight(pred, mask, hole, region, image=True)
     if reduction == "none":
         pred_feats, target_feats = extract_features(extractor, pred, target)
         layer_weights = V.check_layer_weights(layer_weights, len(pred_feats))
@@ -394,8 +398,7 @@ def hrf_perceptual_loss(pred: Tensor, target: Tensor, *, extractor, weight: floa
     pred, target = V.check_pair(pred, target)
     V.check_loss_options(reduction, normalize, eps)
     weight = V.check_nonnegative(weight, "weight")
-    known = V.known_from_mask(mask, hole, pred, required=False)
-    V.check_spatial_weight(known, "mask" if mask is not None else "hole")
+    known = V.spatial_weight(V.known_from_mask(mask, hole, pred, required=False))
     pred_feats, target_feats = extract_features(extractor, pred, target)
     out = hrf_distance(pred_feats, target_feats, known, V.resolve_region(region, known), layer_weights, normalize,
                     reduction, eps)

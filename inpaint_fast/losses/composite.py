@@ -165,7 +165,7 @@ class CompositeLoss(nn.Module):
             for k, v in self._pixel_terms(coarse, target, m).items():
                 terms[k] = terms[k] + v
         if feature_modules:
-            V.check_spatial_weight(known, "mask" if mask is not None else "hole")
+            feature_known = V.spatial_weight(known)
             caches: Dict[int, FeatureCache] = {}
             for term, module in (("perc", self.perceptual), ("style", self.style), ("hrf", self.hrf)):
                 if term in w:
@@ -173,7 +173,7 @@ class CompositeLoss(nn.Module):
                     if cache is None:
                         cache = FeatureCache(module.extractor, target, {k: images[k] for k in self.feature_images})
                         caches[id(module.extractor)] = cache
-                    terms[term] = module.from_cache(cache, known)
+                    terms[term] = module.from_cache(cache, feature_known)
         if "tv" in w:
             terms["tv"] = self.tv(images[self.tv_image], mask=known)
         if "freq" in w:

@@ -113,9 +113,9 @@ class HRFPerceptualLoss(nn.Module):
         weights, layers, dilated: passed to :class:`ResNetFeatures` ('DEFAULT' = torchvision's ImageNet weights,
             None = untrained, or a local state-dict path).
         region, normalize, reduction, eps: as :class:`inpaint_fast.PerceptualLoss`. Without a mask this is
-            LaMa's loss exactly (per layer ``F.mse_loss``, summed). With ``mask=``/``hole=`` (single-channel,
-            resized to each stage by nearest neighbour) each layer's squared error is averaged over ``region``
-            (default 'hole'), an extension LaMa's ResNetPL does not have.
+            LaMa's loss exactly (per layer ``F.mse_loss``, summed). With ``mask=``/``hole=`` (an RGB mask
+            averaged over channels; resized to each stage by nearest neighbour) each layer's squared error
+            is averaged over ``region`` (default 'hole'), an extension LaMa's ResNetPL does not have.
         layer_weights: per-layer multipliers; default all 1 (LaMa's sum).
 
     ``forward(pred, target, mask=... | hole=...)``: the target's features are taken without grad; gradient

@@ -45,8 +45,7 @@ class SNPatchDiscriminator(nn.Module):
     def forward(self, image: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None) -> Tensor:
         V.check_image(image, "image")
         if self.mask_channel:
-            known = V.known_from_mask(mask, hole, image, required=True, like_name="image")
-            V.check_spatial_weight(known, "mask" if mask is not None else "hole")
+            known = V.spatial_weight(V.known_from_mask(mask, hole, image, required=True, like_name="image"))
             image = torch.cat([image, (1 - known).expand(image.shape[0], 1, -1, -1)], dim=1)
         elif mask is not None or hole is not None:
             raise ValueError("this discriminator was built with mask_channel=False: pass no mask")
