@@ -20,9 +20,11 @@ import torch
 from torch import Tensor
 
 REDUCTIONS = ("mean", "sum", "none")
-NORMALIZES = ("mask", "all")
+NORMALIZES = ("mask", "all", "sample")  # region area, every element, per-sample means averaged (mmagic sample_wise)
 REGIONS = ("hole", "known", "all")
 TV_REGIONS = REGIONS + ("hole_dilated",)  # the PConv paper's TV region: the hole grown by one pixel
+TV_PAIR_WEIGHTS = ("both", "first")  # a pair's weight: both pixels' product (the notebook), its top/left one's (mmagic)
+TV_NORMS = ("l1", "l2", "l2_squared")  # piq's per-image norm_type
 _MASK_DTYPES = (torch.bool, torch.uint8)
 
 

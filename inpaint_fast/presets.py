@@ -75,7 +75,7 @@ def pconv_loss(*, valid: float = 1.0, hole: float = 6.0, perceptual: float = 0.0
 
 def lama_loss(*, l1_known: float = 10.0, l1_missing: float = 0.0, hrf: float = 30.0, adversarial: float = 10.0,
               gp_coef: float = 0.001, feature_matching: float = 100.0, hrf_extractor: Optional[Extractor] = None,
-              hrf_weights="DEFAULT", mask_resize: str = "nearest") -> CompositeLoss:
+              hrf_weights="DEFAULT", mask_resize: str = "nearest", use_unmasked_for_discr: bool = True) -> CompositeLoss:
     """LaMa's generator and discriminator objectives (Suvorov et al., "Resolution-robust Large Mask
     Inpainting with Fourier Convolutions", WACV 2022; the big-lama training config).
 
@@ -95,8 +95,12 @@ def lama_loss(*, l1_known: float = 10.0, l1_missing: float = 0.0, hrf: float = 3
     softplus(-D(x̂)))`` with the hole h resized to the logits by ``mask_resize`` ('nearest' as LaMa, or
     'maxpool'), and 'r1' ``gp_coef * mean_i ||∇_x sum D(x)_i||²`` (LaMa's ``make_r1_gp``; our
     :class:`R1Penalty` with gamma = 2 gp_coef). The discriminator is the caller's (LaMa: a
-    pix2pixHD ``NLayerDiscriminator``).
+    pix2pixHD ``NLayerDiscriminator``). ``use_unmasked_for_discr=False`` (LaMa's option of that name,
+    which turns ``mask_as_fake_target`` off): 'fake' is ``mean(h softplus(D(x̂)))``, the hole's fake
+    logits only, divided by every logit.
     """
+    if not isinstance(use_unmasked_for_discr, bool):
+        raise TypeError(f"use_unmasked_for_discr must be a bool; got {type(use_unmasked_for_discr).__name__}")
     weights = _weights(valid=l1_known, hole=l1_missing, hrf=hrf, adv=adversarial, fm=feature_matching)
     gp_coef = V.check_nonnegative(gp_coef, "gp_coef")
     has = weights.__contains__
@@ -105,10 +109,11 @@ def lama_loss(*, l1_known: float = 10.0, l1_missing: float = 0.0, hrf: float = 3
         reconstruction=ReconstructionLoss(normalize="all") if has("valid") or has("hole") else None,
         hrf=(HRFPerceptualLoss(extractor=hrf_extractor, region="all") if hrf_extractor is not None
              else HRFPerceptualLoss(weights=hrf_weights, region="all")) if has("hrf") else None,
-        adversarial=AdversarialLoss("bce", region="all", resize=mask_resize) if has("adv") else None,
+        adversarial=AdversarialLoss("bce", region="all", resize=mask_resize,
+                                    fake_mask="target" if use_unmasked_for_discr else "hole") if has("adv") else None,
         r1=R1Penalty(gamma=2 * gp_coef) if has("adv") and gp_coef > 0 else None,
         feature_matching=FeatureMatchingLoss("l2") if has("fm") else None,
-        mask_as_fake_target=has("adv"))
+        mask_as_fake_target=has("adv") and use_unmasked_for_discr)
 
 
 def deepfill_v2_loss(*, l1_hole: float = 1.0, l1_valid: float = 1.0, adversarial: float = 1.0) -> CompositeLoss:

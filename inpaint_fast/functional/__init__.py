@@ -20,10 +20,10 @@ from .diffusion import diffusion_loss, q_sample, repaint
 from .feature import FeatureCache, gram_matrix, hrf_perceptual_loss, perceptual_loss, style_distance, style_loss
 from .frequency import frequency_loss
 from .pixel import (masked_charbonnier, masked_error_stats, masked_l1, masked_l2, reconstruction_loss,
-                    total_variation)
+                    total_variation, total_variation_norm)
 
 __all__ = ["masked_l1", "masked_l2", "masked_charbonnier", "masked_error_stats", "reconstruction_loss",
-           "total_variation", "frequency_loss", "perceptual_loss", "gram_matrix", "style_loss",
+           "total_variation", "total_variation_norm", "frequency_loss", "perceptual_loss", "gram_matrix", "style_loss",
            "style_distance", "hrf_perceptual_loss", "FeatureCache", "discriminator_loss", "generator_loss", "r1_penalty",
            "feature_matching_loss", "diffusion_loss", "q_sample", "repaint", "adversarial", "diffusion"]
 

@@ -36,6 +36,7 @@ from ..reference import gan as _ref
 
 GAN_LOSSES = ("bce", "hinge", "lsgan")
 MASK_RESIZES = ("nearest", "maxpool")
+FAKE_MASKS = ("target", "hole")  # LaMa's mask_as_fake_target; its use_unmasked_for_discr=False
 FEATURE_RESIZES = ("nearest", "maxpool", "bilinear")
 FEATURE_LOSSES = ("l1", "l2")
 GENERATOR_REGIONS = ("hole", "known", "all")
@@ -79,24 +80,27 @@ def _check_loss(loss: str) -> str:
 # ---------------------------------------------------------------- losses
 def discriminator_loss(real_logits: Tensor, fake_logits: Tensor, *, loss: str = "bce",
                        mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
-                       resize: str = "nearest") -> DiscriminatorLoss:
+                       resize: str = "nearest", fake_mask: str = "target") -> DiscriminatorLoss:
     """D's loss as ``DiscriminatorLoss(total, real, fake)`` (see the module table for each ``loss``).
 
     real_logits, fake_logits: D's raw scores, any shape (means over all elements); detach the fake
     images before D so that this loss trains D only.
 
-    With ``mask=`` (1 = known) or ``hole=`` (1 = missing), LaMa's ``mask_as_fake_target``
-    (Suvorov et al. 2022, ``NonSaturatingWithR1``): the fake logits must be (N, C, h, w); the hole,
-    resized to (h, w) by ``resize``, makes each fake logit's target "fake" in the hole and "real" in
-    the known region: ``fake = mean(hole * fake_term(z) + (1 - hole) * real_term(z))``.
+    With ``mask=`` (1 = known) or ``hole=`` (1 = missing) the fake logits must be (N, C, h, w) and
+    the hole is resized to (h, w) by ``resize``. ``fake_mask='target'`` is LaMa's
+    ``mask_as_fake_target`` (Suvorov et al. 2022, ``NonSaturatingWithR1``): each fake logit's target
+    is "fake" in the hole and "real" in the known region, ``fake = mean(hole * fake_term(z) + (1 - hole)
+    * real_term(z))``; 'hole' is LaMa's ``use_unmasked_for_discr=False``: only the hole's fake logits
+    count, ``fake = mean(hole * fake_term(z))`` (divided by every logit, as LaMa).
     The real logits are always "real".
     """
     _check_loss(loss)
+    V.check_choice(fake_mask, "fake_mask", FAKE_MASKS)
     _check_logits(real_logits, "real_logits")
     _check_logits(fake_logits, "fake_logits")
     V.check_same_device(fake_logits, "fake_logits", real_logits, "real_logits")
     fake_hole = _hole_for_logits(mask, hole, fake_logits, "fake_logits", resize)
-    real, fake = _ref.discriminator_terms(real_logits, fake_logits, loss, fake_hole)
+    real, fake = _ref.discriminator_terms(real_logits, fake_logits, loss, fake_hole, fake_mask)
     return DiscriminatorLoss(real + fake, real, fake)
 
 

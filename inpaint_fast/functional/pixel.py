@@ -37,10 +37,12 @@ def masked_error(pred: Tensor, target: Tensor, mask: Optional[V.Mask], *, loss: 
                   weight_valid: float, normalize: str, reduction: str, eps: float, charbonnier_eps: float) -> Tensor:
     """``weight_hole * E(hole) + weight_valid * E(known)`` (no mask: ``weight_valid * E(all)``), fused
     in one pass on a built backend, else the reference. ``mask``: from ``mask_arg(..., values=False)``."""
+    if normalize == "sample" and mask is None:
+        normalize = "mask"  # samples of one size: the mean of their means is the mean
     backend = _backend.choose("masked_error", pred.device)
     nothing_weighted = weight_valid == 0 and (weight_hole == 0 or mask is None)  # the reference's exact 0
     if (reduction != "none" and not (mask is not None and mask.tensor.requires_grad) and backend != "reference"
-            and not nothing_weighted):
+            and not nothing_weighted and not (normalize == "sample" and reduction == "mean")):
         return _masked_error_op.masked_error(
             pred, target, None if mask is None else mask.tensor, backend=backend,
             mask_is_hole=mask is not None and mask.is_hole,
@@ -153,26 +155,62 @@ def masked_error_stats(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] =
 
 def total_variation(pred: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
                     region: Optional[str] = None, p: int = 1, normalize: str = "mask",
-                    reduction: str = "mean", eps: float = EPS) -> Tensor:
+                    reduction: str = "mean", eps: float = EPS, pair_weight: str = "both") -> Tensor:
     """Anisotropic total variation ``mean |dh|^p + mean |dw|^p`` of pred (N, C, H, W), p = 1 or 2.
 
-    With a mask, a neighbour pair counts with the product of its pixels' region weights (the notebook's
-    pair masks) and ``region`` defaults to 'hole'; 'hole_dilated' is the hole grown by one pixel
-    (3x3), the region P of the PConv paper's TV term. Each direction is normalised by its own area.
+    With a mask, a neighbour pair counts with the product of its pixels' region weights
+    (``pair_weight='both'``, the notebook's pair masks) or with its first (top / left) pixel's weight
+    ('first', mmagic's ``MaskedTVLoss``), and ``region`` defaults to 'hole'; 'hole_dilated' is the hole
+    grown by one pixel (3x3), the region P of the PConv paper's TV term. Each direction is normalised
+    by its own area. pair_weight='first' and normalize='sample' run the reference (no fused kernel).
     """
     V.check_image(pred, "pred")
     V.check_loss_options(reduction, normalize, eps)
     V.check_tv_power(p)
+    V.check_choice(pair_weight, "pair_weight", V.TV_PAIR_WEIGHTS)
     m = V.mask_arg(mask, hole, pred, required=False, values=False)
     region = V.resolve_region(region, m, choices=V.TV_REGIONS)
     backend = _backend.choose("masked_tv", pred.device)
-    if reduction != "none" and not (m is not None and m.tensor.requires_grad) and backend != "reference":
+    if region == "all":
+        normalize = "mask" if normalize == "sample" else normalize  # samples of one size: the mean of means
+        pair_weight = "both"
+    if (reduction != "none" and not (m is not None and m.tensor.requires_grad) and backend != "reference"
+            and normalize != "sample" and pair_weight == "both"):
         if region == "all":
             _check_values(m)
         return _masked_tv_op.masked_tv(pred, None if region == "all" else m.tensor, backend=backend,
                                        mask_is_hole=m is not None and m.is_hole, region=region, p=p,
                                        normalize="sum" if reduction == "sum" else normalize, eps=eps)
+    return _ref_tv.total_variation(pred, _tv_weight(m, region, pred.dtype), p=p, normalize=normalize,
+                                   reduction=reduction, eps=eps, pair_weight=pair_weight)
+
+
+def _tv_weight(m: Optional[V.Mask], region: str, dtype: torch.dtype) -> Optional[Tensor]:
+    """The reference path's per-pixel weight of ``region`` (the mask's values checked here)."""
     _check_values(m)
-    known = None if m is None else m.known(pred.dtype)
-    weight = _ref_tv.dilate(1 - known) if region == "hole_dilated" else V.region_weight(known, region)
-    return _ref_tv.total_variation(pred, weight, p=p, normalize=normalize, reduction=reduction, eps=eps)
+    known = None if m is None else m.known(dtype)
+    return _ref_tv.dilate(1 - known) if region == "hole_dilated" else V.region_weight(known, region)
+
+
+def total_variation_norm(pred: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
+                         region: Optional[str] = None, norm: str = "l2", reduction: str = "mean",
+                         pair_weight: str = "both") -> Tensor:
+    """Each image's total variation, not normalised by its size, then reduced over the batch: the sum
+    over its neighbour pairs of |d| (``norm='l1'``) or d² ('l2_squared'), or the square root of that sum
+    ('l2', the isotropic norm of the image's difference field; 0 with a zero gradient for a constant image).
+
+    ``total_variation_norm(x, norm=k, reduction=r)`` is piq's ``TVLoss(norm_type=k, reduction=r)(x)``;
+    reduction='none' gives the (N,) scores. A mask weights the pairs as in :func:`total_variation`
+    (``region``, ``pair_weight``). Reference implementation (no fused kernel).
+    """
+    V.check_image(pred, "pred")
+    V.check_choice(norm, "norm", V.TV_NORMS)
+    V.check_choice(reduction, "reduction", V.REDUCTIONS)
+    V.check_choice(pair_weight, "pair_weight", V.TV_PAIR_WEIGHTS)
+    m = V.mask_arg(mask, hole, pred, required=False, values=False)
+    region = V.resolve_region(region, m, choices=V.TV_REGIONS)
+    scores = _ref_tv.image_total_variation(pred, _tv_weight(m, region, pred.dtype), norm=norm,
+                                           pair_weight=pair_weight)
+    if reduction == "none":
+        return scores
+    return scores.sum() if reduction == "sum" else scores.mean()

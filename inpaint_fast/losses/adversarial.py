@@ -7,9 +7,9 @@ import torch
 from torch import Tensor, nn
 
 from .. import _validation as V
-from ..functional.adversarial import (EPS, FEATURE_LOSSES, FEATURE_RESIZES, GENERATOR_REGIONS, MASK_RESIZES,
-                                      DiscriminatorLoss, _check_loss, discriminator_loss, feature_matching_loss,
-                                      generator_loss, r1_penalty)
+from ..functional.adversarial import (EPS, FAKE_MASKS, FEATURE_LOSSES, FEATURE_RESIZES, GENERATOR_REGIONS,
+                                      MASK_RESIZES, DiscriminatorLoss, _check_loss, discriminator_loss,
+                                      feature_matching_loss, generator_loss, r1_penalty)
 
 class R1Penalty(nn.Module):
     """R1 penalty with StyleGAN2's lazy regularisation: computed every ``interval``-th call, times ``interval``.
@@ -89,11 +89,13 @@ class AdversarialLoss(nn.Module):
     >>> d = adv.discriminator_loss(D(real), D(fake.detach()), hole=hole).total   # discriminator step
     """
 
-    def __init__(self, loss: str = "bce", *, resize: str = "nearest", region: Optional[str] = None):
+    def __init__(self, loss: str = "bce", *, resize: str = "nearest", region: Optional[str] = None,
+                 fake_mask: str = "target"):
         super().__init__()
         self.loss = _check_loss(loss)
         self.resize = V.check_choice(resize, "resize", MASK_RESIZES)
         self.region = None if region is None else V.check_choice(region, "region", GENERATOR_REGIONS)
+        self.fake_mask = V.check_choice(fake_mask, "fake_mask", FAKE_MASKS)
 
     def generator_loss(self, fake_logits: Tensor, *, mask: Optional[Tensor] = None,
                        hole: Optional[Tensor] = None) -> Tensor:
@@ -103,11 +105,11 @@ class AdversarialLoss(nn.Module):
     def discriminator_loss(self, real_logits: Tensor, fake_logits: Tensor, *, mask: Optional[Tensor] = None,
                            hole: Optional[Tensor] = None) -> DiscriminatorLoss:
         return discriminator_loss(real_logits, fake_logits, loss=self.loss, mask=mask, hole=hole,
-                                  resize=self.resize)
+                                  resize=self.resize, fake_mask=self.fake_mask)
 
     def forward(self, fake_logits: Tensor, *, mask: Optional[Tensor] = None,
                 hole: Optional[Tensor] = None) -> Tensor:
         return self.generator_loss(fake_logits, mask=mask, hole=hole)
 
     def extra_repr(self) -> str:
-        return f"loss={self.loss!r}, resize={self.resize!r}, region={self.region!r}"
+        return f"loss={self.loss!r}, resize={self.resize!r}, region={self.region!r}, fake_mask={self.fake_mask!r}"

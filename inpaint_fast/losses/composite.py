@@ -198,15 +198,17 @@ class CompositeLoss(nn.Module):
         """The discriminator's objective: {'real', 'fake', 'r1' (with ``r1``), 'total'}.
 
         ``mask=``/``hole=`` is required with ``mask_as_fake_target`` (LaMa: a fake logit's target is
-        "real" where its cell is known) and ignored otherwise; ``real_images`` (requiring grad, what D
+        "real" where its cell is known) or an ``adversarial`` of ``fake_mask='hole'`` (only the hole's
+        fake logits count), and ignored otherwise; ``real_images`` (requiring grad, what D
         saw for ``real_logits``) is required with ``r1`` on its due steps; ``scaler``: see :func:`r1_penalty`.
         """
         if self.adversarial is None:
             raise ValueError("discriminator_loss needs an adversarial term: weights has no 'adv'")
         masks = {}
-        if self.mask_as_fake_target:
+        if self.mask_as_fake_target or self.adversarial.fake_mask == "hole":
             if mask is None and hole is None:
-                raise ValueError("mask_as_fake_target=True: pass mask= (1 = known) or hole= (1 = missing)")
+                why = "mask_as_fake_target=True" if self.mask_as_fake_target else "adversarial has fake_mask='hole'"
+                raise ValueError(f"{why}: pass mask= (1 = known) or hole= (1 = missing)")
             masks = {"mask": mask, "hole": hole}
         d = self.adversarial.discriminator_loss(real_logits, fake_logits, **masks)
         out = {"real": d.real, "fake": d.fake}

@@ -44,16 +44,19 @@ class TVLoss(nn.Module):
     """
 
     def __init__(self, region: Optional[str] = None, *, p: int = 1, normalize: str = "mask",
-                 reduction: str = "mean", eps: float = LF.EPS):
+                 reduction: str = "mean", eps: float = LF.EPS, pair_weight: str = "both"):
         super().__init__()
         V.check_region(region, V.TV_REGIONS)
         V.check_loss_options(reduction, normalize, eps)
         V.check_tv_power(p)
+        self.pair_weight = V.check_choice(pair_weight, "pair_weight", V.TV_PAIR_WEIGHTS)
         self.region, self.p, self.normalize, self.reduction, self.eps = region, p, normalize, reduction, eps
 
     def forward(self, pred: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None) -> Tensor:
         return LF.total_variation(pred, mask=mask, hole=hole, region=self.region, p=self.p,
-                                  normalize=self.normalize, reduction=self.reduction, eps=self.eps)
+                                  normalize=self.normalize, reduction=self.reduction, eps=self.eps,
+                                  pair_weight=self.pair_weight)
 
     def extra_repr(self) -> str:
-        return f"region={self.region!r}, p={self.p}, normalize={self.normalize!r}, reduction={self.reduction!r}"
+        return (f"region={self.region!r}, p={self.p}, normalize={self.normalize!r}, reduction={self.reduction!r}, "
+                f"pair_weight={self.pair_weight!r}")

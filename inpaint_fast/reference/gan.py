@@ -64,9 +64,13 @@ def resize_hole(hole: Tensor, size: Sequence[int], mode: str) -> Tensor:
 
 
 def weighted_mean(e: Tensor, w: Optional[Tensor], normalize: str = "mask", eps: float = 1e-8) -> Tensor:
-    """``sum(w e) / max(sum(w expanded to e), eps)`` ('mask') or ``sum(w e) / numel(e)`` ('all')."""
+    """``sum(w e) / max(sum(w expanded to e), eps)`` ('mask'), ``sum(w e) / numel(e)`` ('all'), or the
+    mean over samples (dim 0) of each sample's 'mask' mean ('sample')."""
     if w is None:
         return e.mean()
+    if normalize == "sample":
+        num, area = (w * e).flatten(1).sum(1), w.expand_as(e).flatten(1).sum(1)
+        return (num / torch.clamp(area, min=eps)).mean()
     num = (w * e).sum()
     if normalize == "all":
         return num / e.numel()
@@ -75,18 +79,22 @@ def weighted_mean(e: Tensor, w: Optional[Tensor], normalize: str = "mask", eps: 
 
 # ---------------------------------------------------------------- the two players' terms
 def discriminator_terms(real_logits: Tensor, fake_logits: Tensor, loss: str = "bce",
-                        fake_hole: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+                        fake_hole: Optional[Tensor] = None, fake_mask: str = "target") -> Tuple[Tensor, Tensor]:
     """(real term, fake term) of D's loss, each a mean over its logits.
 
-    ``fake_hole`` (broadcastable to ``fake_logits``, 1 = hole) is LaMa's ``mask_as_fake_target``:
-    a fake logit's target is "fake" with weight ``hole`` and "real" with weight ``1 - hole``.
+    ``fake_hole`` (broadcastable to ``fake_logits``, 1 = hole) with ``fake_mask='target'`` is LaMa's
+    ``mask_as_fake_target``: a fake logit's target is "fake" with weight ``hole`` and "real" with
+    weight ``1 - hole``; with 'hole' (LaMa's ``use_unmasked_for_discr=False``) only the hole's fake
+    logits count: ``mean(hole * fake_term)``, still divided by every logit.
     """
     if loss == "bce" and fake_hole is None:       # the notebook's exact code path
         return bce_logits(real_logits, 1.0), bce_logits(fake_logits, 0.0)
     real = real_map(real_logits, loss).mean()
     if fake_hole is None:
         return real, fake_map(fake_logits, loss).mean()
-    fake = fake_hole * fake_map(fake_logits, loss) + (1 - fake_hole) * real_map(fake_logits, loss)
+    fake = fake_hole * fake_map(fake_logits, loss)
+    if fake_mask == "target":
+        fake = fake + (1 - fake_hole) * real_map(fake_logits, loss)
     return real, fake.mean()
 
 

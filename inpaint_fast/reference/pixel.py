@@ -25,8 +25,9 @@ def masked_mean(err: Tensor, weight: Optional[Tensor] = None, *, normalize: str 
     """The notebook's ``get_mean(err, weight, eps)`` with a reduction and a normaliser.
 
     'mean' with normalize='mask': ``sum(w * err) / max(sum(w expanded to err), eps)``;
-    normalize='all': ``sum(w * err) / err.numel()``; 'sum': ``sum(w * err)``; 'none': ``w * err``.
-    An empty region gives 0, never NaN.
+    normalize='all': ``sum(w * err) / err.numel()``; normalize='sample': that 'mask' mean of each
+    sample (dim 0), then their mean (mmagic's ``sample_wise=True``); 'sum': ``sum(w * err)``; 'none':
+    ``w * err``. An empty region gives 0, never NaN.
     """
     weighted = err if weight is None else err * weight
     if reduction == "none":
@@ -43,6 +44,10 @@ def masked_mean(err: Tensor, weight: Optional[Tensor] = None, *, normalize: str 
         if reduction == "sum":
             return err.sum(dtype=acc).to(err.dtype)
         return err.mean(dtype=acc).to(err.dtype)
+    if reduction == "mean" and normalize == "sample":
+        totals = weighted.flatten(1).sum(1, dtype=acc)
+        areas = weight.expand_as(err).flatten(1).sum(1, dtype=acc)
+        return (totals / areas.clamp_min(eps)).mean().to(err.dtype)
     total = weighted.sum(dtype=acc)
     if reduction == "sum":
         return total.to(err.dtype)
