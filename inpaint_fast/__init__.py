@@ -10,9 +10,9 @@ __version__ = "0.1.0"
 
 from . import functional, losses, nets, reference
 from .functional import (FeatureCache, diffusion_loss, discriminator_loss, feature_matching_loss, frequency_loss,
-                         generator_loss, gram_matrix, hrf_perceptual_loss, masked_charbonnier, masked_error_stats,
-                         masked_l1, masked_l2, perceptual_loss, r1_penalty, reconstruction_loss, repaint,
-                         style_distance, style_loss, total_variation, total_variation_norm)
+                         generator_loss, gradient_penalty, gram_matrix, hrf_perceptual_loss, masked_charbonnier,
+                         masked_error_stats, masked_l1, masked_l2, perceptual_loss, r1_penalty, reconstruction_loss,
+                         repaint, style_distance, style_loss, total_variation, total_variation_norm)
 from .losses import (AdversarialLoss, CompositeLoss, DiffusionInpaintingLoss, FeatureMatchingLoss, FrequencyLoss,
                      HRFPerceptualLoss, PerceptualLoss, R1Penalty, ReconstructionLoss, StyleLoss, TVLoss,
                      composite_loss)
@@ -24,7 +24,7 @@ __all__ = [
     "masked_l1", "masked_l2", "masked_charbonnier", "masked_error_stats", "reconstruction_loss", "total_variation",
     "total_variation_norm",
     "frequency_loss", "perceptual_loss", "gram_matrix", "style_loss", "style_distance", "hrf_perceptual_loss", "FeatureCache",
-    "discriminator_loss", "generator_loss", "r1_penalty", "feature_matching_loss", "diffusion_loss", "repaint",
+    "discriminator_loss", "generator_loss", "r1_penalty", "gradient_penalty", "feature_matching_loss", "diffusion_loss", "repaint",
     "composite_loss",
     "ReconstructionLoss", "TVLoss", "FrequencyLoss", "PerceptualLoss", "StyleLoss", "HRFPerceptualLoss",
     "AdversarialLoss", "R1Penalty", "FeatureMatchingLoss", "DiffusionInpaintingLoss", "CompositeLoss",

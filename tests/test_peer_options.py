@@ -247,3 +247,106 @@ def test_fake_mask_option_is_checked():
         IF.AdversarialLoss(fake_mask="both")
     with pytest.raises(TypeError, match="use_unmasked_for_discr must be a bool"):
         IF.lama_loss(hrf_extractor=lambda x: [x], use_unmasked_for_discr="no")
+
+
+# ---------------------------------------------------------------------------------- WGAN-GP and masked R1
+class PatchD(torch.nn.Module):
+    """(N, 3, 16, 16) -> (N, 1, 4, 4) logits, smooth (softplus), so second derivatives are not 0."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(41)
+        self.c1 = torch.nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.c2 = torch.nn.Conv2d(4, 1, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return self.c2(F.softplus(self.c1(x)))
+
+
+def penalty_and_d_grads(fn, D):
+    """The penalty and its gradient in D's parameters (0 for the last bias, which no input gradient sees)."""
+    value = fn()
+    params = list(D.parameters())
+    grads = torch.autograd.grad(value, params, allow_unused=True)
+    return value.detach(), [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+def assert_penalties_equal(ours, theirs):
+    torch.testing.assert_close(ours[0], theirs[0], rtol=1e-12, atol=0)
+    for a, b in zip(ours[1], theirs[1]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("norm_mode", ["pixel", "HWC"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_mmagic_gradient_penalty(norm_mode, masked):
+    """mmagic's ``gradient_penalty_loss`` (WGAN-GP), alpha drawn by the same global-RNG call."""
+    pred, target, hole = batch(seed=11)
+    D = PatchD().double()
+    mask = hole if masked else None
+    torch.manual_seed(5)
+    theirs = penalty_and_d_grads(lambda: mmagic.gradient_penalty_loss(D, target, pred, mask=mask,
+                                                                      norm_mode=norm_mode), D)
+    torch.manual_seed(5)
+    norm = "pixel" if norm_mode == "pixel" else "image"
+    ours = penalty_and_d_grads(lambda: IF.gradient_penalty(D, target, pred, hole=mask, norm=norm), D)
+    assert_penalties_equal(ours, theirs)
+    # an explicit alpha, and the mask given as mask= (1 = known)
+    alpha = torch.rand(3, generator=torch.Generator().manual_seed(6), **DOUBLE)
+    expected = IF.gradient_penalty(D, target, pred, hole=mask, norm=norm, alpha=alpha.view(3, 1, 1, 1))
+    got = IF.gradient_penalty(D, target, pred, mask=None if mask is None else 1 - mask, norm=norm, alpha=alpha)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_gradient_penalty_is_gulrajanis_and_trains_d_only():
+    """norm='image' is the paper's E (||∇D(x̂)||₂ - 1)² with the norm over each whole image; the images get
+    no gradient (x̂ is a new leaf), D's parameters do."""
+    pred, target, _ = batch(seed=12)
+    D = PatchD().double()
+    real, fake = target.clone().requires_grad_(), pred.clone().requires_grad_()
+    alpha = torch.tensor([0.2, 0.5, 0.9], **DOUBLE)
+    value = IF.gradient_penalty(D, real, fake, alpha=alpha)
+    x = (alpha.view(3, 1, 1, 1) * target + (1 - alpha.view(3, 1, 1, 1)) * pred).requires_grad_()
+    (g,) = torch.autograd.grad(D(x).sum(), x)
+    torch.testing.assert_close(value, ((g.flatten(1).norm(dim=1) - 1) ** 2).mean(), rtol=1e-12, atol=0)
+    value.backward()
+    assert real.grad is None and fake.grad is None
+    assert all(p.grad.abs().sum() > 0 for p in (D.c1.weight, D.c1.bias, D.c2.weight))
+    with pytest.raises(ValueError, match="norm must be one of"):
+        IF.gradient_penalty(D, target, pred, norm="HWC")
+    with pytest.raises(ValueError, match="alpha must have shape"):
+        IF.gradient_penalty(D, target, pred, alpha=torch.rand(2, **DOUBLE))
+    with pytest.raises(ValueError, match="one shape and dtype"):
+        IF.gradient_penalty(D, target, pred[:2])
+
+
+@pytest.mark.parametrize("norm_mode", ["pixel", "HWC"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_mmagic_r1_penalty(norm_mode, masked):
+    """mmagic's ``r1_gradient_penalty_loss`` is r1_penalty with gamma = 2 (and its norm and mask)."""
+    _, target, hole = batch(seed=13)
+    D = PatchD().double()
+    mask = hole if masked else None
+    theirs = penalty_and_d_grads(lambda: mmagic.r1_gradient_penalty_loss(D, target, mask=mask, norm_mode=norm_mode), D)
+    norm = "pixel" if norm_mode == "pixel" else "image"
+
+    def ours():
+        real = target.clone().requires_grad_()
+        return IF.r1_penalty(D(real), real, gamma=2.0, hole=mask, norm=norm)
+
+    assert_penalties_equal(penalty_and_d_grads(ours, D), theirs)
+    module = IF.R1Penalty(gamma=2.0, norm=norm)
+    real = target.clone().requires_grad_()
+    torch.testing.assert_close(module(D(real), real, hole=mask), theirs[0], rtol=1e-12, atol=0)
+
+
+def test_masked_penalties_of_an_empty_hole_are_zero():
+    """mmagic divides by mean(mask): 0/0 for an empty hole; ours is 0 with a zero gradient."""
+    _, target, _ = batch(seed=14)
+    D = PatchD().double()
+    empty = torch.zeros(3, 1, 16, 16, **DOUBLE)
+    real = target.clone().requires_grad_()
+    for value in (IF.r1_penalty(D(real), real, hole=empty), IF.gradient_penalty(D, target, target, hole=empty)):
+        assert value.item() == 0
+        assert all(g.abs().max() == 0 for g in torch.autograd.grad(value, list(D.parameters()), allow_unused=True)
+                   if g is not None)

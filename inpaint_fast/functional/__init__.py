@@ -15,7 +15,7 @@ Functions for Image Inpainting*, mmagic); ``'all'`` divides by every element (La
 zero gradient.
 """
 from . import adversarial, diffusion
-from .adversarial import discriminator_loss, feature_matching_loss, generator_loss, r1_penalty
+from .adversarial import discriminator_loss, feature_matching_loss, generator_loss, gradient_penalty, r1_penalty
 from .diffusion import diffusion_loss, q_sample, repaint
 from .feature import FeatureCache, gram_matrix, hrf_perceptual_loss, perceptual_loss, style_distance, style_loss
 from .frequency import frequency_loss
@@ -25,6 +25,7 @@ from .pixel import (masked_charbonnier, masked_error_stats, masked_l1, masked_l2
 __all__ = ["masked_l1", "masked_l2", "masked_charbonnier", "masked_error_stats", "reconstruction_loss",
            "total_variation", "total_variation_norm", "frequency_loss", "perceptual_loss", "gram_matrix", "style_loss",
            "style_distance", "hrf_perceptual_loss", "FeatureCache", "discriminator_loss", "generator_loss", "r1_penalty",
+           "gradient_penalty",
            "feature_matching_loss", "diffusion_loss", "q_sample", "repaint", "adversarial", "diffusion"]
 
 

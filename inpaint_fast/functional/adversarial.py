@@ -136,12 +136,33 @@ def _scale_tensor(scaler, like: Tensor) -> Optional[Tensor]:
     return scaler.scale(torch.ones((), dtype=torch.float32, device=like.device))
 
 
-def r1_penalty(real_logits: Tensor, real_images: Tensor, *, gamma: float = 10.0, scaler=None) -> Tensor:
+PENALTY_NORMS = ("image", "pixel")  # the gradient's norm per image (C, H, W) or per pixel (C): mmagic's 'HWC' / 'pixel'
+
+
+def _penalty_hole(mask, hole, images: Tensor, norm: str) -> Optional[Tensor]:
+    """The checked ``norm`` and the hole weight (1 = missing) of a masked gradient penalty, at the images' size."""
+    V.check_choice(norm, "norm", PENALTY_NORMS)
+    if norm == "pixel" and images.dim() != 4:
+        raise ValueError(f"norm='pixel' needs (N, C, H, W) images; got shape {tuple(images.shape)}")
+    if mask is None and hole is None:
+        return None
+    V.check_image(images, "real_images")
+    m = V.mask_arg(mask, hole, images, required=True, like_name="real_images")
+    return 1 - m.known(torch.float32 if images.dtype in (torch.float16, torch.bfloat16) else images.dtype)
+
+
+def r1_penalty(real_logits: Tensor, real_images: Tensor, *, gamma: float = 10.0, scaler=None,
+               mask: Optional[Tensor] = None, hole: Optional[Tensor] = None, norm: str = "image") -> Tensor:
     """R1 gradient penalty ``gamma / 2 * E_i ||∇_x sum D(x_i)||²`` on real images (Mescheder et al. 2018).
 
     real_images: the (N, ...) tensor D was called on, with ``requires_grad=True``; real_logits: D's
     output on it (any shape; summed per image, as StyleGAN2 and LaMa's ``make_r1_gp``). The gradient is
     taken with ``create_graph=True`` so the penalty trains D. Returns a 0-d fp32 (or fp64) tensor.
+
+    mmagic's variants (``r1_gradient_penalty_loss``, whose value is ours with gamma = 2): ``norm='pixel'``
+    averages each pixel's squared gradient norm over (N, H, W) (mmagic's default norm_mode; the
+    'image' value divided by H W); ``mask=``/``hole=`` (image size) keeps the gradient in the hole only
+    and divides by the hole's mean, ``gamma / 2 * E ||hole ∇||² / mean(hole)`` (0 for an empty hole).
 
     AMP: pass the ``torch.amp.GradScaler`` used for D (``scaler=``); the gradient is then taken of the
     scaled logits and unscaled (PyTorch AMP notes, "Gradient penalty"), so fp16 gradients do not
@@ -160,7 +181,52 @@ def r1_penalty(real_logits: Tensor, real_images: Tensor, *, gamma: float = 10.0,
     if real_logits.shape[0] != real_images.shape[0]:
         raise ValueError(f"real_logits and real_images must have the same batch size; got "
                          f"{tuple(real_logits.shape)} and {tuple(real_images.shape)}")
-    return _ref.r1_penalty(real_logits, real_images, gamma, _scale_tensor(scaler, real_logits))
+    weight = _penalty_hole(mask, hole, real_images, norm)
+    return _ref.r1_penalty(real_logits, real_images, gamma, _scale_tensor(scaler, real_logits), weight, norm)
+
+
+def gradient_penalty(discriminator, real_images: Tensor, fake_images: Tensor, *, mask: Optional[Tensor] = None,
+                     hole: Optional[Tensor] = None, norm: str = "image", alpha: Optional[Tensor] = None,
+                     generator: Optional[torch.Generator] = None) -> Tensor:
+    """WGAN-GP's gradient penalty (Gulrajani et al. 2017): ``E (||∇ sum D(x̂)|| - 1)²`` at
+    ``x̂ = alpha real + (1 - alpha) fake``, a new leaf (no gradient reaches the images; the penalty
+    trains D through ``create_graph=True``). Multiply by its weight yourself (λ = 10 in the paper).
+
+    discriminator: called as ``discriminator(x̂)``, returning logits (any shape, summed per image).
+    real_images, fake_images: (N, ...) of one shape, dtype and device. ``alpha``: (N,) or broadcastable
+    interpolation weights; default one ``torch.rand(N, 1, ..., 1, generator=generator)`` draw of float32
+    on the images' device, cast to their dtype (on CPU with the global generator: mmagic's draw).
+    ``norm``: 'image' (the norm over each image, the paper's; mmagic's 'HWC') or 'pixel' (over channels
+    per pixel, the mean over (N, H, W): mmagic's default). ``mask=``/``hole=``: mmagic's masked penalty,
+    the gradient times the hole, the result divided by the hole's mean (0 for an empty hole); as there,
+    with 'pixel' each pixel outside the hole still counts (0 - 1)² = 1.
+    """
+    if not callable(discriminator):
+        raise TypeError(f"discriminator must be callable (an nn.Module); got {type(discriminator).__name__}")
+    for name, t in (("real_images", real_images), ("fake_images", fake_images)):
+        if not isinstance(t, Tensor) or not t.is_floating_point() or t.dim() < 2:
+            raise TypeError(f"{name} must be a floating (N, ...) tensor; got "
+                            f"{getattr(t, 'shape', type(t).__name__)}")
+    if real_images.shape != fake_images.shape or real_images.dtype != fake_images.dtype:
+        raise ValueError(f"real_images and fake_images must have one shape and dtype; got {tuple(real_images.shape)} "
+                         f"{real_images.dtype} and {tuple(fake_images.shape)} {fake_images.dtype}")
+    V.check_same_device(fake_images, "fake_images", real_images, "real_images")
+    weight = _penalty_hole(mask, hole, real_images, norm)
+    n, ones = real_images.shape[0], (1,) * (real_images.dim() - 1)
+    if alpha is None:
+        alpha = torch.rand((n,) + ones, generator=generator, device=real_images.device).to(real_images.dtype)
+    elif not isinstance(alpha, Tensor) or not alpha.is_floating_point():
+        raise TypeError(f"alpha must be a floating tensor of interpolation weights; got {type(alpha).__name__}")
+    elif alpha.dim() == 1:
+        if alpha.shape[0] != n:
+            raise ValueError(f"alpha must have shape (N,) = ({n},) or broadcast to the images; got {tuple(alpha.shape)}")
+        alpha = alpha.view((n,) + ones)
+    with torch.enable_grad():
+        x = (alpha * real_images.detach() + (1 - alpha) * fake_images.detach()).requires_grad_(True)
+        logits = discriminator(x)
+        _check_logits(logits, "discriminator(x̂)")
+        (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
+    return _ref.gradient_penalty(grad, weight, norm)
 
 
 def feature_matching_loss(fake_features: Sequence[Tensor], real_features: Sequence[Tensor], *,

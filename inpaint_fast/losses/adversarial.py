@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from .. import _validation as V
 from ..functional.adversarial import (EPS, FAKE_MASKS, FEATURE_LOSSES, FEATURE_RESIZES, GENERATOR_REGIONS,
-                                      MASK_RESIZES, DiscriminatorLoss, _check_loss, discriminator_loss,
+                                      MASK_RESIZES, PENALTY_NORMS, DiscriminatorLoss, _check_loss, discriminator_loss,
                                       feature_matching_loss, generator_loss, r1_penalty)
 
 class R1Penalty(nn.Module):
@@ -25,9 +25,10 @@ class R1Penalty(nn.Module):
     >>> (d.total + r1(real_logits, real)).backward()
     """
 
-    def __init__(self, gamma: float = 10.0, interval: int = 1):
+    def __init__(self, gamma: float = 10.0, interval: int = 1, *, norm: str = "image"):
         super().__init__()
         self.gamma = V.check_nonnegative(gamma, "gamma")
+        self.norm = V.check_choice(norm, "norm", PENALTY_NORMS)
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
             raise ValueError(f"interval must be an integer >= 1; got {interval!r}")
         self.interval = interval
@@ -37,12 +38,14 @@ class R1Penalty(nn.Module):
     def due(self) -> bool:
         return self.steps % self.interval == 0
 
-    def forward(self, real_logits: Tensor, real_images: Tensor, *, scaler=None) -> Tensor:
+    def forward(self, real_logits: Tensor, real_images: Tensor, *, scaler=None, mask: Optional[Tensor] = None,
+                hole: Optional[Tensor] = None) -> Tensor:
         due, self.steps = self.due, self.steps + 1
         if not due:
             dtype = torch.float64 if real_logits.dtype == torch.float64 else torch.float32
             return torch.zeros((), dtype=dtype, device=real_logits.device)
-        return self.interval * r1_penalty(real_logits, real_images, gamma=self.gamma, scaler=scaler)
+        return self.interval * r1_penalty(real_logits, real_images, gamma=self.gamma, scaler=scaler, mask=mask,
+                                          hole=hole, norm=self.norm)
 
     def get_extra_state(self):
         return {"steps": self.steps}
@@ -51,7 +54,7 @@ class R1Penalty(nn.Module):
         self.steps = int(state["steps"])
 
     def extra_repr(self) -> str:
-        return f"gamma={self.gamma}, interval={self.interval}"
+        return f"gamma={self.gamma}, interval={self.interval}, norm={self.norm!r}"
 
 
 class FeatureMatchingLoss(nn.Module):

@@ -106,13 +106,36 @@ def generator_term(fake_logits: Tensor, loss: str = "bce", weight: Optional[Tens
     return weighted_mean(generator_map(fake_logits, loss), weight, normalize, eps)
 
 
-def r1_penalty(real_logits: Tensor, real_images: Tensor, gamma: float, scale: Optional[Tensor] = None) -> Tensor:
+def region_mean(value: Tensor, hole: Optional[Tensor]) -> Tensor:
+    """mmagic's masked penalties divide by ``mean(hole)``; an empty region gives 0 (not 0/0)."""
+    if hole is None:
+        return value
+    area = hole.mean()
+    return torch.where(area > 0, value / area.clamp_min(torch.finfo(area.dtype).tiny), torch.zeros_like(value))
+
+
+def gradient_penalty(grad: Tensor, hole: Optional[Tensor] = None, norm: str = "image") -> Tensor:
+    """WGAN-GP's ``mean (||g|| - 1)^2`` of D's input gradient g (N, C, H, W): the norm over (C, H, W)
+    per image ('image', Gulrajani et al. 2017) or over C per pixel, averaged over (N, H, W) ('pixel',
+    mmagic's default); with ``hole`` (1 = missing), mmagic's masked form ``mean (||hole g|| - 1)^2 / mean(hole)``."""
+    if grad.dtype in (torch.float16, torch.bfloat16):
+        grad = grad.float()
+    if hole is not None:
+        grad = grad * hole
+    norms = grad.norm(2, dim=1) if norm == "pixel" else grad.flatten(1).norm(2, dim=1)
+    return region_mean(((norms - 1) ** 2).mean(), hole)
+
+
+def r1_penalty(real_logits: Tensor, real_images: Tensor, gamma: float, scale: Optional[Tensor] = None,
+               hole: Optional[Tensor] = None, norm: str = "image") -> Tensor:
     """``gamma / 2 * mean_i ||d sum(D(x)) / d x_i||^2`` (Mescheder et al. 2018; StyleGAN2, LaMa ``make_r1_gp``).
 
     ``create_graph=True`` so the penalty trains D. With ``scale`` (the GradScaler's scale as a tensor)
     the gradient is taken of the scaled logits and divided by it (PyTorch AMP gradient-penalty recipe);
     the scaled output is ``scale * mean(logits)`` (then times the logit count), so that each logit's
     incoming gradient is ``scale / count``, not ``scale``, which overflows fp16 at the default 2**16.
+    ``norm='pixel'`` averages the squared norm over pixels too (mmagic's default: the 'image' value
+    divided by H W); ``hole`` (1 = missing) is mmagic's masked R1, ``gamma / 2 * mean ||hole g||^2 / mean(hole)``.
     """
     if scale is None:
         (grad,) = torch.autograd.grad(real_logits.sum(), real_images, create_graph=True)
@@ -122,7 +145,10 @@ def r1_penalty(real_logits: Tensor, real_images: Tensor, gamma: float, scale: Op
         grad = grad.float()
     if scale is not None:
         grad = grad * (real_logits.numel() / scale)
-    return 0.5 * gamma * grad.pow(2).flatten(1).sum(1).mean()
+    if hole is not None:
+        grad = grad * hole
+    squares = grad.pow(2).sum(1).mean() if norm == "pixel" else grad.pow(2).flatten(1).sum(1).mean()
+    return 0.5 * gamma * region_mean(squares, hole)
 
 
 def feature_matching(fake_features: Sequence[Tensor], real_features: Sequence[Tensor], loss: str = "l1",
