@@ -350,3 +350,57 @@ def test_masked_penalties_of_an_empty_hole_are_zero():
         assert value.item() == 0
         assert all(g.abs().max() == 0 for g in torch.autograd.grad(value, list(D.parameters()), allow_unused=True)
                    if g is not None)
+
+
+# ---------------------------------------------------------------------------------- RePaint as diffusers runs it
+class EpsModel(torch.nn.Module):
+    """A smooth ε model that reads t: (N, 3, H, W), t (N,) or 0-d (diffusers) -> ε."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(51)
+        self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x, t):
+        return torch.tanh(self.conv(x)) + 0.5 * x + (t.to(x.dtype) / 1000).reshape(-1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("steps", [(1000, 20, 3, 2), (100, 12, 5, 3), (50, 7, 2, 2)])
+def test_repaint_matches_diffusers_pipeline(eta, steps):
+    """repaint(sampler='diffusers', eta=...) and diffusers' RePaintPipeline (its scheduler given the same
+    float64 betas) draw the same noise in the same order and give the same image (T // S spacing, also
+    where S does not divide T)."""
+    from tests.diffusers_repaint import DiffusersRePaintScheduler, diffusers_repaint
+
+    T, S, jump_length, jump_n_sample = steps
+    betas = torch.linspace(1e-4, 0.02 * 1000 / T, T, **DOUBLE)
+    _, target, hole = batch(n=2, size=8, seed=15)
+    image = target * 2 - 1
+    known = 1 - hole
+    model = EpsModel().double()
+    scheduler = DiffusersRePaintScheduler(betas)
+    with torch.no_grad():
+        theirs = diffusers_repaint(model, image, known, scheduler, num_inference_steps=S, eta=eta,
+                                   jump_length=jump_length, jump_n_sample=jump_n_sample,
+                                   generator=torch.Generator().manual_seed(7))
+    ours = IF.repaint(model, image, mask=known, alphas_cumprod=torch.cumprod(1 - betas, 0), num_inference_steps=S,
+                      jump_length=jump_length, jump_n_sample=jump_n_sample, sampler="diffusers", eta=eta,
+                      generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
+    assert torch.equal(ours * known, image * known)
+    original = IF.repaint(model, image, mask=known, alphas_cumprod=torch.cumprod(1 - betas, 0), num_inference_steps=S,
+                          jump_length=jump_length, jump_n_sample=jump_n_sample,
+                          generator=torch.Generator().manual_seed(7))
+    assert not torch.allclose(original, theirs, atol=1e-3)  # RePaint's own sampler is another one
+
+
+def test_repaint_sampler_options_are_checked():
+    image = torch.zeros(1, 3, 8, 8)
+    kw = dict(mask=torch.ones(1, 1, 8, 8), alphas_cumprod=torch.linspace(0.99, 0.1, 10, dtype=torch.float64))
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        IF.repaint(lambda x, t: x, image, sampler="ddim", **kw)
+    with pytest.raises(ValueError, match="eta applies to sampler='diffusers'"):
+        IF.repaint(lambda x, t: x, image, eta=0.5, **kw)
+    with pytest.raises(ValueError, match="eta must be a finite number >= 0"):
+        IF.repaint(lambda x, t: x, image, sampler="diffusers", eta=-1.0, **kw)

@@ -214,11 +214,14 @@ def _print_progress(items: List) -> Iterable:
             print(f"RePaint: {i}/{total} steps", file=sys.stderr, flush=True)
 
 
+SAMPLERS = ("repaint", "diffusers")
+
+
 def repaint(model: Callable[..., Tensor], image: Tensor, *, alphas_cumprod: Tensor, mask: Optional[Tensor] = None,
             hole: Optional[Tensor] = None, num_inference_steps: Optional[int] = None, jump_length: int = 10,
             jump_n_sample: int = 10, prediction_type: str = "epsilon", conditional: bool = False,
             clip_denoised: bool = True, generator: Optional[torch.Generator] = None,
-            progress: bool = False) -> Tensor:
+            progress: bool = False, sampler: str = "repaint", eta: Optional[float] = None) -> Tensor:
     """RePaint sampling (Lugmayr et al. 2022, Algorithm 1 with the resampling schedule).
 
     ``image`` (N, C, H, W) holds the known pixels (values in the model's range, e.g. [-1, 1]); ``mask``
@@ -233,15 +236,32 @@ def repaint(model: Callable[..., Tensor], image: Tensor, *, alphas_cumprod: Tens
     ``model(x_t, t)`` (or ``model(x_t, t, image * m, m)`` when ``conditional``), ``t`` a (N,) int64
     training timestep. All noise is drawn with ``generator``: the same seed gives the same result.
     ``progress`` shows a tqdm bar (or prints to stderr without tqdm). Returns (N, C, H, W), no gradient.
+
+    ``sampler='diffusers'`` runs RePaint as diffusers' ``RePaintPipeline`` / ``RePaintScheduler`` do, draw
+    for draw: timesteps ``k · (T // S)``; each denoising step is DDIM's (Song et al. 2021) with ``eta``
+    (default 0, the pipeline's; 1 has DDPM's variance), x̂0 clamped when ``clip_denoised`` but the
+    direction term taken with the model's unclamped ε, and the known region re-noised with the same
+    draw as the hole's variance; each re-noising goes ``T // S`` single training steps (one draw each).
     """
     _check_model(model)
     V.check_image(image, "image")
     V.check_choice(prediction_type, "prediction_type", PREDICTION_TYPES)
+    V.check_choice(sampler, "sampler", SAMPLERS)
+    if sampler == "repaint" and eta is not None:
+        raise ValueError("eta applies to sampler='diffusers' (RePaint's own sampler takes DDPM's posterior steps)")
+    eta = 0.0 if eta is None else V.check_nonnegative(eta, "eta")
     alpha_bar = V.check_alphas_cumprod(alphas_cumprod, image)
     known = V.known_from_mask(mask, hole, image, required=True, like_name="image")
     T = alpha_bar.shape[0]
-    steps = spaced_timesteps(T, T if num_inference_steps is None else num_inference_steps)
-    schedule = get_schedule_jump(len(steps), jump_length, jump_n_sample)
+    num_states = T if num_inference_steps is None else V.check_int(num_inference_steps, "num_inference_steps")
+    if num_states > T:
+        raise ValueError(f"num_inference_steps must be <= num_train_steps ({T}), the length of alphas_cumprod; "
+                         f"got {num_states}")
+    schedule = get_schedule_jump(num_states, jump_length, jump_n_sample)
+    if sampler == "diffusers":
+        return _repaint_diffusers(model, image, known, alpha_bar, schedule[:-1], T // num_states, eta,
+                                  prediction_type, conditional, clip_denoised, generator, progress)
+    steps = spaced_timesteps(T, num_states)
 
     n = image.shape[0]
     device, dtype = image.device, image.dtype
@@ -275,4 +295,48 @@ def repaint(model: Callable[..., Tensor], image: Tensor, *, alphas_cumprod: Tens
                 x = _q_sample_op.repaint_blend_fused(image, randn(), unknown, known, t_next, levels)
             else:
                 x = _ref.repaint_blend(_ref.q_sample(image, t_next, randn(), levels), unknown, known)
+    return x
+
+
+def _repaint_diffusers(model, image: Tensor, known: Tensor, alpha_bar: Tensor, states: List[int], stride: int,
+                       eta: float, prediction_type: str, conditional: bool, clip_denoised: bool,
+                       generator: Optional[torch.Generator], progress: bool) -> Tensor:
+    """diffusers' RePaintPipeline loop over ``states`` (the jump schedule, without the final clean
+    state) at timesteps ``state · stride``: an entry below the previous one is a DDIM step from it to
+    ``t - stride`` (the clean image below 0), an entry above it re-noises from the previous entry by
+    ``stride`` single β steps."""
+    n, device, dtype = image.shape[0], image.device, image.dtype
+    levels = alpha_bar.double().tolist()
+    betas = [1.0 - levels[0]] + [1.0 - levels[t] / levels[t - 1] for t in range(1, len(levels))]
+    known_b = known.expand(n, -1, -1, -1)
+    cond = (image * known_b, known_b) if conditional else ()
+
+    def randn() -> Tensor:
+        return torch.randn(image.shape, generator=generator, device=device, dtype=dtype)
+
+    with torch.no_grad():
+        x = randn()
+        t_last = states[0] * stride + 1
+        for state in _progress(states, bool(progress)):
+            t = state * stride
+            if t >= t_last:  # undo_step: t_last -> t_last + stride, one training step at a time
+                for beta in betas[t_last:t_last + stride]:
+                    x = (1 - beta) ** 0.5 * x + beta ** 0.5 * randn()
+                t_last = t
+                continue
+            steps = torch.full((n,), t, dtype=torch.long, device=device)
+            out = _check_prediction(model(x, steps, *cond), x)
+            eps = _ref.convert_prediction(out, x, steps, alpha_bar, prediction_type, "epsilon")
+            x0_pred = _ref.convert_prediction(out, x, steps, alpha_bar, prediction_type, "sample")
+            if clip_denoised:
+                x0_pred = x0_pred.clamp(-1, 1)
+            a_t = levels[t]
+            a_prev = levels[t - stride] if t - stride >= 0 else 1.0
+            noise = randn()
+            std = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)) ** 0.5
+            unknown = a_prev ** 0.5 * x0_pred + (1 - a_prev - std ** 2) ** 0.5 * eps
+            if t > 0 and eta > 0:
+                unknown = unknown + std * noise
+            x = known * (a_prev ** 0.5 * image + (1 - a_prev) ** 0.5 * noise) + (1 - known) * unknown
+            t_last = t
     return x
