@@ -1,5 +1,8 @@
 """HRF perceptual loss (LaMa's ResNetPL) and its dilated ResNet-50 extractor; offline (weights=None or a
-state dict the test saves)."""
+state dict the test saves). The ADE20k deep-stem checkpoint (LaMa's own encoder) is checked against
+tests/lama_ade20k.py, the transcription of LaMa's ResnetDilated / ResNetPL."""
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,6 +10,7 @@ from torchvision.models import ResNet50_Weights, VGG16_Weights, resnet50
 
 from inpaint_fast import HRFPerceptualLoss, ResNetFeatures, hrf_perceptual_loss
 from inpaint_fast.nets.resnet import pretrained_available
+from tests.lama_ade20k import lama_encoder_state_dict_keys, lama_resnet50dilated, lama_resnet_pl
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -197,3 +201,123 @@ def test_bad_inputs():
         loss(x[0], x[0])
     with pytest.raises(ValueError, match="layer_weights"):
         hrf_perceptual_loss(x, x, extractor=loss.extractor, layer_weights=[1.0, 2.0])
+
+
+# --- LaMa's own encoder: CSAILVision's ADE20k resnet50dilated (deep 3-conv stem) -------------------------
+
+@pytest.fixture(scope="module")
+def ade20k(tmp_path_factory):
+    """(LaMa's encoder in float64 eval mode, the path of its saved state dict): a random ADE20k
+    resnet50dilated with non-trivial BatchNorm statistics and affine parameters. The state dict is saved in
+    float32 (as the real checkpoint), so ResNetFeatures(...).double() and the float64 oracle hold the same
+    numbers."""
+    torch.manual_seed(0)
+    net = lama_resnet50dilated()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.0)
+            m.bias.data.uniform_(-0.1, 0.1)
+    path = tmp_path_factory.mktemp("ade20k") / "encoder_epoch_20.pth"
+    torch.save(net.state_dict(), path)
+    return net.double().eval(), path
+
+
+def lama_features(net, x):
+    """LaMa's ResNetPL feature maps of x in [0, 1]: ImageNet-normalised, ``impl(x, return_feature_maps=True)``."""
+    with torch.no_grad():
+        return net((x - MEAN.double()) / STD.double(), return_feature_maps=True)
+
+
+def test_ade20k_checkpoint_builds_lamas_network(ade20k):
+    net, path = ade20k
+    f = ResNetFeatures(weights=str(path))
+    assert f.deep_stem and "ADE20k" in f.weights_source and str(path) in f.weights_source
+    assert list(f.body.state_dict()) == lama_encoder_state_dict_keys()
+    # torchvision's replace_stride_with_dilation=[False, True, True] == LaMa's _nostride_dilate, conv by conv
+    ours = {n: m for n, m in f.body.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    theirs = {n: m for n, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    assert list(ours) == list(theirs)
+    for name, conv in theirs.items():
+        for attr in ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups"):
+            assert getattr(ours[name], attr) == getattr(conv, attr), (name, attr)
+        assert ours[name].bias is None and conv.bias is None
+    assert not f.training and all(not p.requires_grad for p in f.parameters())
+    f.train()
+    assert not any(m.training for m in f.modules())
+
+
+def test_ade20k_features_equal_lamas_encoder(ade20k):
+    net, path = ade20k
+    x, _ = images(seed=7, n=2)
+    want = lama_features(net, x)
+    f = ResNetFeatures(weights=str(path), normalize_input=True).double()
+    got = f(x)
+    assert [tuple(g.shape) for g in got] == [(2, 256, 16, 16), (2, 512, 8, 8), (2, 1024, 8, 8), (2, 2048, 8, 8)]
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12 * w.abs().max().item())
+    sub = ResNetFeatures(weights=path, layers=("layer4", "layer2"), normalize_input=True).double()
+    for g, w in zip(sub(x), (want[3], want[1])):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12 * w.abs().max().item())
+    # normalize_input=False: the caller normalises
+    raw = ResNetFeatures(weights=path, layers=("layer2",), normalize_input=False).double()
+    torch.testing.assert_close(raw((x - MEAN.double()) / STD.double())[0], want[1], rtol=1e-12, atol=0)
+    shallow = ResNetFeatures(weights=path, layers=("layer2",))
+    assert not hasattr(shallow.body, "layer3") and hasattr(shallow.body, "conv3")
+
+
+def test_ade20k_loss_and_grad_equal_lama_resnet_pl(ade20k):
+    net, path = ade20k
+    weight = 30.0  # big-lama's
+    pred, target = images(seed=8, n=2)
+    a = pred.clone().requires_grad_(True)
+    loss = HRFPerceptualLoss(weights=str(path), weight=weight)
+    loss.extractor.double()
+    got = loss(a, target)
+    got.backward()
+    b = pred.clone().requires_grad_(True)
+    want = lama_resnet_pl(b, target, impl=net, weight=weight)
+    want.backward()
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12 * b.grad.abs().max().item())
+    functional = hrf_perceptual_loss(pred, target, extractor=loss.extractor, weight=weight)
+    torch.testing.assert_close(functional, want.detach(), rtol=1e-12, atol=0)
+    assert got > 0
+
+
+def test_ade20k_checkpoint_variants(ade20k, tmp_path):
+    """A DataParallel 'module.' prefix, no num_batches_tracked buffers (an older PyTorch), extra fc.* keys."""
+    net, path = ade20k
+    state = torch.load(path, weights_only=True)
+    variant = {"module." + k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    variant["module.fc.weight"], variant["module.fc.bias"] = torch.zeros(1000, 2048), torch.zeros(1000)
+    torch.save(variant, tmp_path / "v.pth")
+    f = ResNetFeatures(weights=tmp_path / "v.pth", layers=("layer1",)).double()
+    assert f.deep_stem
+    x, _ = images(seed=9)
+    torch.testing.assert_close(f(x)[0], lama_features(net, x)[0], rtol=1e-12, atol=0)
+
+
+def test_ade20k_bad_checkpoint(ade20k, tmp_path):
+    _, path = ade20k
+    state = torch.load(path, weights_only=True)
+    missing = dict(state)
+    del missing["layer2.1.conv2.weight"]
+    torch.save(missing, tmp_path / "missing.pth")
+    pattern = r"(?s)" + re.escape(str(tmp_path / "missing.pth")) + r".*ADE20k deep-stem.*layer2\.1\.conv2\.weight"
+    with pytest.raises(ValueError, match=pattern):
+        ResNetFeatures(weights=tmp_path / "missing.pth")
+    ResNetFeatures(weights=tmp_path / "missing.pth", layers=("layer1",))  # a stage not kept is not needed
+    wrong = dict(state)
+    wrong["conv3.weight"] = torch.zeros(128, 64, 1, 1)
+    torch.save(wrong, tmp_path / "wrong.pth")
+    pattern = r"(?s)" + re.escape(str(tmp_path / "wrong.pth")) + r".*size mismatch for conv3\.weight"
+    with pytest.raises(ValueError, match=pattern):
+        ResNetFeatures(weights=tmp_path / "wrong.pth", layers=("layer1",))
+    with pytest.raises(ValueError, match="do not fit the ADE20k deep-stem"):
+        HRFPerceptualLoss(weights=str(tmp_path / "wrong.pth"))
+    # a torchvision checkpoint is still loaded into torchvision's network
+    tv = resnet50(weights=None).state_dict()
+    torch.save(tv, tmp_path / "tv.pth")
+    assert not ResNetFeatures(weights=tmp_path / "tv.pth", layers=("layer1",)).deep_stem
