@@ -1,7 +1,8 @@
 """Published inpainting objectives as configured :class:`~inpaint_fast.CompositeLoss` modules.
 
 Each preset has the paper's defaults and every weight as an argument; a weight of 0 leaves its term
-out. Terms are returned unweighted, with the weighted ``'total'``.
+out. Terms are returned unweighted, with the weighted ``'total'``. ``process_group=``: the masked
+means over every rank's batch (:class:`~inpaint_fast.CompositeLoss`).
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def _weights(**weights: float) -> Dict[str, float]:
 
 def pconv_loss(*, valid: float = 1.0, hole: float = 6.0, perceptual: float = 0.05, style: float = 120.0,
                tv: float = 0.1, extractor: Optional[Extractor] = None, vgg_weights="DEFAULT", normalize: str = "all",
-               tv_region: str = "hole_dilated", normalize_input: bool = True) -> CompositeLoss:
+               tv_region: str = "hole_dilated", normalize_input: bool = True, process_group=None) -> CompositeLoss:
     """The partial-convolution objective (Liu et al., "Image Inpainting for Irregular Holes Using Partial
     Convolutions", ECCV 2018, eq. 1–7): terms 'valid', 'hole', 'perc', 'style', 'tv' with weights
     1, 6, 0.05, 120, 0.1.
@@ -70,12 +71,13 @@ def pconv_loss(*, valid: float = 1.0, hole: float = 6.0, perceptual: float = 0.0
         perceptual=PerceptualLoss(extractor, region="all", layer_weights=sum_layers) if "perc" in weights else None,
         style=StyleLoss(extractor, layer_weights=sum_layers) if "style" in weights else None,
         tv=TVLoss(tv_region, normalize="all") if "tv" in weights else None,
-        feature_images=("output", "composite"), tv_image="composite")
+        feature_images=("output", "composite"), tv_image="composite", process_group=process_group)
 
 
 def lama_loss(*, l1_known: float = 10.0, l1_missing: float = 0.0, hrf: float = 30.0, adversarial: float = 10.0,
               gp_coef: float = 0.001, feature_matching: float = 100.0, hrf_extractor: Optional[Extractor] = None,
-              hrf_weights="DEFAULT", mask_resize: str = "nearest", use_unmasked_for_discr: bool = True) -> CompositeLoss:
+              hrf_weights="DEFAULT", mask_resize: str = "nearest", use_unmasked_for_discr: bool = True,
+              process_group=None) -> CompositeLoss:
     """LaMa's generator and discriminator objectives (Suvorov et al., "Resolution-robust Large Mask
     Inpainting with Fourier Convolutions", WACV 2022; the big-lama training config).
 
@@ -113,10 +115,11 @@ def lama_loss(*, l1_known: float = 10.0, l1_missing: float = 0.0, hrf: float = 3
                                     fake_mask="target" if use_unmasked_for_discr else "hole") if has("adv") else None,
         r1=R1Penalty(gamma=2 * gp_coef) if has("adv") and gp_coef > 0 else None,
         feature_matching=FeatureMatchingLoss("l2") if has("fm") else None,
-        mask_as_fake_target=has("adv") and use_unmasked_for_discr)
+        mask_as_fake_target=has("adv") and use_unmasked_for_discr, process_group=process_group)
 
 
-def deepfill_v2_loss(*, l1_hole: float = 1.0, l1_valid: float = 1.0, adversarial: float = 1.0) -> CompositeLoss:
+def deepfill_v2_loss(*, l1_hole: float = 1.0, l1_valid: float = 1.0, adversarial: float = 1.0,
+                     process_group=None) -> CompositeLoss:
     """DeepFill v2's objective (Yu et al., "Free-Form Image Inpainting with Gated Convolution", ICCV 2019;
     JiahuiYu/generative_inpainting ``inpaint_model.py``, ``l1_loss_alpha`` 1, ``gan_loss_alpha`` 1).
 
@@ -133,4 +136,5 @@ def deepfill_v2_loss(*, l1_hole: float = 1.0, l1_valid: float = 1.0, adversarial
     return CompositeLoss(
         weights,
         reconstruction=ReconstructionLoss(normalize="all") if "hole" in weights or "valid" in weights else None,
-        adversarial=AdversarialLoss("hinge", region="all") if "adv" in weights else None)
+        adversarial=AdversarialLoss("hinge", region="all") if "adv" in weights else None,
+        process_group=process_group)

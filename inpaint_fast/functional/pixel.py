@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from .. import _validation as V
+from .. import distributed as _distributed
 from ..ops import backend as _backend
 from ..ops import masked_error as _masked_error_op
 from ..ops import masked_tv as _masked_tv_op
@@ -42,7 +43,8 @@ def masked_error(pred: Tensor, target: Tensor, mask: Optional[V.Mask], *, loss: 
     backend = _backend.choose("masked_error", pred.device)
     nothing_weighted = weight_valid == 0 and (weight_hole == 0 or mask is None)  # the reference's exact 0
     if (reduction != "none" and not (mask is not None and mask.tensor.requires_grad) and backend != "reference"
-            and not nothing_weighted and not (normalize == "sample" and reduction == "mean")):
+            and not nothing_weighted and not (normalize == "sample" and reduction == "mean")
+            and not _distributed.active()):
         return _masked_error_op.masked_error(
             pred, target, None if mask is None else mask.tensor, backend=backend,
             mask_is_hole=mask is not None and mask.is_hole,
@@ -54,7 +56,13 @@ def masked_error(pred: Tensor, target: Tensor, mask: Optional[V.Mask], *, loss: 
                                    charbonnier_eps=charbonnier_eps, normalize=normalize, reduction=reduction, eps=eps)
 
 
-def _pixel_loss(loss, pred, target, mask, hole, region, normalize, reduction, eps, charbonnier_eps=CHARBONNIER_EPS):
+def _pixel_loss(loss, pred, target, mask, hole, region, normalize, reduction, eps, charbonnier_eps=CHARBONNIER_EPS,
+                process_group=None):
+    with _distributed.global_means(process_group):
+        return _region_error(loss, pred, target, mask, hole, region, normalize, reduction, eps, charbonnier_eps)
+
+
+def _region_error(loss, pred, target, mask, hole, region, normalize, reduction, eps, charbonnier_eps):
     pred, target = V.check_pair(pred, target)
     V.check_loss_options(reduction, normalize, eps)
     m = V.mask_arg(mask, hole, pred, required=False, values=False)
@@ -69,44 +77,49 @@ def _pixel_loss(loss, pred, target, mask, hole, region, normalize, reduction, ep
 
 def masked_l1(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
               region: Optional[str] = None, normalize: str = "mask", reduction: str = "mean",
-              eps: float = EPS) -> Tensor:
+              eps: float = EPS, process_group=None) -> Tensor:
     """Mean absolute error over a region: ``sum(w |pred - target|) / max(sum(w), eps)``.
 
     pred, target: (N, C, H, W). With a mask, ``region`` defaults to 'hole' (w = 1 - mask); the
     notebook's ``l1_loss(x, pred, m)`` is ``masked_l1(pred, x, mask=m, region='known')``.
+    ``process_group`` (True: the default group): the mean over every rank's batch under
+    torch.distributed (:mod:`inpaint_fast.distributed`).
     """
-    return _pixel_loss("l1", pred, target, mask, hole, region, normalize, reduction, eps)
+    return _pixel_loss("l1", pred, target, mask, hole, region, normalize, reduction, eps,
+                       process_group=process_group)
 
 
 def masked_l2(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
               region: Optional[str] = None, normalize: str = "mask", reduction: str = "mean",
-              eps: float = EPS) -> Tensor:
+              eps: float = EPS, process_group=None) -> Tensor:
     """Mean squared error over a region: ``sum(w (pred - target)^2) / max(sum(w), eps)``.
 
     Same arguments as :func:`masked_l1`.
     """
-    return _pixel_loss("l2", pred, target, mask, hole, region, normalize, reduction, eps)
+    return _pixel_loss("l2", pred, target, mask, hole, region, normalize, reduction, eps,
+                       process_group=process_group)
 
 
 def masked_charbonnier(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None,
                        hole: Optional[Tensor] = None, region: Optional[str] = None,
                        charbonnier_eps: float = CHARBONNIER_EPS, normalize: str = "mask", reduction: str = "mean",
-                       eps: float = EPS) -> Tensor:
+                       eps: float = EPS, process_group=None) -> Tensor:
     """Mean Charbonnier error ``sqrt((pred - target)^2 + charbonnier_eps^2)`` over a region (a smooth
     L1, as restoration codes such as LapSRN and EDVR use). Same arguments as :func:`masked_l1`."""
     V.check_positive(charbonnier_eps, "charbonnier_eps")
-    return _pixel_loss("charbonnier", pred, target, mask, hole, region, normalize, reduction, eps, charbonnier_eps)
+    return _pixel_loss("charbonnier", pred, target, mask, hole, region, normalize, reduction, eps, charbonnier_eps,
+                       process_group)
 
 
 def reconstruction_loss(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None,
                         hole: Optional[Tensor] = None, lambda_hole: float = 6.0, lambda_valid: float = 1.0,
                         loss: str = "l1", charbonnier_eps: float = CHARBONNIER_EPS, normalize: str = "mask",
-                        reduction: str = "mean", eps: float = EPS) -> Tensor:
+                        reduction: str = "mean", eps: float = EPS, process_group=None) -> Tensor:
     """``lambda_hole * L(hole) + lambda_valid * L(known)``, each term a masked mean of its region.
 
     L is 'l1' (the notebook, PConv), 'l2' or 'charbonnier'. A mask is required. One fused pass computes
     both terms. With reduction='none' the result is the map ``(lambda_hole (1 - m) + lambda_valid m) * error``,
-    whose sum is reduction='sum'.
+    whose sum is reduction='sum'. ``process_group``: as :func:`masked_l1`.
     """
     pred, target = V.check_pair(pred, target)
     V.check_loss_options(reduction, normalize, eps)
@@ -115,8 +128,9 @@ def reconstruction_loss(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] 
     lambda_hole = V.check_nonnegative(lambda_hole, "lambda_hole")
     lambda_valid = V.check_nonnegative(lambda_valid, "lambda_valid")
     m = V.mask_arg(mask, hole, pred, required=True, values=False)
-    return masked_error(pred, target, m, loss=loss, weight_hole=lambda_hole, weight_valid=lambda_valid,
-                         normalize=normalize, reduction=reduction, eps=eps, charbonnier_eps=charbonnier_eps)
+    with _distributed.global_means(process_group):
+        return masked_error(pred, target, m, loss=loss, weight_hole=lambda_hole, weight_valid=lambda_valid,
+                            normalize=normalize, reduction=reduction, eps=eps, charbonnier_eps=charbonnier_eps)
 
 
 def masked_error_stats(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None,
@@ -155,7 +169,8 @@ def masked_error_stats(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] =
 
 def total_variation(pred: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
                     region: Optional[str] = None, p: int = 1, normalize: str = "mask",
-                    reduction: str = "mean", eps: float = EPS, pair_weight: str = "both") -> Tensor:
+                    reduction: str = "mean", eps: float = EPS, pair_weight: str = "both",
+                    process_group=None) -> Tensor:
     """Anisotropic total variation ``mean |dh|^p + mean |dw|^p`` of pred (N, C, H, W), p = 1 or 2.
 
     With a mask, a neighbour pair counts with the product of its pixels' region weights
@@ -163,7 +178,13 @@ def total_variation(pred: Tensor, *, mask: Optional[Tensor] = None, hole: Option
     ('first', mmagic's ``MaskedTVLoss``), and ``region`` defaults to 'hole'; 'hole_dilated' is the hole
     grown by one pixel (3x3), the region P of the PConv paper's TV term. Each direction is normalised
     by its own area. pair_weight='first' and normalize='sample' run the reference (no fused kernel).
+    ``process_group``: as :func:`masked_l1`.
     """
+    with _distributed.global_means(process_group):
+        return _total_variation(pred, mask, hole, region, p, normalize, reduction, eps, pair_weight)
+
+
+def _total_variation(pred, mask, hole, region, p, normalize, reduction, eps, pair_weight) -> Tensor:
     V.check_image(pred, "pred")
     V.check_loss_options(reduction, normalize, eps)
     V.check_tv_power(p)
@@ -175,7 +196,7 @@ def total_variation(pred: Tensor, *, mask: Optional[Tensor] = None, hole: Option
         normalize = "mask" if normalize == "sample" else normalize  # samples of one size: the mean of means
         pair_weight = "both"
     if (reduction != "none" and not (m is not None and m.tensor.requires_grad) and backend != "reference"
-            and normalize != "sample" and pair_weight == "both"):
+            and normalize != "sample" and pair_weight == "both" and not _distributed.active()):
         if region == "all":
             _check_values(m)
         return _masked_tv_op.masked_tv(pred, None if region == "all" else m.tensor, backend=backend,

@@ -6,6 +6,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 from torch import Tensor, nn
 
 from .. import _validation as V
+from .. import distributed as _distributed
 from ..functional.feature import FeatureCache
 from ..functional.pixel import masked_error
 from ..nets.vgg import SEED_LAYERS
@@ -62,6 +63,10 @@ class CompositeLoss(nn.Module):
     discriminator's side: ``adversarial``'s D loss (with the mask only when ``mask_as_fake_target``:
     LaMa's fake target) plus ``r1`` (:class:`R1Penalty`) when given.
 
+    ``process_group`` (True: the default group): every masked mean of the generator's terms is taken
+    over the ranks' whole batch (:mod:`inpaint_fast.distributed`); the style and frequency terms are
+    plain means per rank (exact under DDP when every rank has the same batch size).
+
     With no arguments this is the notebook's composite: {rec 1, perc 0.1, style 10, tv 0.01, freq 0.1}.
     Presets: :func:`inpaint_fast.pconv_loss`, :func:`inpaint_fast.lama_loss`, :func:`inpaint_fast.deepfill_v2_loss`.
     """
@@ -74,8 +79,9 @@ class CompositeLoss(nn.Module):
                  frequency: Optional[FrequencyLoss] = None, hrf: Optional[HRFPerceptualLoss] = None,
                  adversarial: Optional[AdversarialLoss] = None, feature_matching: Optional[FeatureMatchingLoss] = None,
                  r1: Optional[R1Penalty] = None, feature_images: Sequence[str] = ("output",), tv_image: str = "output",
-                 mask_as_fake_target: bool = False):
+                 mask_as_fake_target: bool = False, process_group=None):
         super().__init__()
+        self.process_group = process_group
         self.weights = check_composite_weights(weights, TERMS)
         modules = {"reconstruction": (reconstruction, ReconstructionLoss, ("rec", "hole", "valid")),
                    "perceptual": (perceptual, PerceptualLoss, ("perc",)), "style": (style, StyleLoss, ("style",)),
@@ -146,6 +152,10 @@ class CompositeLoss(nn.Module):
     def forward(self, pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
                 fake_logits: Optional[Tensor] = None, fake_features: Optional[Sequence[Tensor]] = None,
                 real_features: Optional[Sequence[Tensor]] = None, coarse: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        with _distributed.global_means(self.process_group):
+            return self._terms(pred, target, mask, hole, fake_logits, fake_features, real_features, coarse)
+
+    def _terms(self, pred, target, mask, hole, fake_logits, fake_features, real_features, coarse) -> Dict[str, Tensor]:
         pred, target = V.check_pair(pred, target)
         m = V.mask_arg(mask, hole, pred, required=True)
         known = m.known(pred.dtype)

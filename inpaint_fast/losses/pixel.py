@@ -16,8 +16,9 @@ class ReconstructionLoss(nn.Module):
 
     def __init__(self, lambda_hole: float = 6.0, lambda_valid: float = 1.0, *, loss: str = "l1",
                  charbonnier_eps: float = LF.CHARBONNIER_EPS, normalize: str = "mask", reduction: str = "mean",
-                 eps: float = LF.EPS):
+                 eps: float = LF.EPS, process_group=None):
         super().__init__()
+        self.process_group = process_group
         self.lambda_hole = V.check_nonnegative(lambda_hole, "lambda_hole")
         self.lambda_valid = V.check_nonnegative(lambda_valid, "lambda_valid")
         self.loss = V.check_choice(loss, "loss", LF.PIXEL_LOSSES)
@@ -30,7 +31,7 @@ class ReconstructionLoss(nn.Module):
         return LF.reconstruction_loss(pred, target, mask=mask, hole=hole, lambda_hole=self.lambda_hole,
                                       lambda_valid=self.lambda_valid, loss=self.loss,
                                       charbonnier_eps=self.charbonnier_eps, normalize=self.normalize,
-                                      reduction=self.reduction, eps=self.eps)
+                                      reduction=self.reduction, eps=self.eps, process_group=self.process_group)
 
     def extra_repr(self) -> str:
         return (f"lambda_hole={self.lambda_hole}, lambda_valid={self.lambda_valid}, loss={self.loss!r}, "
@@ -44,8 +45,9 @@ class TVLoss(nn.Module):
     """
 
     def __init__(self, region: Optional[str] = None, *, p: int = 1, normalize: str = "mask",
-                 reduction: str = "mean", eps: float = LF.EPS, pair_weight: str = "both"):
+                 reduction: str = "mean", eps: float = LF.EPS, pair_weight: str = "both", process_group=None):
         super().__init__()
+        self.process_group = process_group
         V.check_region(region, V.TV_REGIONS)
         V.check_loss_options(reduction, normalize, eps)
         V.check_tv_power(p)
@@ -55,7 +57,7 @@ class TVLoss(nn.Module):
     def forward(self, pred: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None) -> Tensor:
         return LF.total_variation(pred, mask=mask, hole=hole, region=self.region, p=self.p,
                                   normalize=self.normalize, reduction=self.reduction, eps=self.eps,
-                                  pair_weight=self.pair_weight)
+                                  pair_weight=self.pair_weight, process_group=self.process_group)
 
     def extra_repr(self) -> str:
         return (f"region={self.region!r}, p={self.p}, normalize={self.normalize!r}, reduction={self.reduction!r}, "

@@ -11,6 +11,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .. import distributed as _distributed
+
 EPS = 1e-8
 CHARBONNIER_EPS = 1e-3
 
@@ -38,6 +40,8 @@ def masked_mean(err: Tensor, weight: Optional[Tensor] = None, *, normalize: str 
         # float16, and inf * weight 0 = NaN. Weighted in float32, the float16 gradient is w / area.
         return masked_mean(err.to(acc), weight.to(acc), normalize=normalize, reduction=reduction,
                            eps=eps).to(err.dtype)
+    if _distributed.active():
+        return global_mean(err, weight, normalize=normalize, reduction=reduction, eps=eps)
     if err.numel() == 0:  # 0, still a function of err (a zero gradient, not a missing one)
         return err.sum(dtype=acc).to(err.dtype)
     if weight is None:
@@ -55,6 +59,25 @@ def masked_mean(err: Tensor, weight: Optional[Tensor] = None, *, normalize: str 
         return (total / err.numel()).to(err.dtype)
     area = weight.expand_as(err).sum(dtype=acc)
     return (total / area.clamp_min(eps)).to(err.dtype)
+
+
+def global_mean(err: Tensor, weight: Optional[Tensor] = None, *, normalize: str = "mask",
+                reduction: str = "mean", eps: float = EPS) -> Tensor:
+    """:func:`masked_mean` over the process group of :mod:`inpaint_fast.distributed`: the numerator and
+    the denominator summed over the ranks (one all-reduce), then divided."""
+    acc = accumulate_dtype(err.dtype)
+    weighted = (err if weight is None else err * weight).to(acc)
+    if reduction == "sum":
+        parts = [weighted.sum()]
+    elif normalize == "sample" and weight is not None:
+        totals = weighted.flatten(1).sum(1)
+        areas = weight.expand_as(err).flatten(1).sum(1, dtype=acc)
+        parts = [(totals / areas.clamp_min(eps)).sum(), totals.new_tensor(float(err.shape[0]))]
+    elif normalize == "all" or weight is None:
+        parts = [weighted.sum(), weighted.new_tensor(float(err.numel()))]
+    else:
+        parts = [weighted.sum(), weight.expand_as(err).sum(dtype=acc)]
+    return _distributed.all_reduce_ratio(parts, eps).to(err.dtype)
 
 
 def pixel_error(pred: Tensor, target: Tensor, loss: str = "l1", charbonnier_eps: float = CHARBONNIER_EPS) -> Tensor:
