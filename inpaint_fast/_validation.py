@@ -196,6 +196,22 @@ def known_from_mask(mask: Optional[Tensor], hole: Optional[Tensor], like: Tensor
     return None if arg is None else arg.known(like.dtype)
 
 
+def check_process_group(process_group):
+    """``process_group=``: None (per-rank means), True (torch.distributed's default group) or a
+    ProcessGroup; returns the group or None. torch.distributed must be initialised for the latter two."""
+    if process_group is None:
+        return None
+    import torch.distributed as dist
+    if not dist.is_available() or not dist.is_initialized():
+        raise ValueError("process_group= needs torch.distributed initialised (init_process_group) first")
+    if process_group is True:
+        return dist.group.WORLD
+    if not isinstance(process_group, dist.ProcessGroup):
+        raise TypeError(f"process_group must be None, True (the default group) or a torch.distributed.ProcessGroup; "
+                        f"got {type(process_group).__name__}")
+    return process_group
+
+
 def check_region(region: Optional[str], choices: Sequence[str] = REGIONS) -> Optional[str]:
     """A module's ``region`` option: None (resolved per call by :func:`resolve_region`) or one of ``choices``."""
     return None if region is None else check_choice(region, "region", choices)

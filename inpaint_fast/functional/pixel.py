@@ -15,7 +15,6 @@ import torch
 from torch import Tensor
 
 from .. import _validation as V
-from .. import distributed as _distributed
 from ..ops import backend as _backend
 from ..ops import masked_error as _masked_error_op
 from ..ops import masked_tv as _masked_tv_op
@@ -44,7 +43,7 @@ def masked_error(pred: Tensor, target: Tensor, mask: Optional[V.Mask], *, loss: 
     nothing_weighted = weight_valid == 0 and (weight_hole == 0 or mask is None)  # the reference's exact 0
     if (reduction != "none" and not (mask is not None and mask.tensor.requires_grad) and backend != "reference"
             and not nothing_weighted and not (normalize == "sample" and reduction == "mean")
-            and not _distributed.active()):
+            and not _ref_pixel.distributed()):
         return _masked_error_op.masked_error(
             pred, target, None if mask is None else mask.tensor, backend=backend,
             mask_is_hole=mask is not None and mask.is_hole,
@@ -58,7 +57,7 @@ def masked_error(pred: Tensor, target: Tensor, mask: Optional[V.Mask], *, loss: 
 
 def _pixel_loss(loss, pred, target, mask, hole, region, normalize, reduction, eps, charbonnier_eps=CHARBONNIER_EPS,
                 process_group=None):
-    with _distributed.global_means(process_group):
+    with _ref_pixel.global_means(V.check_process_group(process_group)):
         return _region_error(loss, pred, target, mask, hole, region, normalize, reduction, eps, charbonnier_eps)
 
 
@@ -83,7 +82,7 @@ def masked_l1(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None, ho
     pred, target: (N, C, H, W). With a mask, ``region`` defaults to 'hole' (w = 1 - mask); the
     notebook's ``l1_loss(x, pred, m)`` is ``masked_l1(pred, x, mask=m, region='known')``.
     ``process_group`` (True: the default group): the mean over every rank's batch under
-    torch.distributed (:mod:`inpaint_fast.distributed`).
+    torch.distributed (:func:`inpaint_fast.reference.pixel.global_means`).
     """
     return _pixel_loss("l1", pred, target, mask, hole, region, normalize, reduction, eps,
                        process_group=process_group)
@@ -128,7 +127,7 @@ def reconstruction_loss(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] 
     lambda_hole = V.check_nonnegative(lambda_hole, "lambda_hole")
     lambda_valid = V.check_nonnegative(lambda_valid, "lambda_valid")
     m = V.mask_arg(mask, hole, pred, required=True, values=False)
-    with _distributed.global_means(process_group):
+    with _ref_pixel.global_means(V.check_process_group(process_group)):
         return masked_error(pred, target, m, loss=loss, weight_hole=lambda_hole, weight_valid=lambda_valid,
                             normalize=normalize, reduction=reduction, eps=eps, charbonnier_eps=charbonnier_eps)
 
@@ -180,7 +179,7 @@ def total_variation(pred: Tensor, *, mask: Optional[Tensor] = None, hole: Option
     by its own area. pair_weight='first' and normalize='sample' run the reference (no fused kernel).
     ``process_group``: as :func:`masked_l1`.
     """
-    with _distributed.global_means(process_group):
+    with _ref_pixel.global_means(V.check_process_group(process_group)):
         return _total_variation(pred, mask, hole, region, p, normalize, reduction, eps, pair_weight)
 
 
@@ -196,7 +195,7 @@ def _total_variation(pred, mask, hole, region, p, normalize, reduction, eps, pai
         normalize = "mask" if normalize == "sample" else normalize  # samples of one size: the mean of means
         pair_weight = "both"
     if (reduction != "none" and not (m is not None and m.tensor.requires_grad) and backend != "reference"
-            and normalize != "sample" and pair_weight == "both" and not _distributed.active()):
+            and normalize != "sample" and pair_weight == "both" and not _ref_pixel.distributed()):
         if region == "all":
             _check_values(m)
         return _masked_tv_op.masked_tv(pred, None if region == "all" else m.tensor, backend=backend,

@@ -6,10 +6,10 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 from torch import Tensor, nn
 
 from .. import _validation as V
-from .. import distributed as _distributed
 from ..functional.feature import FeatureCache
 from ..functional.pixel import masked_error
 from ..nets.vgg import SEED_LAYERS
+from ..reference import pixel as _ref_pixel
 from .adversarial import AdversarialLoss, FeatureMatchingLoss, R1Penalty
 from .feature import HRFPerceptualLoss, PerceptualLoss, StyleLoss, _make_extractor
 from .frequency import FrequencyLoss
@@ -64,7 +64,7 @@ class CompositeLoss(nn.Module):
     LaMa's fake target) plus ``r1`` (:class:`R1Penalty`) when given.
 
     ``process_group`` (True: the default group): every masked mean of the generator's terms is taken
-    over the ranks' whole batch (:mod:`inpaint_fast.distributed`); the style and frequency terms are
+    over the ranks' whole batch (:func:`inpaint_fast.reference.pixel.global_means`); the style and frequency terms are
     plain means per rank (exact under DDP when every rank has the same batch size).
 
     With no arguments this is the notebook's composite: {rec 1, perc 0.1, style 10, tv 0.01, freq 0.1}.
@@ -152,7 +152,7 @@ class CompositeLoss(nn.Module):
     def forward(self, pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
                 fake_logits: Optional[Tensor] = None, fake_features: Optional[Sequence[Tensor]] = None,
                 real_features: Optional[Sequence[Tensor]] = None, coarse: Optional[Tensor] = None) -> Dict[str, Tensor]:
-        with _distributed.global_means(self.process_group):
+        with _ref_pixel.global_means(V.check_process_group(self.process_group)):
             return self._terms(pred, target, mask, hole, fake_logits, fake_features, real_features, coarse)
 
     def _terms(self, pred, target, mask, hole, fake_logits, fake_features, real_features, coarse) -> Dict[str, Tensor]:

@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .. import distributed as _distributed
-from .pixel import global_mean
+from .pixel import distributed, global_mean
 
 
 def bce_logits(logits: Tensor, target: float) -> Tensor:
@@ -69,7 +68,7 @@ def resize_hole(hole: Tensor, size: Sequence[int], mode: str) -> Tensor:
 def weighted_mean(e: Tensor, w: Optional[Tensor], normalize: str = "mask", eps: float = 1e-8) -> Tensor:
     """``sum(w e) / max(sum(w expanded to e), eps)`` ('mask'), ``sum(w e) / numel(e)`` ('all'), or the
     mean over samples (dim 0) of each sample's 'mask' mean ('sample')."""
-    if _distributed.active():
+    if distributed():
         return global_mean(e, w, normalize=normalize, eps=eps)
     if w is None:
         return e.mean()
@@ -106,7 +105,7 @@ def discriminator_terms(real_logits: Tensor, fake_logits: Tensor, loss: str = "b
 def generator_term(fake_logits: Tensor, loss: str = "bce", weight: Optional[Tensor] = None,
                    normalize: str = "mask", eps: float = 1e-8) -> Tensor:
     """G's adversarial term: the mean of :func:`generator_map`, weighted by ``weight`` if given."""
-    if loss == "bce" and weight is None and not _distributed.active():
+    if loss == "bce" and weight is None and not distributed():
         return bce_logits(fake_logits, 1.0)
     return weighted_mean(generator_map(fake_logits, loss), weight, normalize, eps)
 

@@ -6,12 +6,12 @@ weight of the region averaged over; the notebook's ``mask`` argument of ``get_me
 """
 from __future__ import annotations
 
-from typing import Optional
+import contextlib
+import contextvars
+from typing import Iterator, List, Optional
 
 import torch
 from torch import Tensor
-
-from .. import distributed as _distributed
 
 EPS = 1e-8
 CHARBONNIER_EPS = 1e-3
@@ -40,7 +40,7 @@ def masked_mean(err: Tensor, weight: Optional[Tensor] = None, *, normalize: str 
         # float16, and inf * weight 0 = NaN. Weighted in float32, the float16 gradient is w / area.
         return masked_mean(err.to(acc), weight.to(acc), normalize=normalize, reduction=reduction,
                            eps=eps).to(err.dtype)
-    if _distributed.active():
+    if distributed():
         return global_mean(err, weight, normalize=normalize, reduction=reduction, eps=eps)
     if err.numel() == 0:  # 0, still a function of err (a zero gradient, not a missing one)
         return err.sum(dtype=acc).to(err.dtype)
@@ -61,10 +61,49 @@ def masked_mean(err: Tensor, weight: Optional[Tensor] = None, *, normalize: str 
     return (total / area.clamp_min(eps)).to(err.dtype)
 
 
+# ---- masked means over the global batch under torch.distributed (DistributedDataParallel) ----------
+_PROCESS_GROUP: contextvars.ContextVar = contextvars.ContextVar("inpaint_fast_process_group", default=None)
+
+
+@contextlib.contextmanager
+def global_means(process_group) -> Iterator[None]:
+    """Within the block every :func:`masked_mean` is taken over the ranks of ``process_group`` (a
+    torch.distributed ProcessGroup; None changes nothing).
+
+    A masked mean ``sum(w e) / sum(w)`` taken per rank and then averaged by DDP weights every rank
+    equally, however many hole pixels it holds. Here the numerator and the denominator are summed over
+    the ranks (one differentiable all-reduce of a small vector per mean,
+    ``torch.distributed.nn.functional.all_reduce``), then divided: every rank's loss is the one-process
+    loss of the whole batch. The all-reduce's backward sums the ranks' gradients, so the gradient that
+    reaches a rank's inputs is ``world_size`` times the one-process gradient of its samples, and DDP's
+    averaging of the parameter gradients divides it back (without DDP, divide by the world size yourself).
+    """
+    if process_group is None:
+        yield
+        return
+    token = _PROCESS_GROUP.set(process_group)
+    try:
+        yield
+    finally:
+        _PROCESS_GROUP.reset(token)
+
+
+def distributed() -> bool:
+    """Whether the masked means are taken over a process group now (the fused kernels are then skipped)."""
+    return _PROCESS_GROUP.get() is not None
+
+
+def _all_reduce_ratio(parts: List[Tensor], eps: float) -> Tensor:
+    """``sum_ranks(parts[0]) / max(sum_ranks(parts[1]), eps)`` (or the global ``parts[0]`` alone)."""
+    from torch.distributed.nn.functional import all_reduce
+    total = all_reduce(torch.stack(parts), group=_PROCESS_GROUP.get())
+    return total[0] if len(parts) == 1 else total[0] / total[1].clamp_min(eps)
+
+
 def global_mean(err: Tensor, weight: Optional[Tensor] = None, *, normalize: str = "mask",
                 reduction: str = "mean", eps: float = EPS) -> Tensor:
-    """:func:`masked_mean` over the process group of :mod:`inpaint_fast.distributed`: the numerator and
-    the denominator summed over the ranks (one all-reduce), then divided."""
+    """:func:`masked_mean` over the process group of :func:`global_means`: the numerator and the
+    denominator summed over the ranks (one all-reduce), then divided."""
     acc = accumulate_dtype(err.dtype)
     weighted = (err if weight is None else err * weight).to(acc)
     if reduction == "sum":
@@ -77,7 +116,7 @@ def global_mean(err: Tensor, weight: Optional[Tensor] = None, *, normalize: str 
         parts = [weighted.sum(), weighted.new_tensor(float(err.numel()))]
     else:
         parts = [weighted.sum(), weight.expand_as(err).sum(dtype=acc)]
-    return _distributed.all_reduce_ratio(parts, eps).to(err.dtype)
+    return _all_reduce_ratio(parts, eps).to(err.dtype)
 
 
 def pixel_error(pred: Tensor, target: Tensor, loss: str = "l1", charbonnier_eps: float = CHARBONNIER_EPS) -> Tensor:
