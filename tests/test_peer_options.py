@@ -56,7 +56,8 @@ def test_mmagic_pixel_losses(backend, sample_wise, kind, channels):
     """mmagic's L1Loss / MSELoss / CharbonnierLoss with a hole weight, pixel-wise and sample-wise. Its
     CharbonnierLoss eps (1e-12, added to d²) is our charbonnier_eps² (1e-6)."""
     pred, target, hole = batch(seed=1)
-    weight = hole if channels == 1 else hole.expand(-1, 3, -1, -1) * torch.rand(3, 1, 1, **DOUBLE)
+    colour_weights = torch.tensor([0.3, 0.7, 1.0], **DOUBLE).view(3, 1, 1)  # a soft (N, 3, H, W) weight
+    weight = hole if channels == 1 else hole.expand(-1, 3, -1, -1) * colour_weights
     peer = {"l1": mmagic.mmagic_l1_loss, "l2": mmagic.mmagic_mse_loss, "charbonnier": mmagic.mmagic_charbonnier_loss}
     ours = {"l1": IF.masked_l1, "l2": IF.masked_l2,
             "charbonnier": lambda *a, **k: IF.masked_charbonnier(*a, charbonnier_eps=1e-6, **k)}
