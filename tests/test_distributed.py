@@ -22,11 +22,21 @@ def global_batch():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(N, 3, SIZE, SIZE, generator=g, dtype=torch.float64)
     target = torch.rand(N, 3, SIZE, SIZE, generator=g, dtype=torch.float64)
+    t = torch.randint(0, 100, (N,), generator=g)
+    noise = torch.randn(N, 3, SIZE, SIZE, generator=g, dtype=torch.float64)
     hole = torch.zeros(N, 1, SIZE, SIZE, dtype=torch.float64)
     for i in range(N):
         side = 2 + 3 * i
         hole[i, :, 1:1 + side, i:i + side] = 1
-    return x, target, hole
+    return x, target, hole, t, noise
+
+
+ABAR = torch.cumprod(1 - torch.linspace(1e-4, 0.2, 100, dtype=torch.float64), 0)
+
+
+def disc_like_eps(disc):
+    """A frozen ε model for the diffusion loss (image-shaped output)."""
+    return lambda x_t, t: x_t * disc(x_t).mean(dim=(1, 2, 3), keepdim=True) + t.to(x_t.dtype).view(-1, 1, 1, 1) / 100
 
 
 def make_nets():
@@ -37,13 +47,20 @@ def make_nets():
     return model, disc, lambda x: [F.relu(extractor_conv(x))]
 
 
-def losses(model, disc, extractor, x, target, hole, process_group):
+def losses(model, disc, extractor, x, target, hole, t, noise, process_group):
     """The values of several masked losses of model(x), taken over ``process_group``."""
     pred = model(x)
     lama = IF.lama_loss(hrf_extractor=extractor, process_group=process_group)
     logits = disc(pred)
     terms = lama(pred, target, hole=hole, fake_logits=logits, fake_features=[logits], real_features=[disc(target)])
+    pg = dict(process_group=process_group)
     return {
+        "charbonnier_all": IF.masked_charbonnier(pred, target, hole=hole, region="all", **pg),
+        "perceptual_hole": IF.perceptual_loss(pred, target, extractor=extractor, hole=hole, **pg),
+        "generator_hole": IF.generator_loss(logits, hole=hole, loss="hinge", **pg),
+        "feature_matching_known": IF.feature_matching_loss([logits], [disc(target)], hole=hole, region="known", **pg),
+        "diffusion_weighted": IF.diffusion_loss(disc_like_eps(disc), pred, alphas_cumprod=ABAR, hole=hole, t=t,
+                                                noise=noise, weight_hole=4.0, **pg),
         "masked_l1": IF.masked_l1(pred, target, hole=hole, process_group=process_group),
         "masked_l2_known": IF.masked_l2(pred, target, hole=hole, region="known", process_group=process_group),
         "reconstruction_sample": IF.reconstruction_loss(pred, target, hole=hole, normalize="sample",
@@ -59,10 +76,10 @@ def worker(rank, world_size, init_file, fail_file):
     try:
         dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
         torch.set_num_threads(1)
-        x, target, hole = global_batch()
+        x, target, hole, t, noise = global_batch()
         model, disc, extractor = make_nets()
 
-        expected = losses(model, disc, extractor, x, target, hole, None)
+        expected = losses(model, disc, extractor, x, target, hole, t, noise, None)
         sum(expected.values()).backward()
         expected_grads = [p.grad.clone() for p in model.parameters()]
         model.zero_grad()
@@ -70,7 +87,7 @@ def worker(rank, world_size, init_file, fail_file):
         start = sum(SPLITS[world_size][:rank])
         part = slice(start, start + SPLITS[world_size][rank])
         ddp = torch.nn.parallel.DistributedDataParallel(model)
-        got = losses(ddp, disc, extractor, x[part], target[part], hole[part], True)
+        got = losses(ddp, disc, extractor, x[part], target[part], hole[part], t[part], noise[part], True)
         sum(got.values()).backward()
         for k in expected:
             torch.testing.assert_close(got[k], expected[k], rtol=1e-12, atol=0, msg=k)

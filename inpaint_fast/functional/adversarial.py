@@ -33,6 +33,7 @@ from torch import Tensor
 
 from .. import _validation as V
 from ..reference import gan as _ref
+from ..reference import pixel as _ref_pixel
 
 GAN_LOSSES = ("bce", "hinge", "lsgan")
 MASK_RESIZES = ("nearest", "maxpool")
@@ -106,14 +107,15 @@ def discriminator_loss(real_logits: Tensor, fake_logits: Tensor, *, loss: str = 
 
 def generator_loss(fake_logits: Tensor, *, loss: str = "bce", mask: Optional[Tensor] = None,
                    hole: Optional[Tensor] = None, region: Optional[str] = None, resize: str = "nearest",
-                   normalize: str = "mask", eps: float = EPS) -> Tensor:
+                   normalize: str = "mask", eps: float = EPS, process_group=None) -> Tensor:
     """G's adversarial loss: the mean of the G term over the fake logits (module table).
 
     'bce' is the non-saturating ``BCE(fake, 1)``; 'hinge' is ``-mean(fake)``; 'lsgan' ``½ mean (fake - 1)²``.
     With a mask (fake_logits (N, C, h, w)), ``region`` ('hole' by default, 'known' or 'all') restricts
     the term to the logits of that region (hole resized by ``resize``); ``normalize='mask'`` divides by
     the region's logit count (0 for an empty region), 'all' by every logit (LaMa's
-    ``use_unmasked_for_gen=False``: ``mean(loss * mask)``).
+    ``use_unmasked_for_gen=False``: ``mean(loss * mask)``). ``process_group``: the mean over every
+    rank's logits (:func:`inpaint_fast.masked_l1`).
     """
     _check_loss(loss)
     _check_logits(fake_logits, "fake_logits")
@@ -122,7 +124,8 @@ def generator_loss(fake_logits: Tensor, *, loss: str = "bce", mask: Optional[Ten
     h = _hole_for_logits(mask, hole, fake_logits, "fake_logits", resize)
     region = V.resolve_region(region, h, choices=GENERATOR_REGIONS)
     weight = None if region == "all" else (h if region == "hole" else 1 - h)
-    return _ref.generator_term(fake_logits, loss, weight, normalize, eps)
+    with _ref_pixel.global_means(V.check_process_group(process_group)):
+        return _ref.generator_term(fake_logits, loss, weight, normalize, eps)
 
 
 def _scale_tensor(scaler, like: Tensor) -> Optional[Tensor]:
@@ -232,7 +235,8 @@ def gradient_penalty(discriminator, real_images: Tensor, fake_images: Tensor, *,
 def feature_matching_loss(fake_features: Sequence[Tensor], real_features: Sequence[Tensor], *,
                           loss: str = "l1", mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
                           region: Optional[str] = None, resize: str = "nearest", normalize: str = "mask",
-                          layer_weights: Optional[Sequence[float]] = None, eps: float = EPS) -> Tensor:
+                          layer_weights: Optional[Sequence[float]] = None, eps: float = EPS,
+                          process_group=None) -> Tensor:
     """Feature matching between D's intermediate features of fake and real images (pix2pixHD, LaMa).
 
     fake_features, real_features: equal-length lists of (N, C_l, H_l, W_l) maps (e.g.
@@ -241,7 +245,7 @@ def feature_matching_loss(fake_features: Sequence[Tensor], real_features: Sequen
     or ``sum_l layer_weights[l] * value_l`` (pix2pixHD uses 4 / (n_layers + 1) each).
     With ``mask=`` / ``hole=`` (single channel, image resolution), the hole is resized to each layer by
     ``resize`` ('nearest', 'maxpool', or 'bilinear' as LaMa) and ``region`` ('hole' by default,
-    'known', 'all') weights the per-layer mean (``normalize`` as in :func:`generator_loss`).
+    'known', 'all') weights the per-layer mean (``normalize`` and ``process_group`` as in :func:`generator_loss`).
     """
     if not isinstance(fake_features, (list, tuple)) or not isinstance(real_features, (list, tuple)):
         raise TypeError("fake_features and real_features must be lists of feature maps; got "
@@ -258,5 +262,6 @@ def feature_matching_loss(fake_features: Sequence[Tensor], real_features: Sequen
     layer_weights = V.check_layer_weights(layer_weights, len(fake_features))
     h = V.hole_map(mask, hole, fake_features[0], "fake_features[0]")
     region = V.resolve_region(region, h)
-    return _ref.feature_matching(fake_features, real_features, loss, h, region, resize, normalize,
-                                 layer_weights, eps)
+    with _ref_pixel.global_means(V.check_process_group(process_group)):
+        return _ref.feature_matching(fake_features, real_features, loss, h, region, resize, normalize,
+                                     layer_weights, eps)

@@ -209,7 +209,7 @@ def perceptual_loss(pred: Tensor, target: Tensor, *, extractor: Callable[[Tensor
                     mask: Optional[Tensor] = None, hole: Optional[Tensor] = None, region: Optional[str] = None,
                     loss="l1", layer_weights: Optional[Sequence[float]] = None, normalize: str = "mask",
                     reduction: str = "mean", eps: float = EPS, mask_resize: str = "nearest",
-                    feature_norm: Optional[str] = None):
+                    feature_norm: Optional[str] = None, process_group=None):
     """Feature distance ``sum_l w_l masked_mean(e(phi_l(pred), phi_l(target)), mask_l)`` (w_l = 1/L by default).
 
     ``extractor`` maps (N, 3, H, W) to a list of feature maps (e.g. :class:`VGGFeatures`). ``loss`` is
@@ -219,16 +219,19 @@ def perceptual_loss(pred: Tensor, target: Tensor, *, extractor: Callable[[Tensor
     ``region`` defaults to 'hole' when a mask is given. ``feature_norm`` ('unit': LPIPS's unit length over channels per position;
     'instance': each channel standardised over space) is applied to both feature maps first. The
     target's features are taken without grad. reduction='none' returns the list of per-layer maps.
+    ``process_group``: the masked means over every rank's batch (:func:`inpaint_fast.masked_l1`).
     """
     pred, target = V.check_pair(pred, target)
     V.check_loss_options(reduction, normalize, eps)
     check_feature_options(loss, mask_resize, feature_norm)
     known = V.spatial_weight(V.known_from_mask(mask, hole, pred, required=False))
     region = V.resolve_region(region, known)
+    group = V.check_process_group(process_group)
     pred_feats, target_feats = extract_features(extractor, pred, target)
-    return perceptual_distance(pred_feats, target_feats, known, region=region, loss=loss, layer_weights=layer_weights,
-                               normalize=normalize, reduction=reduction, eps=eps, mask_resize=mask_resize,
-                               feature_norm=feature_norm)
+    with _ref_pixel.global_means(group):
+        return perceptual_distance(pred_feats, target_feats, known, region=region, loss=loss,
+                                   layer_weights=layer_weights, normalize=normalize, reduction=reduction, eps=eps,
+                                   mask_resize=mask_resize, feature_norm=feature_norm)
 
 
 def fused_gram(feat: Tensor, weight: Optional[Tensor] = None, eps: float = EPS) -> Tensor:
@@ -386,22 +389,25 @@ def style_from_cache(cache: FeatureCache, weight: Optional[Tensor], *, region_ke
 def hrf_perceptual_loss(pred: Tensor, target: Tensor, *, extractor, weight: float = 1.0,
                         mask: Optional[Tensor] = None, hole: Optional[Tensor] = None, region: Optional[str] = None,
                         layer_weights: Optional[Sequence[float]] = None, normalize: str = "mask",
-                        reduction: str = "mean", eps: float = EPS):
+                        reduction: str = "mean", eps: float = EPS, process_group=None):
     """LaMa's ResNetPL: ``weight * sum_l layer_weights[l] * masked_mean((phi_l(pred) - phi_l(target))**2)``.
 
     ``extractor`` maps (N, 3, H, W) to a list of feature maps (e.g. :class:`ResNetFeatures`);
     ``layer_weights`` defaults to all ones (LaMa sums the layers). Without a mask each term is
     ``F.mse_loss(phi_l(pred), phi_l(target))``; with one, see :func:`inpaint_fast.functional.perceptual_loss`.
     The target's features are taken without grad. reduction='none' returns the list of per-layer
-    squared-error maps (neither ``weight`` nor ``layer_weights`` applied).
+    squared-error maps (neither ``weight`` nor ``layer_weights`` applied). ``process_group``: as
+    :func:`perceptual_loss`.
     """
     pred, target = V.check_pair(pred, target)
     V.check_loss_options(reduction, normalize, eps)
     weight = V.check_nonnegative(weight, "weight")
     known = V.spatial_weight(V.known_from_mask(mask, hole, pred, required=False))
+    group = V.check_process_group(process_group)
     pred_feats, target_feats = extract_features(extractor, pred, target)
-    out = hrf_distance(pred_feats, target_feats, known, V.resolve_region(region, known), layer_weights, normalize,
-                    reduction, eps)
+    with _ref_pixel.global_means(group):
+        out = hrf_distance(pred_feats, target_feats, known, V.resolve_region(region, known), layer_weights,
+                           normalize, reduction, eps)
     return out if reduction == "none" else out * weight
 
 

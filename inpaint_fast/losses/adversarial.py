@@ -65,8 +65,10 @@ class FeatureMatchingLoss(nn.Module):
     """
 
     def __init__(self, loss: str = "l1", *, region: Optional[str] = None, resize: str = "nearest",
-                 normalize: str = "mask", layer_weights: Optional[Sequence[float]] = None, eps: float = EPS):
+                 normalize: str = "mask", layer_weights: Optional[Sequence[float]] = None, eps: float = EPS,
+                 process_group=None):
         super().__init__()
+        self.process_group = process_group
         self.loss = V.check_choice(loss, "loss", FEATURE_LOSSES)
         self.region = V.check_region(region)
         self.resize = V.check_choice(resize, "resize", FEATURE_RESIZES)
@@ -78,7 +80,8 @@ class FeatureMatchingLoss(nn.Module):
                 mask: Optional[Tensor] = None, hole: Optional[Tensor] = None) -> Tensor:
         return feature_matching_loss(fake_features, real_features, loss=self.loss, mask=mask, hole=hole,
                                      region=self.region, resize=self.resize, normalize=self.normalize,
-                                     layer_weights=self.layer_weights, eps=self.eps)
+                                     layer_weights=self.layer_weights, eps=self.eps,
+                                     process_group=self.process_group)
 
     def extra_repr(self) -> str:
         return f"loss={self.loss!r}, region={self.region!r}, resize={self.resize!r}"
@@ -93,8 +96,9 @@ class AdversarialLoss(nn.Module):
     """
 
     def __init__(self, loss: str = "bce", *, resize: str = "nearest", region: Optional[str] = None,
-                 fake_mask: str = "target"):
+                 fake_mask: str = "target", process_group=None):
         super().__init__()
+        self.process_group = process_group
         self.loss = _check_loss(loss)
         self.resize = V.check_choice(resize, "resize", MASK_RESIZES)
         self.region = None if region is None else V.check_choice(region, "region", GENERATOR_REGIONS)
@@ -103,7 +107,7 @@ class AdversarialLoss(nn.Module):
     def generator_loss(self, fake_logits: Tensor, *, mask: Optional[Tensor] = None,
                        hole: Optional[Tensor] = None) -> Tensor:
         return generator_loss(fake_logits, loss=self.loss, mask=mask, hole=hole, region=self.region,
-                              resize=self.resize)
+                              resize=self.resize, process_group=self.process_group)
 
     def discriminator_loss(self, real_logits: Tensor, fake_logits: Tensor, *, mask: Optional[Tensor] = None,
                            hole: Optional[Tensor] = None) -> DiscriminatorLoss:

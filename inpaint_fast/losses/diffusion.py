@@ -16,13 +16,15 @@ class DiffusionInpaintingLoss(nn.Module):
     ``forward(model, x0, mask=..., t=None, noise=None, generator=None)``. ``conditional=True``
     (default) is the mask-conditioned objective of the notebook, ``False`` the plain DDPM one (train a
     RePaint prior). ``schedule``: 'linear' (beta_start → beta_end) or 'cosine'; ``prediction_type``:
-    'epsilon' | 'sample' | 'v_prediction'; ``weight_hole``/``weight_known``: see :func:`diffusion_loss`.
+    'epsilon' | 'sample' | 'v_prediction'; ``weight_hole``/``weight_known``, ``process_group``: see
+    :func:`diffusion_loss`.
     """
 
     def __init__(self, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02, *,
                  schedule: str = "linear", prediction_type: str = "epsilon", conditional: bool = True,
-                 weight_hole: float = 1.0, weight_known: float = 1.0, reduction: str = "mean"):
+                 weight_hole: float = 1.0, weight_known: float = 1.0, reduction: str = "mean", process_group=None):
         super().__init__()
+        self.process_group = process_group
         self.conditional = bool(conditional)
         self.schedule = V.check_choice(schedule, "schedule", SCHEDULES)
         self.prediction_type = V.check_choice(prediction_type, "prediction_type", PREDICTION_TYPES)
@@ -43,7 +45,8 @@ class DiffusionInpaintingLoss(nn.Module):
         return diffusion_loss(model, x0, alphas_cumprod=self.alphas_cumprod, mask=mask, hole=hole,
                               conditional=self.conditional, t=t, noise=noise, generator=generator,
                               prediction_type=self.prediction_type, weight_hole=self.weight_hole,
-                              weight_known=self.weight_known, reduction=self.reduction)
+                              weight_known=self.weight_known, reduction=self.reduction,
+                              process_group=self.process_group)
 
     def extra_repr(self) -> str:
         return (f"num_steps={self.num_steps}, schedule={self.schedule!r}, prediction_type={self.prediction_type!r}, "

@@ -27,15 +27,18 @@ class PerceptualLoss(nn.Module):
     ``weights`` is passed to :class:`VGGFeatures` ('DEFAULT' = torchvision's ImageNet weights,
     None = untrained, or a local state-dict path); or pass your own ``extractor``. ``loss`` ('l1',
     'l2' = 'mse', or one per layer), ``layer_weights``, ``region``, ``mask_resize`` ('nearest' |
-    'area'), ``feature_norm`` (None | 'unit' | 'instance'), ``normalize``, ``reduction``: see
-    :func:`inpaint_fast.functional.perceptual_loss`. ``forward(pred, target, mask=... | hole=...)``.
+    'area'), ``feature_norm`` (None | 'unit' | 'instance'), ``normalize``, ``reduction``,
+    ``process_group``: see :func:`inpaint_fast.functional.perceptual_loss`.
+    ``forward(pred, target, mask=... | hole=...)``.
     """
 
     def __init__(self, extractor: Optional[Callable[[Tensor], List[Tensor]]] = None, *, arch: str = "vgg16",
                  layers: Sequence = SEED_LAYERS, weights="DEFAULT", region: Optional[str] = None, loss="l1",
                  layer_weights: Optional[Sequence[float]] = None, normalize: str = "mask", reduction: str = "mean",
-                 eps: float = LF.EPS, mask_resize: str = "nearest", feature_norm: Optional[str] = None):
+                 eps: float = LF.EPS, mask_resize: str = "nearest", feature_norm: Optional[str] = None,
+                 process_group=None):
         super().__init__()
+        self.process_group = process_group
         self.extractor = _make_extractor(extractor, arch, layers, weights)
         self.region = V.check_region(region)
         LF.check_feature_options(loss, mask_resize, feature_norm)
@@ -48,7 +51,7 @@ class PerceptualLoss(nn.Module):
         return LF.perceptual_loss(pred, target, extractor=self.extractor, mask=mask, hole=hole, region=self.region,
                                   loss=self.loss, layer_weights=self.layer_weights, normalize=self.normalize,
                                   reduction=self.reduction, eps=self.eps, mask_resize=self.mask_resize,
-                                  feature_norm=self.feature_norm)
+                                  feature_norm=self.feature_norm, process_group=self.process_group)
 
     def from_cache(self, cache: FeatureCache, known: Optional[Tensor]) -> Tensor:
         """The loss summed over the images of ``cache`` against its target (``known``: the validated
@@ -111,8 +114,8 @@ class HRFPerceptualLoss(nn.Module):
         extractor: a callable returning a list of feature maps; default a :class:`ResNetFeatures` built from
             ``weights``/``layers``/``dilated``.
         weights, layers, dilated: passed to :class:`ResNetFeatures` ('DEFAULT' = torchvision's ImageNet weights,
-            None = untrained, or a local state-dict path).
-        region, normalize, reduction, eps: as :class:`inpaint_fast.PerceptualLoss`. Without a mask this is
+            None = untrained, or a local state-dict path, e.g. LaMa's ADE20k ``encoder_epoch_20.pth``).
+        region, normalize, reduction, eps, process_group: as :class:`inpaint_fast.PerceptualLoss`. Without a mask this is
             LaMa's loss exactly (per layer ``F.mse_loss``, summed). With ``mask=``/``hole=`` (an RGB mask
             averaged over channels; resized to each stage by nearest neighbour) each layer's squared error
             is averaged over ``region`` (default 'hole'), an extension LaMa's ResNetPL does not have.
@@ -126,8 +129,9 @@ class HRFPerceptualLoss(nn.Module):
     def __init__(self, weight: float = 1.0, extractor=None, *, weights: WeightsArg = "DEFAULT",
                  layers: Sequence[str] = RESNET_LAYERS, dilated: bool = True, region: Optional[str] = None,
                  layer_weights: Optional[Sequence[float]] = None, normalize: str = "mask", reduction: str = "mean",
-                 eps: float = LF.EPS):
+                 eps: float = LF.EPS, process_group=None):
         super().__init__()
+        self.process_group = process_group
         self.weight = V.check_nonnegative(weight, "weight")
         if extractor is None:
             extractor = ResNetFeatures(weights=weights, layers=layers, dilated=dilated)
@@ -142,8 +146,9 @@ class HRFPerceptualLoss(nn.Module):
     def forward(self, pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None,
                 hole: Optional[Tensor] = None):
         return LF.hrf_perceptual_loss(pred, target, extractor=self.extractor, weight=self.weight, mask=mask, hole=hole,
-                                   region=self.region, layer_weights=self.layer_weights, normalize=self.normalize,
-                                   reduction=self.reduction, eps=self.eps)
+                                      region=self.region, layer_weights=self.layer_weights,
+                                      normalize=self.normalize, reduction=self.reduction, eps=self.eps,
+                                      process_group=self.process_group)
 
     def from_cache(self, cache: FeatureCache, known: Optional[Tensor]) -> Tensor:
         """``weight`` times the loss summed over the images of ``cache`` (``known``: the validated known
