@@ -68,6 +68,9 @@ def losses(model, disc, extractor, x, target, hole, t, noise, process_group):
         "tv_hole_dilated": IF.total_variation(pred, hole=hole, region="hole_dilated", p=2,
                                               process_group=process_group),
         "tv_module": IF.TVLoss("hole", process_group=process_group)(pred, hole=hole),
+        **{f"composite_{k}": v for k, v in IF.CompositeLoss(
+            {"rec": 1.0, "tv": 0.1, "perc": 0.5}, perceptual=IF.PerceptualLoss(extractor, region="known"),
+            process_group=process_group)(pred, target, hole=hole).items()},
         **{f"lama_{k}": v for k, v in terms.items()},
     }
 

@@ -57,21 +57,18 @@ def masked_error(pred: Tensor, target: Tensor, mask: Optional[V.Mask], *, loss: 
 
 def _pixel_loss(loss, pred, target, mask, hole, region, normalize, reduction, eps, charbonnier_eps=CHARBONNIER_EPS,
                 process_group=None):
-    with _ref_pixel.global_means(V.check_process_group(process_group)):
-        return _region_error(loss, pred, target, mask, hole, region, normalize, reduction, eps, charbonnier_eps)
-
-
-def _region_error(loss, pred, target, mask, hole, region, normalize, reduction, eps, charbonnier_eps):
     pred, target = V.check_pair(pred, target)
     V.check_loss_options(reduction, normalize, eps)
+    group = V.check_process_group(process_group)
     m = V.mask_arg(mask, hole, pred, required=False, values=False)
     region = V.resolve_region(region, m)
     if region == "all":
         _check_values(m)
     weight_hole, weight_valid = _REGION_WEIGHTS[region]
-    return masked_error(pred, target, None if region == "all" else m, loss=loss, weight_hole=weight_hole,
-                         weight_valid=weight_valid, normalize=normalize, reduction=reduction, eps=eps,
-                         charbonnier_eps=charbonnier_eps)
+    with _ref_pixel.global_means(group):
+        return masked_error(pred, target, None if region == "all" else m, loss=loss, weight_hole=weight_hole,
+                            weight_valid=weight_valid, normalize=normalize, reduction=reduction, eps=eps,
+                            charbonnier_eps=charbonnier_eps)
 
 
 def masked_l1(pred: Tensor, target: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[Tensor] = None,
@@ -179,30 +176,27 @@ def total_variation(pred: Tensor, *, mask: Optional[Tensor] = None, hole: Option
     by its own area. pair_weight='first' and normalize='sample' run the reference (no fused kernel).
     ``process_group``: as :func:`masked_l1`.
     """
-    with _ref_pixel.global_means(V.check_process_group(process_group)):
-        return _total_variation(pred, mask, hole, region, p, normalize, reduction, eps, pair_weight)
-
-
-def _total_variation(pred, mask, hole, region, p, normalize, reduction, eps, pair_weight) -> Tensor:
     V.check_image(pred, "pred")
     V.check_loss_options(reduction, normalize, eps)
     V.check_tv_power(p)
     V.check_choice(pair_weight, "pair_weight", V.TV_PAIR_WEIGHTS)
+    group = V.check_process_group(process_group)
     m = V.mask_arg(mask, hole, pred, required=False, values=False)
     region = V.resolve_region(region, m, choices=V.TV_REGIONS)
     backend = _backend.choose("masked_tv", pred.device)
     if region == "all":
         normalize = "mask" if normalize == "sample" else normalize  # samples of one size: the mean of means
         pair_weight = "both"
-    if (reduction != "none" and not (m is not None and m.tensor.requires_grad) and backend != "reference"
-            and normalize != "sample" and pair_weight == "both" and not _ref_pixel.distributed()):
-        if region == "all":
-            _check_values(m)
-        return _masked_tv_op.masked_tv(pred, None if region == "all" else m.tensor, backend=backend,
-                                       mask_is_hole=m is not None and m.is_hole, region=region, p=p,
-                                       normalize="sum" if reduction == "sum" else normalize, eps=eps)
-    return _ref_tv.total_variation(pred, _tv_weight(m, region, pred.dtype), p=p, normalize=normalize,
-                                   reduction=reduction, eps=eps, pair_weight=pair_weight)
+    with _ref_pixel.global_means(group):  # (or a CompositeLoss's, around this call)
+        if (reduction != "none" and not (m is not None and m.tensor.requires_grad) and backend != "reference"
+                and normalize != "sample" and pair_weight == "both" and not _ref_pixel.distributed()):
+            if region == "all":
+                _check_values(m)
+            return _masked_tv_op.masked_tv(pred, None if region == "all" else m.tensor, backend=backend,
+                                           mask_is_hole=m is not None and m.is_hole, region=region, p=p,
+                                           normalize="sum" if reduction == "sum" else normalize, eps=eps)
+        return _ref_tv.total_variation(pred, _tv_weight(m, region, pred.dtype), p=p, normalize=normalize,
+                                       reduction=reduction, eps=eps, pair_weight=pair_weight)
 
 
 def _tv_weight(m: Optional[V.Mask], region: str, dtype: torch.dtype) -> Optional[Tensor]:
