@@ -102,7 +102,7 @@ def extensions() -> list:
     # 2.11, c++20 in 2.14), and BuildExtension adds its own only where none is given.
     cxx = [CXX_STANDARD] + (["-O0", "-g"] if debug else ["-O3"])
     # Stringified in init.cpp: INPAINT_FAST_VERSION=0.1.0 -> "0.1.0" (no shell quoting needed).
-    cxx += ["-DINPAINT_FAST_VERSION=" + read_version()]
+    cxx += ["-DINPAINT_FAST_VERSION=" + read_version(), "-DINPAINT_FAST_TORCH_VERSION=" + torch.__version__]
     link = []
     if torch.backends.openmp.is_available():
         # at::parallel_for is a header template: without -fopenmp it runs on one thread.

@@ -22,15 +22,15 @@ weights, copied from one state dict, so their values agree):
   - ``ours``: ``inpaint_fast.pconv_loss(vgg_weights=None, normalize_input=False, tv_region='all')``,
     ``(pred, target, mask=mask)['total']``; the plain extractor is built from its VGGFeatures' state dict.
 
-- ``seed_composite_step``: the seed notebook's composite (rec 1, perc 0.1, style 10, tv 0.01, freq 0.1;
+- ``notebook_composite_step``: the notebook's composite (rec 1, perc 0.1, style 10, tv 0.01, freq 0.1;
   VGG16 relu1_2/relu2_2/relu3_3 with ImageNet input normalisation). Providers:
 
-  - ``seed``: ``tests/seed_notebook.composite_loss(target, pred, mask, SEED_WEIGHTS)['total']``
+  - ``notebook``: ``tests/notebook.composite_loss(target, pred, mask, NOTEBOOK_WEIGHTS)['total']``
     (imported, not copied), its global ``vgg`` set to a frozen ``vgg16().features[:16]`` holding the
     weights of ours's extractor; it runs four VGG passes (pred and target, once for the perceptual and
     once for the style term);
   - ``ours``: ``inpaint_fast.CompositeLoss(extractor=inpaint_fast.VGGFeatures(weights=None,
-    channels_last=True))`` with its default (the seed's) weights, ``(pred, target, mask=mask)['total']``.
+    channels_last=True))`` with its default (the notebook's) weights, ``(pred, target, mask=mask)['total']``.
 
 Inputs: ``pred`` and ``target`` uniform in [0, 1] (``pred`` requires grad), and a realistic irregular
 mask, ``mask_with_strokes``: ``contenders.box_mask``'s hole (per image a random H/2 x W/2 box, a quarter of
@@ -39,7 +39,7 @@ radius H/32), 1 = known; the hole covers 33-42 % of each image.
 
 Measured, per objective and shape: the median and p20/p80 of the step time, the providers timed
 interleaved round by round (``measure.time_cases``; one call per sample: the step takes seconds); the
-speedup of ours (and of plain_compile) over the eager baseline (``plain`` or ``seed``) measured in the
+speedup of ours (and of plain_compile) over the eager baseline (``plain`` or ``notebook``) measured in the
 same run, in the CSV column ``speedup_vs_eager`` (and over ``plain_compile`` in ``speedup_vs_compile``);
 the peak memory of one step (``measure.peak_memory_bytes``: on CPU the profiler's allocation events)
 and, in ours's ``note``, its ratio to the baseline's (``peak_mem_vs_<baseline>=``). ``gbps`` and
@@ -80,11 +80,11 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import inpaint_fast as IF  # noqa: E402
-from tests import naoto_pconv, seed_notebook  # noqa: E402
+from tests import naoto_pconv, notebook  # noqa: E402
 
-OPS = ("pconv_step", "seed_composite_step")
-BASELINE = {"pconv_step": "plain", "seed_composite_step": "seed"}
-PROVIDERS = ("plain", "plain_compile", "seed", "ours")
+OPS = ("pconv_step", "notebook_composite_step")
+BASELINE = {"pconv_step": "plain", "notebook_composite_step": "notebook"}
+PROVIDERS = ("plain", "plain_compile", "notebook", "ours")
 SHAPES = [(4, 3, 256, 256), (4, 3, 512, 512)]
 QUICK_SHAPES = [(1, 3, 32, 32)]
 LARGE_PIXELS = 256 * 256  # shapes with more pixels per image use --warmup-large / --repeats-large
@@ -151,8 +151,8 @@ def make_inputs(shape: Sequence[int], dtype: torch.dtype, device: torch.device):
 
 # --------------------------------------------------------------------------------------------- providers
 
-def frozen_seed_vgg(features_state: Dict[str, torch.Tensor], device: torch.device) -> nn.Module:
-    """The seed's ``vgg16(...).features[:16].eval()``, frozen, holding ``features_state``."""
+def frozen_notebook_vgg(features_state: Dict[str, torch.Tensor], device: torch.device) -> nn.Module:
+    """The notebook's ``vgg16(...).features[:16].eval()``, frozen, holding ``features_state``."""
     from torchvision.models import vgg16
     with torch.device("meta"):
         net = vgg16(weights=None).features[:16]
@@ -163,8 +163,8 @@ def frozen_seed_vgg(features_state: Dict[str, torch.Tensor], device: torch.devic
     return net.eval().to(device)
 
 
-def seed_total(pred, target, mask):
-    return seed_notebook.composite_loss(target, pred, mask, seed_notebook.SEED_WEIGHTS)["total"]
+def notebook_total(pred, target, mask):
+    return notebook.composite_loss(target, pred, mask, notebook.NOTEBOOK_WEIGHTS)["total"]
 
 
 def pconv_providers(args, dtype, device) -> Tuple[Dict[str, Callable], Dict[str, str]]:
@@ -181,13 +181,13 @@ def pconv_providers(args, dtype, device) -> Tuple[Dict[str, Callable], Dict[str,
     return providers, notes
 
 
-def seed_providers(args, dtype, device) -> Tuple[Dict[str, Callable], Dict[str, str]]:
-    """seed (its global vgg patched) and ours (CompositeLoss with the same weights)."""
+def notebook_providers(args, dtype, device) -> Tuple[Dict[str, Callable], Dict[str, str]]:
+    """notebook (its global vgg patched) and ours (CompositeLoss with the same weights)."""
     torch.manual_seed(0)
     vgg = IF.VGGFeatures(weights=None, channels_last=True).to(device=device, dtype=dtype)
-    seed_notebook.vgg = frozen_seed_vgg(vgg.features.state_dict(), device).to(dtype=dtype)
+    notebook.vgg = frozen_notebook_vgg(vgg.features.state_dict(), device).to(dtype=dtype)
     ours_loss = IF.CompositeLoss(extractor=vgg)
-    return {"seed": seed_total,
+    return {"notebook": notebook_total,
             "ours": lambda pred, target, mask: ours_loss(pred, target, mask=mask)["total"]}, {}
 
 
@@ -268,7 +268,7 @@ def bench_op(op: str, shape: Sequence[int], args, meta, failures: List[str], pro
     device, dtype = args.device, args.torch_dtype
     where = f"{records.shape_str(shape)} {args.dtype}"
     inputs = make_inputs(shape, dtype, device)
-    providers, notes = (pconv_providers if op == "pconv_step" else seed_providers)(args, dtype, device)
+    providers, notes = (pconv_providers if op == "pconv_step" else notebook_providers)(args, dtype, device)
     base_name = BASELINE[op]
     if op == "pconv_step" and (args.compile or (args.providers and "plain_compile" in args.providers)):
         add_compiled(providers, notes, inputs)
@@ -301,7 +301,7 @@ def bench_op(op: str, shape: Sequence[int], args, meta, failures: List[str], pro
 
 
 def fill_ratios(rows: List[Dict], base_name: str) -> None:
-    """speedup_vs_eager = baseline median / row median (the baseline is ``plain`` or ``seed``, eager),
+    """speedup_vs_eager = baseline median / row median (the baseline is ``plain`` or ``notebook``, eager),
     speedup_vs_compile = plain_compile's / row's; ours's note gets its peak memory over the baseline's."""
     by = {r["provider"]: r for r in rows}
     for r in rows:

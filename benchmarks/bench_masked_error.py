@@ -3,10 +3,10 @@
 The loss: ``6 * L1(hole) + 1 * L1(known)`` with a binary (N, 1, H, W) mask (1 = known), each term a
 masked mean, fp32 by default. Providers, all computing that same number:
 
-- ``eager``: the seed notebook's ``reconstruction_loss(x, y, mask)`` (``tests/seed_notebook.py``,
+- ``eager``: the notebook's ``reconstruction_loss(x, y, mask)`` (``tests/notebook.py``,
   imported, not copied), called with the reference ``x = target`` first and ``y = pred`` second;
 - ``compile``: ``torch.compile`` (default inductor, ``mode=None``, ``dynamic=False`` so each shape
-  gets its own static graph) of that same seed function;
+  gets its own static graph) of that same notebook function;
 - ``reference``: ``inpaint_fast.reconstruction_loss(pred, target, mask=mask)`` under
   ``use_backend('reference')`` (our pure-PyTorch path);
 - ``cpu`` (on CPU) / ``cuda``, ``triton`` (on GPU): the same call on our compiled backend
@@ -38,7 +38,7 @@ import measure  # noqa: E402
 import torch  # noqa: E402
 
 import inpaint_fast  # noqa: E402
-from tests import seed_notebook  # noqa: E402
+from tests import notebook  # noqa: E402
 
 OP = "reconstruction_loss"
 SHAPES = [(8, 3, 256, 256), (16, 3, 512, 512)]  # in cache-ish; far beyond the last-level cache
@@ -57,8 +57,8 @@ def make_inputs(shape: Tuple[int, ...], dtype: torch.dtype, device: torch.device
     return pred, target, mask
 
 
-def seed_eager(fn) -> LossFn:
-    """The seed's argument order: reference (target) first, prediction second."""
+def notebook_eager(fn) -> LossFn:
+    """The notebook's argument order: reference (target) first, prediction second."""
     def call(pred, target, mask):
         return fn(target, pred, mask, LAMBDA_HOLE, LAMBDA_VALID)
     return call
@@ -87,9 +87,9 @@ def bench_shape(shape, args, meta, failures: List[str]) -> List[Dict]:
     inputs = make_inputs(shape, args.torch_dtype, args.device)
     backends, skipped = our_backends(args.device, args.providers)
     ours_ = {b: ours(b) for b in ["reference"] + backends}
-    return contenders.bench_copy_roofline(OP, shape, inputs, seed_notebook.reconstruction_loss, ours_,
+    return contenders.bench_copy_roofline(OP, shape, inputs, notebook.reconstruction_loss, ours_,
                                           lambda mode: bytes_moved(mode, *inputs), args, meta, failures,
-                                          wrap=seed_eager, skipped=skipped)
+                                          wrap=notebook_eager, skipped=skipped)
 
 
 def main(argv=None) -> int:

@@ -2,15 +2,15 @@
 
 The loss: anisotropic TV of ``pred`` (p = 1 by default) over a region of a binary (N, 1, H, W) mask
 (1 = known; per image a random H/2 x W/2 hole), each direction normalised by its pair-weight area
-(the seed's ``tv_loss``), fp32 by default. ``--regions`` picks the region(s):
+(the notebook's ``tv_loss``), fp32 by default. ``--regions`` picks the region(s):
 
-- ``hole`` (default): pairs inside the hole, the seed's ``tv_loss(pred, 1 - mask)``;
+- ``hole`` (default): pairs inside the hole, the notebook's ``tv_loss(pred, 1 - mask)``;
 - ``hole_dilated``: pairs inside the hole grown by one pixel (the PConv paper's region P),
   ``tv_loss(pred, dilate(1 - mask))`` with ``inpaint_fast.reference.tv.dilate`` (3x3 max pool).
 
 Providers, all computing that same number:
 
-- ``eager``: the seed notebook's ``tv_loss`` (``tests/seed_notebook.py``, imported, not copied) on
+- ``eager``: the notebook's ``tv_loss`` (``tests/notebook.py``, imported, not copied) on
   the region weight computed in the timed call (``1 - mask``, or its dilation);
 - ``compile``: ``torch.compile`` (default inductor, ``mode=None``, ``dynamic=False``) of that same
   function;
@@ -26,7 +26,7 @@ Providers, all computing that same number:
   normalize='mask', eps=1e-8, backend=...)``, without the public function's checks: set beside the
   public row, it shows what those cost.
 
-(``reference``, our pure-PyTorch path, is the seed's formula itself here, so it is not timed apart.)
+(``reference``, our pure-PyTorch path, is the notebook's formula itself here, so it is not timed apart.)
 
 Before timing, each provider's loss and gradient w.r.t. ``pred`` are checked against eager's (rtol
 1e-5 in fp32); a mismatch is printed loudly, noted in the CSV, and makes the exit status 1.
@@ -55,7 +55,7 @@ import torch  # noqa: E402
 
 import inpaint_fast  # noqa: E402
 from inpaint_fast.reference import tv as ref_tv  # noqa: E402
-from tests import seed_notebook  # noqa: E402
+from tests import notebook  # noqa: E402
 
 OP = "masked_tv"
 SHAPES = [(8, 3, 256, 256), (16, 3, 512, 512)]  # in cache-ish; far beyond the last-level cache
@@ -73,15 +73,15 @@ def make_inputs(shape: Tuple[int, ...], dtype: torch.dtype, device: torch.device
     return pred, mask
 
 
-def seed_tv(region: str) -> LossFn:
-    """The seed's tv_loss over the region of the known mask, the weight computed inside the call."""
+def notebook_tv(region: str) -> LossFn:
+    """The notebook's tv_loss over the region of the known mask, the weight computed inside the call."""
     if region == "hole":
         def tv_hole(pred, mask):
-            return seed_notebook.tv_loss(pred, 1 - mask)
+            return notebook.tv_loss(pred, 1 - mask)
         return tv_hole
 
     def tv_hole_dilated(pred, mask):
-        return seed_notebook.tv_loss(pred, ref_tv.dilate(1 - mask))
+        return notebook.tv_loss(pred, ref_tv.dilate(1 - mask))
     return tv_hole_dilated
 
 
@@ -120,7 +120,7 @@ def bench_shape(shape, region: str, args, meta, failures: List[str]) -> List[Dic
     inputs = make_inputs(shape, args.torch_dtype, args.device)
     backends, skipped = contenders.our_backends("masked_tv", args.device, contenders.op_level_backends(args.providers))
     ours_ = our_providers(region, backends, args.providers)
-    return contenders.bench_copy_roofline(f"{OP}[{region}]", shape, inputs, seed_tv(region), ours_,
+    return contenders.bench_copy_roofline(f"{OP}[{region}]", shape, inputs, notebook_tv(region), ours_,
                                           lambda mode: bytes_moved(mode, *inputs), args, meta, failures, detail=region,
                                           skipped=skipped)
 

@@ -3,7 +3,7 @@
 What is timed is what a training step pays per loss call on the host: argument checks, backend choice,
 op dispatch, autograd bookkeeping. Per loss (the CSV's ``op`` is ``overhead[<loss>]``), providers:
 
-- ``eager``: the code of *Loss Functions for Image Inpainting* (``tests/seed_notebook.py``) for the same
+- ``eager``: the code of *Loss Functions for Image Inpainting* (``tests/notebook.py``) for the same
   number: ``reconstruction_loss``, ``l1_loss`` / ``l2_loss`` (masked_l1 / masked_l2 over the known
   pixels), ``tv_loss`` with the hole's pair masks (total_variation), ``frequency_loss``, ``gram_matrix``,
   the style distance of one feature map (style_loss with an identity extractor); for ``q_sample``, which
@@ -31,7 +31,7 @@ import torch  # noqa: E402
 
 import inpaint_fast as IF  # noqa: E402
 from inpaint_fast.reference import diffusion as ref_diffusion  # noqa: E402
-from tests import seed_notebook as seed  # noqa: E402
+from tests import notebook  # noqa: E402
 
 OP = "overhead"
 SHAPES = [(1, 3, 8, 8)]
@@ -49,23 +49,23 @@ def losses(shape: Tuple[int, ...], dtype: torch.dtype) -> Dict[str, Tuple[Callab
     abar = ref_diffusion.alphas_cumprod(ref_diffusion.linear_betas(NUM_STEPS)).to(dtype)
     noise = torch.randn(shape, generator=g, dtype=dtype)
 
-    def seed_style(p, f):
-        return (seed.gram_matrix(p) - seed.gram_matrix(f.detach())).abs().mean()
+    def notebook_style(p, f):
+        return (notebook.gram_matrix(p) - notebook.gram_matrix(f.detach())).abs().mean()
 
     identity = (lambda z: [z])  # noqa: E731
     return {
-        "reconstruction_loss": (lambda p, x, m: seed.reconstruction_loss(x, p, m),
+        "reconstruction_loss": (lambda p, x, m: notebook.reconstruction_loss(x, p, m),
                                 lambda p, x, m: IF.reconstruction_loss(p, x, mask=m), (pred, target, mask)),
-        "masked_l1": (lambda p, x, m: seed.l1_loss(x, p, m),
+        "masked_l1": (lambda p, x, m: notebook.l1_loss(x, p, m),
                       lambda p, x, m: IF.masked_l1(p, x, mask=m, region="known"), (pred, target, mask)),
-        "masked_l2": (lambda p, x, m: seed.l2_loss(x, p, m),
+        "masked_l2": (lambda p, x, m: notebook.l2_loss(x, p, m),
                       lambda p, x, m: IF.masked_l2(p, x, mask=m, region="known"), (pred, target, mask)),
-        "total_variation": (lambda p, m: seed.tv_loss(p, 1 - m), lambda p, m: IF.total_variation(p, mask=m),
+        "total_variation": (lambda p, m: notebook.tv_loss(p, 1 - m), lambda p, m: IF.total_variation(p, mask=m),
                             (pred, mask)),
-        "frequency_loss": (lambda p, x: seed.frequency_loss(x, p), lambda p, x: IF.frequency_loss(p, x),
+        "frequency_loss": (lambda p, x: notebook.frequency_loss(x, p), lambda p, x: IF.frequency_loss(p, x),
                            (pred, target)),
-        "style_loss": (seed_style, lambda p, f: IF.style_loss(p, f, extractor=identity), (pred, target)),
-        "gram_matrix": (lambda p: seed.gram_matrix(p).sum(), lambda p: IF.gram_matrix(p).sum(), (pred,)),
+        "style_loss": (notebook_style, lambda p, f: IF.style_loss(p, f, extractor=identity), (pred, target)),
+        "gram_matrix": (lambda p: notebook.gram_matrix(p).sum(), lambda p: IF.gram_matrix(p).sum(), (pred,)),
         "q_sample": (lambda x, z: ref_diffusion.q_sample(x, t, z, abar).sum(),
                      lambda x, z: IF.functional.diffusion.q_sample(x, t, z, abar).sum(), (pred, noise)),
     }

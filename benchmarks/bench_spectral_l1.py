@@ -4,10 +4,10 @@ The loss: ``mean |log1p|rfft2(pred, norm='ortho')| - log1p|rfft2(target, norm='o
 (N, C, H, W//2+1) half spectrum, fp32 by default; gradients w.r.t. ``pred`` (the target is a plain
 tensor, as in training). Providers, all computing that same number:
 
-- ``eager``: the seed notebook's ``frequency_loss(x, y)`` (``tests/seed_notebook.py``, imported, not
+- ``eager``: the notebook's ``frequency_loss(x, y)`` (``tests/notebook.py``, imported, not
   copied), called with the reference ``x = target`` first and ``y = pred`` second;
 - ``compile``: ``torch.compile`` (default inductor, ``mode=None``, ``dynamic=False``) of that same
-  seed function (inductor does not generate code for complex tensors: it falls back to eager kernels
+  notebook function (inductor does not generate code for complex tensors: it falls back to eager kernels
   around the FFTs);
 - ``cpu``: the public ``inpaint_fast.frequency_loss(pred, target)`` (the function a user calls: argument
   checks, backend choice, then the ops layer's ``frequency_l1``) under ``inpaint_fast.use_backend('cpu')``:
@@ -22,7 +22,7 @@ tensor, as in training). Providers, all computing that same number:
   ``inpaint_fast.ops.spectral_l1.frequency_l1(pred, target, backend=...)``, without the public
   function's checks: set beside the public row, it shows what those cost.
 
-(``reference``, ``inpaint_fast.reference.frequency``, is the seed's formula again: not timed.)
+(``reference``, ``inpaint_fast.reference.frequency``, is the notebook's formula again: not timed.)
 Before timing, each provider's loss and gradient are checked against eager's (rtol 1e-5 in fp32); a
 mismatch is printed loudly, noted in the CSV, and makes the exit status 1.
 
@@ -33,7 +33,7 @@ every provider and only comparable between them.
 
 ``--breakdown`` also times the parts of one forward + backward (rfft2 of both images, the post-FFT
 part eager vs the fused op ``inpaint_fast.ops.spectral_l1.spectral_l1`` called directly, torch.fft's
-backward of rfft2, and the whole loss: the seed's vs the public ``frequency_loss``), to show what
+backward of rfft2, and the whole loss: the notebook's vs the public ``frequency_loss``), to show what
 bounds the achievable speedup.
 
 Run from the repository root: ``python benchmarks/bench_spectral_l1.py`` (``--quick`` for a smoke
@@ -54,7 +54,7 @@ import records  # noqa: E402
 import torch  # noqa: E402
 
 import inpaint_fast  # noqa: E402
-from tests import seed_notebook  # noqa: E402
+from tests import notebook  # noqa: E402
 
 OP = "frequency_loss"
 SHAPES = [(16, 3, 256, 256), (8, 3, 512, 512)]  # the issue's target; larger planes, 2x the bytes
@@ -72,8 +72,8 @@ def make_inputs(shape: Tuple[int, ...], dtype: torch.dtype, device: torch.device
     return pred.to(dtype=dtype, device=device).requires_grad_(True), target.to(dtype=dtype, device=device)
 
 
-def seed_eager(fn) -> LossFn:
-    """The seed's argument order: reference (target) first, prediction second."""
+def notebook_eager(fn) -> LossFn:
+    """The notebook's argument order: reference (target) first, prediction second."""
     def call(pred, target):
         return fn(target, pred)
     return call
@@ -118,7 +118,7 @@ def breakdown(shape, args, backend: str = "cpu") -> None:
     scale = 1.0 / zp.numel()
     zp_leaf = zp.clone().requires_grad_(True)
 
-    def eager_post(z):  # the seed's formula after the FFT
+    def eager_post(z):  # the notebook's formula after the FFT
         return (torch.log1p(z.abs()) - torch.log1p(zt.abs())).abs().mean()
 
     def fused_post(z):
@@ -137,7 +137,7 @@ def breakdown(shape, args, backend: str = "cpu") -> None:
         "post-FFT fused op: forward + backward": measure.mode_case(fused_post, (zp_leaf,), (zp_leaf,), "full"),
         "post-FFT fused op: forward, no grad": measure.Case(lambda: spectral_l1(zp, zt, scale, False, False, backend)),
         "whole loss eager: forward + backward": measure.mode_case(
-            seed_eager(seed_notebook.frequency_loss), (pred, target), (pred,), "full"),
+            notebook_eager(notebook.frequency_loss), (pred, target), (pred,), "full"),
         "whole loss public: forward + backward": measure.mode_case(ours(backend), (pred, target), (pred,), "full"),
     }
     timings = measure.time_cases(cases, device=device, warmup=args.warmup, repeats=args.repeats,
@@ -152,9 +152,9 @@ def bench_shape(shape, args, meta, failures: List[str]) -> List[Dict]:
     inputs = make_inputs(shape, args.torch_dtype, args.device)
     backends, skipped = contenders.our_backends("spectral_l1", args.device, contenders.op_level_backends(args.providers))
     ours_ = our_providers(backends, args.providers)
-    return contenders.bench_copy_roofline(OP, shape, inputs, seed_notebook.frequency_loss, ours_,
+    return contenders.bench_copy_roofline(OP, shape, inputs, notebook.frequency_loss, ours_,
                                           lambda mode: bytes_moved(mode, inputs[0]), args, meta, failures,
-                                          wrap=seed_eager, skipped=skipped)
+                                          wrap=notebook_eager, skipped=skipped)
 
 
 def add_arguments(p) -> None:

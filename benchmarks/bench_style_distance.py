@@ -3,8 +3,8 @@ ops ``inpaint_fast::style_distance`` and ``inpaint_fast::gram`` behind them).
 
 Ops (the CSV's ``op``; ``--ops`` picks them), fp32 and 2 threads by default, features (N, C, H, W):
 
-- ``style_distance``: one layer of the seed's style loss, ``mean |G(f_pred) - G(f_target)|`` with the
-  seed's ``G(F) = F F^T / (C H W)``; the gradient is taken w.r.t. ``f_pred`` (the seed detaches the
+- ``style_distance``: one layer of the notebook's style loss, ``mean |G(f_pred) - G(f_target)|`` with the
+  notebook's ``G(F) = F F^T / (C H W)``; the gradient is taken w.r.t. ``f_pred`` (the notebook detaches the
   target's features). Modes forward / backward / full (forward + backward).
 - ``style_loss[identity]`` (``--ops style_loss``): the same number through the public style *loss*, whose
   extractor is the identity (``lambda z: [z]``: the "image" is the feature map). Mode full only by default
@@ -13,10 +13,10 @@ Ops (the CSV's ``op``; ``--ops`` picks them), fp32 and 2 threads by default, fea
 
 Providers, all computing the same numbers:
 
-- ``eager``: the seed notebook's code (``tests/seed_notebook.py``, imported, not copied): for
+- ``eager``: the notebook's code (``tests/notebook.py``, imported, not copied): for
   ``style_distance`` the per-layer term of its ``style_loss``, ``(gram_matrix(fp) -
   gram_matrix(ft.detach())).abs().mean()``; for ``style_loss[identity]`` its ``style_loss`` with that one
-  layer (the term, then ``torch.stack(...).mean()`` over the layers, as there; the seed's VGG call is what
+  layer (the term, then ``torch.stack(...).mean()`` over the layers, as there; the notebook's VGG call is what
   the identity extractor replaces); its ``gram_matrix`` for ``gram``;
 - ``compile``: ``torch.compile`` (default inductor, ``mode=None``, ``dynamic=False``) of that same function;
 - ``cpu``: the public function a user calls, under ``inpaint_fast.use_backend('cpu')`` (the C++ ops):
@@ -25,7 +25,7 @@ Providers, all computing the same numbers:
   ``inpaint_fast.gram_matrix(f_pred)``: argument checks, backend choice, then the ops layer. On CPU
   ``style_loss`` runs its extractor and distance in micro-batches of about 256x256 pixels
   (``functional.feature.auto_micro_batch``: one image per call at 256x256), as it does for a user.
-  (There is no separate ``reference`` provider: the pure-PyTorch reference is the seed's formula with
+  (There is no separate ``reference`` provider: the pure-PyTorch reference is the notebook's formula with
   the same two ``bmm``.)
 - ``cuda``, ``triton`` (with ``--device cuda``): the same public calls under ``use_backend('cuda')`` (the
   C++ op's CUDA kernel: the epilogue around cuBLAS) or ``use_backend('triton')`` (``style_distance_triton``
@@ -79,7 +79,7 @@ import records  # noqa: E402
 import torch  # noqa: E402
 
 import inpaint_fast  # noqa: E402
-from tests import seed_notebook  # noqa: E402
+from tests import notebook  # noqa: E402
 
 STYLE_LOSS = "style_loss[identity]"
 OPS = ("style_distance", STYLE_LOSS, "gram")
@@ -96,19 +96,19 @@ RTOL = {**contenders.RTOL, torch.float16: 2e-2, torch.bfloat16: 3e-2}
 Fn = Callable[..., torch.Tensor]
 
 
-def seed_style_term(fp: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
-    """One layer of the seed's ``style_loss`` (the loop body), target features detached as there."""
-    return (seed_notebook.gram_matrix(fp) - seed_notebook.gram_matrix(ft.detach())).abs().mean()
+def notebook_style_term(fp: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
+    """One layer of the notebook's ``style_loss`` (the loop body), target features detached as there."""
+    return (notebook.gram_matrix(fp) - notebook.gram_matrix(ft.detach())).abs().mean()
 
 
-def seed_style_loss_identity(fp: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
-    """The seed's ``style_loss`` with one layer, the feature map itself: its loop body, then its
+def notebook_style_loss_identity(fp: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
+    """The notebook's ``style_loss`` with one layer, the feature map itself: its loop body, then its
     ``torch.stack(losses).mean()`` over the layers."""
-    return torch.stack([seed_style_term(fp, ft)]).mean()
+    return torch.stack([notebook_style_term(fp, ft)]).mean()
 
 
-def seed_gram(fp: torch.Tensor) -> torch.Tensor:
-    return seed_notebook.gram_matrix(fp)
+def notebook_gram(fp: torch.Tensor) -> torch.Tensor:
+    return notebook.gram_matrix(fp)
 
 
 def identity_extractor(z: torch.Tensor) -> List[torch.Tensor]:
@@ -181,10 +181,11 @@ def bench_op(op: str, modes: List[str], shape, args, meta, failures: List[str]) 
     device, dtype = args.device, args.torch_dtype
     fp, ft = make_inputs(shape, dtype, device)
     inputs = (fp,) if op == "gram" else (fp, ft)
-    seed_fn = {"style_distance": seed_style_term, STYLE_LOSS: seed_style_loss_identity, "gram": seed_gram}[op]
+    notebook_fn = {"style_distance": notebook_style_term, STYLE_LOSS: notebook_style_loss_identity,
+                   "gram": notebook_gram}[op]
     backends, skipped = contenders.our_backends(KERNEL_OP[op], device, contenders.op_level_backends(args.providers),
                                                 module="style_distance")
-    providers, notes = contenders.make_providers(seed_fn, our_providers(op, backends, args.providers), inputs, args,
+    providers, notes = contenders.make_providers(notebook_fn, our_providers(op, backends, args.providers), inputs, args,
                                                  op)
     notes.update(skipped)
     contenders.check_providers(providers, notes, inputs, args, failures, f"{records.shape_str(shape)} {args.dtype}",

@@ -1,7 +1,7 @@
 """Where a GPU training step's loss time goes: wall time, summed kernel time and CUDA-graph replay time.
 
 For each public loss, forward + backward (``loss.backward()``, the gradient w.r.t. the prediction), per
-provider: ``eager`` (the code of *Loss Functions for Image Inpainting*, ``tests/seed_notebook.py``),
+provider: ``eager`` (the code of *Loss Functions for Image Inpainting*, ``tests/notebook.py``),
 ``compile`` (``torch.compile`` of that code, ``dynamic=False``) and our public function on each GPU backend
 built here (``cuda``, ``triton``: ``inpaint_fast.use_backend``). Three numbers per provider, each a row of
 the CSV (op ``split[<loss>]``) told apart by ``mode``:
@@ -36,7 +36,7 @@ import records  # noqa: E402
 import torch  # noqa: E402
 
 import inpaint_fast as IF  # noqa: E402
-from tests import seed_notebook as seed  # noqa: E402
+from tests import notebook  # noqa: E402
 
 OP = "split"
 IMAGE_SHAPES = [(16, 3, 1024, 1024), (8, 3, 512, 512)]
@@ -59,28 +59,29 @@ def cases(shape: Tuple[int, ...], dtype: torch.dtype, device: torch.device) -> D
     if c > 4:  # post-ReLU-like features, as VGG's (and bench_style_distance.py's)
         pred = torch.randn(shape, generator=g).relu_().to(device, dtype).requires_grad_()
         target = torch.randn(shape, generator=g).relu_().to(device, dtype)
-        return {"style_distance": (lambda p, f: (seed.gram_matrix(p) - seed.gram_matrix(f.detach())).abs().mean(),
+        return {"style_distance": (lambda p, f: (notebook.gram_matrix(p)
+                                                 - notebook.gram_matrix(f.detach())).abs().mean(),
                                    lambda p, f: IF.style_distance(p, f), (pred, target))}
     mask = contenders.box_mask(n, h, w, dtype, device)
     return {
-        "reconstruction_loss": (lambda p, x, m: seed.reconstruction_loss(x, p, m),
+        "reconstruction_loss": (lambda p, x, m: notebook.reconstruction_loss(x, p, m),
                                 lambda p, x, m: IF.reconstruction_loss(p, x, mask=m), (pred, target, mask)),
-        "total_variation": (lambda p, m: seed.tv_loss(p, 1 - m), lambda p, m: IF.total_variation(p, mask=m),
+        "total_variation": (lambda p, m: notebook.tv_loss(p, 1 - m), lambda p, m: IF.total_variation(p, mask=m),
                             (pred, mask)),
-        "frequency_loss": (lambda p, x: seed.frequency_loss(x, p), lambda p, x: IF.frequency_loss(p, x),
+        "frequency_loss": (lambda p, x: notebook.frequency_loss(x, p), lambda p, x: IF.frequency_loss(p, x),
                            (pred, target)),
     }
 
 
-def runnable(name: str, seed_fn: Callable, dtype: torch.dtype) -> Callable:
+def runnable(name: str, notebook_fn: Callable, dtype: torch.dtype) -> Callable:
     """The notebook's code as timed: below float32 its frequency loss runs on float32 casts of the images
     (torch.fft has no bfloat16), as a user of that code has to write it (and as ours transforms them)."""
     if name == "frequency_loss" and dtype in LOW_PRECISION:
-        return lambda p, x: seed_fn(p.float(), x.float()).to(dtype)
-    return seed_fn
+        return lambda p, x: notebook_fn(p.float(), x.float()).to(dtype)
+    return notebook_fn
 
 
-def check(name: str, seed_fn: Callable, providers: Dict, notes: Dict, inputs: Sequence, args, failures: List[str],
+def check(name: str, notebook_fn: Callable, providers: Dict, notes: Dict, inputs: Sequence, args, failures: List[str],
           where: str) -> None:
     """Every provider's value and gradient against eager's; below float32 against the notebook's code run in
     float64 (eager's own rounding is then noted on its row, not counted as a failure)."""
@@ -89,7 +90,7 @@ def check(name: str, seed_fn: Callable, providers: Dict, notes: Dict, inputs: Se
         contenders.check_providers(providers, notes, inputs, args, failures, where, **kw)
         return
     exact = [t.detach().double().requires_grad_(t.requires_grad) if t.is_floating_point() else t for t in inputs]
-    ref = contenders.value_and_grad(seed_fn, exact, exact[0])
+    ref = contenders.value_and_grad(notebook_fn, exact, exact[0])
 
     def differs(_name: str, fn: Callable) -> str:
         return contenders.mismatch(fn, ref, inputs, inputs[0], args.torch_dtype, **kw)
@@ -171,7 +172,7 @@ def _row(base: Dict, provider: str, mode: str, times: Sequence[float], note: str
             "p20_ms": q[0], "p80_ms": q[3], "note": note}
 
 
-def bench_case(name: str, seed_fn: Callable, ours: Callable, inputs: tuple, shape, args, meta,
+def bench_case(name: str, notebook_fn: Callable, ours: Callable, inputs: tuple, shape, args, meta,
                failures: List[str]) -> List[Dict]:
     where = f"{name} {records.shape_str(shape)} {args.dtype}"
     device = args.device
@@ -182,10 +183,11 @@ def bench_case(name: str, seed_fn: Callable, ours: Callable, inputs: tuple, shap
             with IF.use_backend(_b):
                 return ours(*xs)
         mine[b] = call
-    providers, notes = contenders.make_providers(runnable(name, seed_fn, args.torch_dtype), mine, inputs, args, where)
+    providers, notes = contenders.make_providers(runnable(name, notebook_fn, args.torch_dtype), mine, inputs, args,
+                                                 where)
     notes.update(skipped)
     try:
-        check(name, seed_fn, providers, notes, inputs, args, failures, where)
+        check(name, notebook_fn, providers, notes, inputs, args, failures, where)
     except Exception as exc:  # noqa: BLE001 - the baseline itself failed: this case is skipped, the run goes on
         records.loud(f"{where}: eager failed, case skipped: {_first_line(exc)}")
         failures.append(f"{where}: eager: {_first_line(exc)}")
@@ -249,8 +251,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     failures: List[str] = []
     rows: List[Dict] = []
     for shape in args.shapes:
-        for name, (seed_fn, ours, inputs) in cases(shape, args.torch_dtype, args.device).items():
-            rows += bench_case(name, seed_fn, ours, inputs, shape, args, meta, failures)
+        for name, (notebook_fn, ours, inputs) in cases(shape, args.torch_dtype, args.device).items():
+            rows += bench_case(name, notebook_fn, ours, inputs, shape, args, meta, failures)
     args.no_plot = True  # a table: the three times side by side
     groups = list(dict.fromkeys(r["op"] for r in rows))
     return harness.finish(rows, failures, args, meta, OP, groups=groups, table=table)

@@ -130,17 +130,17 @@ def op_level_backends(wanted: Optional[Sequence[str]]) -> Optional[List[str]]:
     return wanted and list(wanted) + [w[:-len("[op]")] for w in wanted if w.endswith("[op]")]
 
 
-def make_providers(seed_fn: Callable[..., torch.Tensor], ours: Mapping[str, Callable[..., torch.Tensor]],
+def make_providers(notebook_fn: Callable[..., torch.Tensor], ours: Mapping[str, Callable[..., torch.Tensor]],
                    inputs: Sequence[Any], args: argparse.Namespace, where: str,
                    wrap: Callable[[Callable], Callable] = lambda fn: fn) -> Tuple[Dict[str, Callable], Dict[str, str]]:
     """``{eager, compile, *ours}`` called as ``fn(*inputs)``, cut to ``--providers`` (eager stays), and notes.
 
-    eager is ``wrap(seed_fn)`` (``wrap`` adapts e.g. the seed's argument order); compile is
-    ``wrap(torch.compile(seed_fn, dynamic=False))`` after a ``torch._dynamo.reset()``, warmed up by two
+    eager is ``wrap(notebook_fn)`` (``wrap`` adapts e.g. the notebook's argument order); compile is
+    ``wrap(torch.compile(notebook_fn, dynamic=False))`` after a ``torch._dynamo.reset()``, warmed up by two
     forwards and two forward+backwards (w.r.t. ``inputs[0]``). A failed compile is printed loudly
     (``where`` says for what) and noted; the run goes on without it.
     """
-    providers: Dict[str, Callable] = {"eager": wrap(seed_fn)}
+    providers: Dict[str, Callable] = {"eager": wrap(notebook_fn)}
     notes: Dict[str, str] = {}
     wanted = args.providers
     if wanted is None or "compile" in wanted:
@@ -151,7 +151,7 @@ def make_providers(seed_fn: Callable[..., torch.Tensor], ours: Mapping[str, Call
             for _ in range(2):
                 fn(*inputs)                                # forward (grad-recording)
                 value_and_grad(fn, inputs, inputs[0])      # forward + backward
-        compiled, err = compile_provider(seed_fn, warm, dynamic=False)
+        compiled, err = compile_provider(notebook_fn, warm, dynamic=False)
         if compiled is None:
             records.loud(f"torch.compile failed for {where}: {err}")
             notes["compile"] = f"compile failed: {err}"
@@ -233,7 +233,7 @@ def time_rows(providers: Mapping[str, Callable], notes: Mapping[str, str], input
     return rows, roof
 
 
-def bench_copy_roofline(op: str, shape: Sequence[int], inputs: Sequence[Any], seed_fn: Callable[..., torch.Tensor],
+def bench_copy_roofline(op: str, shape: Sequence[int], inputs: Sequence[Any], notebook_fn: Callable[..., torch.Tensor],
                         ours: Mapping[str, Callable[..., torch.Tensor]], bytes_moved: Callable[[str], int],
                         args: argparse.Namespace, meta: Mapping[str, Any], failures: List[str],
                         wrap: Callable[[Callable], Callable] = lambda fn: fn, detail: str = "",
@@ -244,7 +244,7 @@ def bench_copy_roofline(op: str, shape: Sequence[int], inputs: Sequence[Any], se
     providers that cannot run (:func:`our_backends`' notes), each written as an empty row with its note."""
     where = records.shape_str(shape)
     label = f"{where} {detail}" if detail else where
-    providers, notes = make_providers(seed_fn, ours, inputs, args, where, wrap)
+    providers, notes = make_providers(notebook_fn, ours, inputs, args, where, wrap)
     notes.update(skipped or {})
     check_providers(providers, notes, inputs, args, failures, f"{label} {args.dtype}")
     base = {"op": op, "shape": where, "dtype": args.dtype, **meta}

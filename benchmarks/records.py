@@ -25,7 +25,7 @@ RESULTS_DIR = os.path.join(BENCH_DIR, "results")
 PLOTS_DIR = os.path.join(BENCH_DIR, "plots")
 QUICK_SUBDIR = "quick"  # --quick runs write under results/quick/ and plots/quick/ (git-ignored)
 
-if REPO_ROOT not in sys.path:  # so `from tests import seed_notebook` works from `python benchmarks/x.py`
+if REPO_ROOT not in sys.path:  # so `from tests import notebook` works from `python benchmarks/x.py`
     sys.path.insert(0, REPO_ROOT)
 
 COLUMNS = ("op", "shape", "dtype", "provider", "mode", "median_ms", "p20_ms", "p80_ms", "gbps", "roofline_gbps",

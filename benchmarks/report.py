@@ -5,12 +5,12 @@
 
 For every CSV in benchmarks/results/ (one per device) it takes, per (op, shape, dtype, mode), the
 rows of the newest run (the latest ``date``) and shows our compiled backend(s) in forward+backward
-('full'; the Gram and RePaint's blend: forward) against eager and torch.compile of the seed's code: median time,
+('full'; the Gram and RePaint's blend: forward) against eager and torch.compile of the notebook's code: median time,
 speedups measured in that same run, the share of the measured copy roofline (of a measured
 ``torch.mm``'s GFLOP/s for the FLOP-bound style ops, marked "(mm)") and peak memory. Every mode is
-in the CSV. The whole-step rows of bench_composite.py (``pconv_step``, ``seed_composite_step``) are
+in the CSV. The whole-step rows of bench_composite.py (``pconv_step``, ``notebook_composite_step``) are
 measured against their own baselines: "× eager" is against ``plain`` (a plain-PyTorch PConv loss)
-and ``seed`` (the seed notebook's composite) respectively. The host-overhead rows of bench_overhead.py
+and ``notebook`` (the notebook's composite) respectively. The host-overhead rows of bench_overhead.py
 (``overhead[<loss>]``) have their own README section and the GPU time-split rows of bench_time_split.py
 (``split[<loss>]``) their own table there: both are left out. Rows without a time (a backend skipped for want of a kernel) and failed rows are left out.
 
@@ -34,7 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 README = os.path.join(ROOT, "README.md")
 START, END = "<!-- perf-table:start -->", "<!-- perf-table:end -->"
-BASELINES = ("eager", "compile", "reference", "plain", "plain_compile", "seed")  # bench_composite's baselines
+BASELINES = ("eager", "compile", "reference", "plain", "plain_compile", "notebook")  # bench_composite's baselines
 GPU_NAME = re.compile(r"NVIDIA|Tesla|Quadro|GeForce|Radeon|Instinct|\bGPU\b|\b[AHBL]\d{2,3}\b")
 MIN_PCT_COPY, MIN_X_COMPILE, MIN_X_EAGER_STYLE = 85.0, 1.3, 1.5  # issue 4's GPU targets
 

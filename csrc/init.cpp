@@ -32,6 +32,15 @@ std::string version() {
   return INPAINT_FAST_STR(INPAINT_FAST_VERSION);
 }
 
+// The torch the build compiled against (setup.py passes -DINPAINT_FAST_TORCH_VERSION=<torch.__version__>),
+// as a marker that inpaint_fast/ops/library.py reads from the binary when the library fails to load
+// (e.g. built for another torch): "inpaint_fast built with torch <version>".
+#ifndef INPAINT_FAST_TORCH_VERSION
+#define INPAINT_FAST_TORCH_VERSION unknown
+#endif
+extern "C" __attribute__((used, visibility("default"))) const char inpaint_fast_built_with_torch[] =
+    "inpaint_fast built with torch " INPAINT_FAST_STR(INPAINT_FAST_TORCH_VERSION);
+
 // The instruction-set level the CPU hot loops run at in this process, in torch's names: "default",
 // "avx2" or "avx512" (common/cpu_dispatch.h).
 std::string cpu_capability() {

@@ -2,7 +2,7 @@
 
     python examples/train_inpainter.py [--steps 300] [--features] [--out examples_out]
 
-The loss is the seed's composite objective from inpaint_fast (reconstruction with hole weight 6,
+The loss is the notebook's composite objective from inpaint_fast (reconstruction with hole weight 6,
 TV over the hole, frequency; with --features also VGG16 perceptual and style, pretrained when the
 weights are cached, else untrained). Prints falling losses; saves a before/after PNG.
 """

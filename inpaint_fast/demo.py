@@ -17,10 +17,10 @@ from torch import Tensor
 from . import functional as LF
 from .functional.adversarial import discriminator_loss, generator_loss
 from .losses import composite_loss
-from .nets.vgg import SEED_LAYERS, VGGFeatures, pretrained_available
+from .nets.vgg import NOTEBOOK_LAYERS, VGGFeatures, pretrained_available
 
 SKIMAGE_PHOTOS = ("chelsea", "astronaut", "coffee")
-SEED_GAN_CASES = {
+NOTEBOOK_GAN_CASES = {
     "D separates well": {"real": [2.5, 2.0], "fake": [-2.0, -1.5]},
     "D is uncertain": {"real": [0.2, -0.1], "fake": [0.1, -0.2]},
     "G fools D": {"real": [2.5, 2.0], "fake": [1.5, 2.0]},
@@ -52,7 +52,7 @@ def box_mask(x: Tensor, top: int = 40, left: int = 50, height: int = 100, width:
     return mask
 
 
-def seed_predictions(x: Tensor, mask: Tensor, seed: int = 0) -> Dict[str, Tensor]:
+def notebook_predictions(x: Tensor, mask: Tensor, seed: int = 0) -> Dict[str, Tensor]:
     """The notebook's controlled "predictions" of ``x``, plus its noisy image (σ 0.1, seeded)."""
     generator = torch.Generator(device=x.device).manual_seed(seed)
     noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -126,11 +126,11 @@ def save_figure(path: str, images: Dict[str, Tensor]) -> None:
 def make_extractor(vgg_weights: Optional[str]) -> tuple:
     """(VGG16 extractor with the notebook's layers, a sentence saying where its weights came from)."""
     if vgg_weights is not None:
-        return VGGFeatures(layers=SEED_LAYERS, weights=vgg_weights), f"VGG16 weights from {vgg_weights}"
+        return VGGFeatures(layers=NOTEBOOK_LAYERS, weights=vgg_weights), f"VGG16 weights from {vgg_weights}"
     if pretrained_available("vgg16"):
-        return VGGFeatures(layers=SEED_LAYERS, weights="DEFAULT"), "VGG16 ImageNet weights (torchvision, cached)"
+        return VGGFeatures(layers=NOTEBOOK_LAYERS, weights="DEFAULT"), "VGG16 ImageNet weights (torchvision, cached)"
     torch.manual_seed(0)
-    return VGGFeatures(layers=SEED_LAYERS, weights=None), (
+    return VGGFeatures(layers=NOTEBOOK_LAYERS, weights=None), (
         "NOTE: no pretrained VGG16 weights on this machine, so the perceptual, style and composite numbers "
         "below come from UNTRAINED (randomly initialised, seed 0) VGG16 features and will not match the "
         "notebook's tables. Pass --vgg-weights PATH (a torchvision vgg16 state dict) or put vgg16-397923af.pth in "
@@ -147,7 +147,7 @@ def run(image: str = "chelsea", out: Optional[str] = "demo_out", vgg_weights: Op
     start = time.perf_counter()
     x = load_photo(image)
     mask = box_mask(x)
-    preds = seed_predictions(x, mask)
+    preds = notebook_predictions(x, mask)
     extractor, weights_note = make_extractor(vgg_weights)
     vgg = MemoizedExtractor(extractor)
     print_fn(f"inpaint_fast demo: image {image!r} {tuple(x.shape)}, hole = box top 40 left 50 100x100 "
@@ -176,7 +176,7 @@ def run(image: str = "chelsea", out: Optional[str] = "demo_out", vgg_weights: Op
         "Hole TV": LF.total_variation(img, mask=mask, region="hole"),
     } for name, img in preds.items()}
     adversarial = {}
-    for name, case in SEED_GAN_CASES.items():
+    for name, case in NOTEBOOK_GAN_CASES.items():
         real, fake = torch.tensor(case["real"]), torch.tensor(case["fake"])
         d = discriminator_loss(real, fake)
         adversarial[name] = {"D real loss": d.real, "D fake loss": d.fake, "G adv loss": generator_loss(fake)}

@@ -1,4 +1,4 @@
-"""Shared fixtures: the backends that can run here, the seed's photo setup, a small VGG."""
+"""Shared fixtures: the backends that can run here, the notebook's photo setup, a small VGG."""
 import os
 
 import pytest
@@ -39,23 +39,23 @@ def gpu_backend(request):
 
 @pytest.fixture(scope="session")
 def photo():
-    """The seed's setup on scikit-image's chelsea: x (1,3,256,256), box mask, the predictions."""
-    from inpaint_fast.demo import box_mask, load_photo, seed_predictions
+    """The notebook's setup on scikit-image's chelsea: x (1,3,256,256), box mask, the predictions."""
+    from inpaint_fast.demo import box_mask, load_photo, notebook_predictions
     x = load_photo("chelsea")
     mask = box_mask(x)
-    return x, mask, seed_predictions(x, mask)
+    return x, mask, notebook_predictions(x, mask)
 
 
 @pytest.fixture(scope="session")
 def vgg():
-    """Untrained VGG16 with the seed's layers (relu1_2, relu2_2, relu3_3), fixed random weights."""
+    """Untrained VGG16 with the notebook's layers (relu1_2, relu2_2, relu3_3), fixed random weights."""
     torch.manual_seed(0)
     return inpaint_fast.VGGFeatures(weights=None)
 
 
 @pytest.fixture(scope="session")
-def seed_vgg(vgg):
-    """The seed's ``vgg16(...).features[:16].eval()``, frozen, holding the same weights as ``vgg``."""
+def notebook_vgg(vgg):
+    """The notebook's ``vgg16(...).features[:16].eval()``, frozen, holding the same weights as ``vgg``."""
     from torchvision.models import vgg16
     with torch.device("meta"):
         net = vgg16(weights=None).features[:16]

@@ -95,15 +95,15 @@ def test_bench_scripts_cpu_and_interpreted_gpu_provider(tmp_path, name):
 
 
 def test_bench_composite_quick(tmp_path):
-    """bench_composite.py's smoke run: both objectives (the PConv step and the seed's composite step),
+    """bench_composite.py's smoke run: both objectives (the PConv step and the notebook's composite step),
     each with its baseline and ours, timed and equal in value and gradient."""
     out = tmp_path / "composite.csv"
     res = run_script("bench_composite.py", "--quick", "--no-plot", "--out", str(out))
     assert res.returncode == 0, res.stdout + res.stderr
     rows = read_rows(out)
     assert {(r["op"], r["provider"]) for r in rows} == {("pconv_step", "plain"), ("pconv_step", "ours"),
-                                                        ("seed_composite_step", "seed"),
-                                                        ("seed_composite_step", "ours")}, rows
+                                                        ("notebook_composite_step", "notebook"),
+                                                        ("notebook_composite_step", "ours")}, rows
     assert all(r["mode"] == "full" and r["shape"] == "1x3x32x32" and "MISMATCH" not in r["note"] for r in rows), rows
     for r in rows:
         assert float(r["median_ms"]) > 0 and float(r["peak_mem_mb"]) > 0, r

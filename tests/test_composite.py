@@ -1,18 +1,18 @@
-"""composite_loss / CompositeLoss against the seed's composite_loss."""
+"""composite_loss / CompositeLoss against the notebook's composite_loss."""
 import pytest
 import torch
 
 import inpaint_fast as IF
-from tests import seed_notebook as seed
+from tests import notebook
 
 
-def test_matches_seed_composite(vgg, seed_vgg, monkeypatch, backend):
-    monkeypatch.setattr(seed, "vgg", seed_vgg)
+def test_matches_notebook_composite(vgg, notebook_vgg, monkeypatch, backend):
+    monkeypatch.setattr(notebook, "vgg", notebook_vgg)
     torch.manual_seed(0)
     x, pred = torch.rand(1, 3, 48, 48), torch.rand(1, 3, 48, 48)
-    m = seed.get_box_mask(x, top=8, left=10, height=20, width=16)
+    m = notebook.get_box_mask(x, top=8, left=10, height=20, width=16)
     ours = IF.composite_loss(pred, x, mask=m, extractor=vgg)
-    theirs = seed.composite_loss(x, pred, m, seed.SEED_WEIGHTS)
+    theirs = notebook.composite_loss(x, pred, m, notebook.NOTEBOOK_WEIGHTS)
     assert list(ours) == list(theirs)
     for k in theirs:
         torch.testing.assert_close(ours[k], theirs[k], rtol=1e-6 if backend == "cpu" else 0, atol=0)
@@ -124,15 +124,15 @@ def test_shared_pass_equals_separate_passes(vgg64, backend):
     torch.testing.assert_close(grad, torch.autograd.grad(separate["total"], pred)[0], rtol=1e-9, atol=1e-15)
 
 
-def test_seed_composite_takes_two_passes(vgg, seed_vgg, monkeypatch):
-    """The seed's composite runs VGG four times (perceptual and style, each on both images); ours twice."""
-    monkeypatch.setattr(seed, "vgg", seed_vgg)
+def test_notebook_composite_takes_two_passes(vgg, notebook_vgg, monkeypatch):
+    """The notebook's composite runs VGG four times (perceptual and style, each on both images); ours twice."""
+    monkeypatch.setattr(notebook, "vgg", notebook_vgg)
     x, pred = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
-    m = seed.get_box_mask(x, top=8, left=4, height=12, width=20)
+    m = notebook.get_box_mask(x, top=8, left=4, height=12, width=20)
     counting = Counting(vgg)
     ours = IF.CompositeLoss(extractor=counting)(pred, x, mask=m)
     assert counting.batches == [1, 1]
-    theirs = seed.composite_loss(x, pred, m, seed.SEED_WEIGHTS)
+    theirs = notebook.composite_loss(x, pred, m, notebook.NOTEBOOK_WEIGHTS)
     for k in theirs:
         torch.testing.assert_close(ours[k], theirs[k], rtol=1e-5, atol=0)
 

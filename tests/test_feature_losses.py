@@ -1,15 +1,15 @@
-"""perceptual_loss, gram_matrix, style_loss (and their modules) against the seed's code and closed forms."""
+"""perceptual_loss, gram_matrix, style_loss (and their modules) against the notebook's code and closed forms."""
 import pytest
 import torch
 
 import inpaint_fast as IF
-from tests import seed_notebook as seed
+from tests import notebook
 
 
 @pytest.fixture()
-def seed_with(seed_vgg, monkeypatch):
-    monkeypatch.setattr(seed, "vgg", seed_vgg)
-    return seed
+def notebook_with(notebook_vgg, monkeypatch):
+    monkeypatch.setattr(notebook, "vgg", notebook_vgg)
+    return notebook
 
 
 def images(n=2, size=32, dtype=torch.float32):
@@ -17,13 +17,14 @@ def images(n=2, size=32, dtype=torch.float32):
     return torch.rand(n, 3, size, size, dtype=dtype), torch.rand(n, 3, size, size, dtype=dtype)
 
 
-def test_perceptual_matches_seed(vgg, seed_with, backend):
+def test_perceptual_matches_notebook(vgg, notebook_with, backend):
     """Bitwise on the reference; the fused per-layer distance (cpu) sums in another order."""
     x, pred = images()
-    m = seed.get_box_mask(x, top=4, left=6, height=12, width=10)
-    pairs = [(IF.perceptual_loss(pred, x, extractor=vgg), seed_with.perceptual_loss(x, pred)),
-             (IF.perceptual_loss(pred, x, extractor=vgg, mask=m), seed_with.perceptual_loss(x, pred, 1 - m)),
-             (IF.perceptual_loss(pred, x, extractor=vgg, hole=1 - m, region="known"), seed_with.perceptual_loss(x, pred, m))]
+    m = notebook.get_box_mask(x, top=4, left=6, height=12, width=10)
+    pairs = [(IF.perceptual_loss(pred, x, extractor=vgg), notebook_with.perceptual_loss(x, pred)),
+             (IF.perceptual_loss(pred, x, extractor=vgg, mask=m), notebook_with.perceptual_loss(x, pred, 1 - m)),
+             (IF.perceptual_loss(pred, x, extractor=vgg, hole=1 - m, region="known"),
+              notebook_with.perceptual_loss(x, pred, m))]
     for ours, theirs in pairs:
         if backend == "reference":
             assert torch.equal(ours, theirs)
@@ -31,11 +32,11 @@ def test_perceptual_matches_seed(vgg, seed_with, backend):
             torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=0)
 
 
-def test_style_and_gram_match_seed(vgg, seed_with, backend):
+def test_style_and_gram_match_notebook(vgg, notebook_with, backend):
     x, pred = images()
     feat = torch.rand(2, 5, 4, 3)
-    pairs = [(IF.style_loss(pred, x, extractor=vgg), seed_with.style_loss(x, pred)),
-             (IF.gram_matrix(feat), seed.gram_matrix(feat))]
+    pairs = [(IF.style_loss(pred, x, extractor=vgg), notebook_with.style_loss(x, pred)),
+             (IF.gram_matrix(feat), notebook.gram_matrix(feat))]
     for ours, theirs in pairs:
         if backend == "reference":
             assert torch.equal(ours, theirs)
@@ -216,7 +217,7 @@ def test_style_distance_of_given_features(backend):
         torch.testing.assert_close(torch.autograd.grad(value, pred)[0], torch.autograd.grad(expected, pred)[0],
                                    rtol=1e-10, atol=1e-20)
     one = IF.style_distance(pred, x)  # one feature map: the notebook's style loss of one layer
-    expected = (seed.gram_matrix(pred) - seed.gram_matrix(x)).abs().mean()
+    expected = (notebook.gram_matrix(pred) - notebook.gram_matrix(x)).abs().mean()
     torch.testing.assert_close(one, expected, rtol=1e-10, atol=0)
     target_feats = [x.clone().requires_grad_()]
     IF.style_distance([pred], target_feats).backward()

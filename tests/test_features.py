@@ -1,6 +1,6 @@
 """Tests of inpaint_fast.features (VGG feature extractors). Offline and fast: random weights, 32x32 images.
 
-The oracle is torchvision's own ``vgg16().features`` run by hand as the seed notebook does; VGG models are
+The oracle is torchvision's own ``vgg16().features`` run by hand as the notebook does; VGG models are
 built on the meta device (no 500 MB classifier) and filled from one state dict shared by every test.
 """
 import os
@@ -17,8 +17,8 @@ from torchvision import models
 from inpaint_fast.nets.vgg import VGGFeatures, layer_names, pretrained_available
 
 TV = {"vgg16": models.vgg16, "vgg19": models.vgg19}
-SEED_MEAN = (0.485, 0.456, 0.406)
-SEED_STD = (0.229, 0.224, 0.225)
+NOTEBOOK_MEAN = (0.485, 0.456, 0.406)
+NOTEBOOK_STD = (0.229, 0.224, 0.225)
 
 
 def tv_features(arch="vgg16"):
@@ -28,11 +28,11 @@ def tv_features(arch="vgg16"):
     return feats.to_empty(device="cpu")
 
 
-def seed_extract(vgg, x, layers=(3, 8, 15), normalize=True):
-    """The seed notebook's extract_vgg_features, verbatim but for the network argument."""
+def notebook_extract(vgg, x, layers=(3, 8, 15), normalize=True):
+    """The notebook's extract_vgg_features, verbatim but for the network argument."""
     if normalize:
-        mean = torch.tensor(SEED_MEAN, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(SEED_STD, device=x.device).view(1, 3, 1, 1)
+        mean = torch.tensor(NOTEBOOK_MEAN, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(NOTEBOOK_STD, device=x.device).view(1, 3, 1, 1)
         x = (x - mean) / std
     feats = []
     for i, layer in enumerate(vgg):
@@ -77,7 +77,7 @@ def tv16(state16):
 
 @pytest.fixture(scope="module")
 def model(paths):
-    """The seed's extractor: vgg16, relu1_2/relu2_2/relu3_3, weights from a file."""
+    """The notebook's extractor: vgg16, relu1_2/relu2_2/relu3_3, weights from a file."""
     return VGGFeatures(weights=str(paths["full"]))
 
 
@@ -93,16 +93,16 @@ def assert_same(outs, refs, tol=1e-6):
         torch.testing.assert_close(o, r, rtol=tol, atol=tol)
 
 
-# ---------------------------------------------------------------- equivalence with the seed
+# ---------------------------------------------------------------- equivalence with the notebook
 
 def test_weights_none_matches_torchvision_hand_run(x):
     ours = VGGFeatures(layers=[3, 8, 15], weights=None)
     assert ours.indices == (3, 8, 15) and ours.layers == ("relu1_2", "relu2_2", "relu3_3")
-    assert len(ours.features) == 16  # truncated like the seed's features[:16]
+    assert len(ours.features) == 16  # truncated like the notebook's features[:16]
     ref = tv_features("vgg16")[:16]
     ref.load_state_dict(ours.features.state_dict())  # same keys: our layer i is torchvision's layer i
     with torch.no_grad():
-        assert_same(ours(x), seed_extract(ref, x))
+        assert_same(ours(x), notebook_extract(ref, x))
     # torchvision's VGG initialisation: kaiming-normal (fan_out) weights, zero bias
     conv = ours.features[12]
     assert torch.all(conv.bias == 0)
@@ -112,14 +112,14 @@ def test_weights_none_matches_torchvision_hand_run(x):
 
 def test_pretrained_file_matches_torchvision_hand_run(model, tv16, x):
     with torch.no_grad():
-        assert_same(model(x), seed_extract(tv16, x))
+        assert_same(model(x), notebook_extract(tv16, x))
     assert model.indices == (3, 8, 15)
 
 
 def test_normalize_input_false(paths, tv16, x):
     m = VGGFeatures(layers=["relu2_1"], weights=paths["features"], normalize_input=False)
     with torch.no_grad():
-        assert_same(m(x), seed_extract(tv16, x, layers=(6,), normalize=False))
+        assert_same(m(x), notebook_extract(tv16, x, layers=(6,), normalize=False))
 
 
 # ---------------------------------------------------------------- layer names
@@ -231,7 +231,7 @@ def test_no_grad_channels_last_and_compile(model, x):
 def test_buffers_follow_to_and_are_not_saved(paths, x):
     m = VGGFeatures(layers=["relu1_1"], weights=paths["features"])
     assert "mean" not in m.state_dict() and "std" not in m.state_dict()
-    torch.testing.assert_close(m.mean.flatten(), torch.tensor(SEED_MEAN))
+    torch.testing.assert_close(m.mean.flatten(), torch.tensor(NOTEBOOK_MEAN))
     m64 = VGGFeatures(layers=["relu1_1"], weights=paths["features"]).double()
     assert m64.mean.dtype == torch.float64
     with torch.no_grad():
@@ -251,7 +251,7 @@ def test_repr(model):
 def test_state_dict_file_layouts(paths, tv16, x, layout, as_path):
     m = VGGFeatures(layers=["relu1_2", "relu2_2", "relu3_3"], weights=as_path(paths[layout]))
     with torch.no_grad():
-        assert_same(m(x), seed_extract(tv16, x))
+        assert_same(m(x), notebook_extract(tv16, x))
 
 
 def test_wrong_state_dict_raises(state16, paths, tmp_path):
@@ -313,7 +313,7 @@ def test_pretrained_from_hub_cache(empty_hub, paths, tv16, x):
     m = VGGFeatures(weights="DEFAULT")
     assert calls == [] and m.weights_source == "VGG16_Weights.IMAGENET1K_V1"
     with torch.no_grad():
-        assert_same(m(x), seed_extract(tv16, x))
+        assert_same(m(x), notebook_extract(tv16, x))
 
 
 def test_weights_enum_normalisation(empty_hub, paths):

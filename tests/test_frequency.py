@@ -1,17 +1,17 @@
-"""frequency_loss / FrequencyLoss against the seed's code and closed forms."""
+"""frequency_loss / FrequencyLoss against the notebook's code and closed forms."""
 import math
 
 import pytest
 import torch
 
 import inpaint_fast as IF
-from tests import seed_notebook as seed
+from tests import notebook
 
 
-def test_matches_seed(backend):
+def test_matches_notebook(backend):
     torch.manual_seed(0)
     x, pred = torch.rand(2, 3, 32, 24), torch.rand(2, 3, 32, 24)
-    ours, theirs = IF.frequency_loss(pred, x), seed.frequency_loss(x, pred)
+    ours, theirs = IF.frequency_loss(pred, x), notebook.frequency_loss(x, pred)
     if backend == "reference":
         assert torch.equal(ours, theirs)
     else:

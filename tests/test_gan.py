@@ -1,4 +1,4 @@
-"""Adversarial losses: the seed's table, closed forms, module and errors."""
+"""Adversarial losses: the notebook's table, closed forms, module and errors."""
 import math
 
 import pytest
@@ -6,10 +6,10 @@ import torch
 
 import inpaint_fast as IF
 from inpaint_fast.functional import adversarial as gan
-from inpaint_fast.demo import SEED_GAN_CASES
+from inpaint_fast.demo import NOTEBOOK_GAN_CASES
 
-# the seed notebook's adversarial table (image-free, so a test target): D real, D fake, G adv
-SEED_TABLE = {
+# the notebook's adversarial table (image-free, so a test target): D real, D fake, G adv
+NOTEBOOK_TABLE = {
     "D separates well": (0.1029, 0.1642, 1.9142),
     "D is uncertain": (0.6713, 0.6713, 0.7213),
     "G fools D": (0.1029, 1.9142, 0.1642),
@@ -20,12 +20,12 @@ def softplus(v):
     return math.log1p(math.exp(v))
 
 
-@pytest.mark.parametrize("case", list(SEED_TABLE))
-def test_seed_adversarial_table(case):
-    real, fake = torch.tensor(SEED_GAN_CASES[case]["real"]), torch.tensor(SEED_GAN_CASES[case]["fake"])
+@pytest.mark.parametrize("case", list(NOTEBOOK_TABLE))
+def test_notebook_adversarial_table(case):
+    real, fake = torch.tensor(NOTEBOOK_GAN_CASES[case]["real"]), torch.tensor(NOTEBOOK_GAN_CASES[case]["fake"])
     d = gan.discriminator_loss(real, fake)
     got = (d.real.item(), d.fake.item(), gan.generator_loss(fake).item())
-    assert tuple(round(v, 4) for v in got) == SEED_TABLE[case]
+    assert tuple(round(v, 4) for v in got) == NOTEBOOK_TABLE[case]
     assert d.total.item() == pytest.approx(d.real.item() + d.fake.item())
 
 
@@ -83,13 +83,13 @@ def test_hinge_closed_form_deepfill_convention():
 
 
 @pytest.mark.parametrize("case,expected", [
-    # (D real, D fake, G) for hinge on the seed's logits, by hand
+    # (D real, D fake, G) for hinge on the notebook's logits, by hand
     ("D separates well", (0.0, 0.0, 1.75)),          # real >= 1, fake <= -1: both margins met
     ("D is uncertain", (0.475, 0.475, 0.05)),       # relu(1-[.2,-.1])=[.8,1.1]; relu(1+[.1,-.2])=[1.1,.8]
     ("G fools D", (0.0, 1.375, -1.75)),             # relu(1+[1.5,2])=[2.5,3] -> 5.5/4
 ])
-def test_hinge_on_seed_cases(case, expected):
-    real, fake = torch.tensor(SEED_GAN_CASES[case]["real"]), torch.tensor(SEED_GAN_CASES[case]["fake"])
+def test_hinge_on_notebook_cases(case, expected):
+    real, fake = torch.tensor(NOTEBOOK_GAN_CASES[case]["real"]), torch.tensor(NOTEBOOK_GAN_CASES[case]["fake"])
     d = gan.discriminator_loss(real, fake, loss="hinge")
     got = (d.real.item(), d.fake.item(), gan.generator_loss(fake, loss="hinge").item())
     assert got == pytest.approx(expected, abs=1e-6)
@@ -103,11 +103,12 @@ def test_lsgan_closed_form():
     assert gan.generator_loss(fake, loss="lsgan").item() == pytest.approx(0.5 * (2.25 + 0 + 9 + 1) / 4)
 
 
-def test_bce_seed_table_through_the_module():
+def test_bce_notebook_table_through_the_module():
     adv = IF.AdversarialLoss("bce")
-    real, fake = torch.tensor(SEED_GAN_CASES["G fools D"]["real"]), torch.tensor(SEED_GAN_CASES["G fools D"]["fake"])
-    assert round(adv(fake).item(), 4) == SEED_TABLE["G fools D"][2]
-    assert round(adv.discriminator_loss(real, fake).fake.item(), 4) == SEED_TABLE["G fools D"][1]
+    case = NOTEBOOK_GAN_CASES["G fools D"]
+    real, fake = torch.tensor(case["real"]), torch.tensor(case["fake"])
+    assert round(adv(fake).item(), 4) == NOTEBOOK_TABLE["G fools D"][2]
+    assert round(adv.discriminator_loss(real, fake).fake.item(), 4) == NOTEBOOK_TABLE["G fools D"][1]
 
 
 # ------------------------------------------------------------------ LaMa mask_as_fake_target

@@ -1,9 +1,9 @@
-"""masked_l1 / masked_l2 / reconstruction_loss against closed forms and the seed's code, on every CPU backend."""
+"""masked_l1 / masked_l2 / reconstruction_loss against closed forms and the notebook's code, on every CPU backend."""
 import pytest
 import torch
 
 import inpaint_fast as IF
-from tests import seed_notebook as seed
+from tests import notebook
 
 
 def tiny():
@@ -98,19 +98,19 @@ def test_per_channel_mask_differs_from_spatial(backend):
     assert IF.masked_l1(pred, target, mask=mask, region="known").item() == pytest.approx((1 + 3 + 3) / 3)
 
 
-def test_matches_the_seed_on_random_images(backend):
+def test_matches_the_notebook_on_random_images(backend):
     torch.manual_seed(0)
     x, pred = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
-    m = seed.get_box_mask(x, top=10, left=12, height=30, width=20)
-    # the seed takes the reference first; ours take the prediction first
+    m = notebook.get_box_mask(x, top=10, left=12, height=30, width=20)
+    # the notebook takes the reference first; ours take the prediction first
     pairs = [
-        (IF.masked_l1(pred, x), seed.l1_loss(x, pred)),
-        (IF.masked_l1(pred, x, mask=m), seed.l1_loss(x, pred, 1 - m)),
-        (IF.masked_l1(pred, x, mask=m, region="known"), seed.l1_loss(x, pred, m)),
-        (IF.masked_l2(pred, x), seed.l2_loss(x, pred)),
-        (IF.masked_l2(pred, x, mask=m), seed.l2_loss(x, pred, 1 - m)),
-        (IF.masked_l2(pred, x, hole=1 - m, region="known"), seed.l2_loss(x, pred, m)),
-        (IF.reconstruction_loss(pred, x, mask=m), seed.reconstruction_loss(x, pred, m)),
+        (IF.masked_l1(pred, x), notebook.l1_loss(x, pred)),
+        (IF.masked_l1(pred, x, mask=m), notebook.l1_loss(x, pred, 1 - m)),
+        (IF.masked_l1(pred, x, mask=m, region="known"), notebook.l1_loss(x, pred, m)),
+        (IF.masked_l2(pred, x), notebook.l2_loss(x, pred)),
+        (IF.masked_l2(pred, x, mask=m), notebook.l2_loss(x, pred, 1 - m)),
+        (IF.masked_l2(pred, x, hole=1 - m, region="known"), notebook.l2_loss(x, pred, m)),
+        (IF.reconstruction_loss(pred, x, mask=m), notebook.reconstruction_loss(x, pred, m)),
     ]
     for ours, theirs in pairs:
         if backend == "reference":

@@ -1,6 +1,6 @@
 """inpaint_fast::spectral_l1 (C++ CPU kernel) and frequency_l1 against independent oracles.
 
-Oracles: ``inpaint_fast.reference.frequency`` (the seed's frequency loss) evaluated in float64 on the
+Oracles: ``inpaint_fast.reference.frequency`` (the notebook's frequency loss) evaluated in float64 on the
 same (upcast) images, with its gradients from autograd; for the op on its own, the closed form
 ``scale * sum|log1p|z_p| - log1p|z_t||`` written with torch ops in complex128, whose gradients
 w.r.t. the complex inputs come from torch's autograd (dL/dRe + i dL/dIm).
@@ -89,11 +89,11 @@ def test_several_units_and_a_partial_block(dtype):
     check_frequency_l1(*images(shape, dtype, seed=5), "sum", g=-1.3)
 
 
-def test_the_seed_frequency_loss_is_matched():
-    from tests import seed_notebook
+def test_the_notebook_frequency_loss_is_matched():
+    from tests import notebook
     pred, target = images((2, 3, 32, 32), torch.float32, seed=2)
-    # The seed takes the reference first; the term is symmetric in its arguments.
-    torch.testing.assert_close(frequency_l1(pred, target), seed_notebook.frequency_loss(target, pred),
+    # The notebook takes the reference first; the term is symmetric in its arguments.
+    torch.testing.assert_close(frequency_l1(pred, target), notebook.frequency_loss(target, pred),
                                rtol=1e-5, atol=0)
 
 

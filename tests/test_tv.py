@@ -1,9 +1,9 @@
-"""total_variation / TVLoss against closed forms and the seed's tv_loss."""
+"""total_variation / TVLoss against closed forms and the notebook's tv_loss."""
 import pytest
 import torch
 
 import inpaint_fast as IF
-from tests import seed_notebook as seed
+from tests import notebook
 
 
 def test_closed_form(backend):
@@ -31,14 +31,14 @@ def test_none_map_sums_to_sum(backend):
     assert (out[:, :, -1, -1] == 0).all()
 
 
-def test_matches_seed(backend):
+def test_matches_notebook(backend):
     torch.manual_seed(0)
     img = torch.rand(2, 3, 32, 40)
-    m = seed.get_box_mask(img, top=5, left=7, height=12, width=20)
-    pairs = [(IF.total_variation(img), seed.tv_loss(img)),
-             (IF.total_variation(img, mask=m), seed.tv_loss(img, 1 - m)),
-             (IF.total_variation(img, hole=1 - m, region="known"), seed.tv_loss(img, m)),
-             (IF.total_variation(img, mask=m.bool()), seed.tv_loss(img, 1 - m))]
+    m = notebook.get_box_mask(img, top=5, left=7, height=12, width=20)
+    pairs = [(IF.total_variation(img), notebook.tv_loss(img)),
+             (IF.total_variation(img, mask=m), notebook.tv_loss(img, 1 - m)),
+             (IF.total_variation(img, hole=1 - m, region="known"), notebook.tv_loss(img, m)),
+             (IF.total_variation(img, mask=m.bool()), notebook.tv_loss(img, 1 - m))]
     for ours, theirs in pairs:
         if backend == "reference":
             assert torch.equal(ours, theirs)

@@ -20,7 +20,7 @@
 //   is an empty (0,) tensor. grad_pred has feat_pred's dtype, except float32 for float16
 //   features: the gradient is computed before the backward multiplies it by grad_output (e.g. a
 //   GradScaler's 2^16) and is usually below float16's range until then. The target is a constant: no gradient is computed for it (the
-//   seed's style loss detaches the features of the reference image).
+//   notebook's style loss detaches the features of the reference image).
 //
 // Gradients come back in feat's memory format when it is NCHW- or channels_last-contiguous
 // (other layouts are copied to NCHW first, and their gradient is NCHW-contiguous).

@@ -8,14 +8,14 @@ from torch import Tensor, nn
 from .. import _validation as V
 from ..functional.feature import FeatureCache
 from ..functional.pixel import masked_error
-from ..nets.vgg import SEED_LAYERS
+from ..nets.vgg import NOTEBOOK_LAYERS
 from ..reference import pixel as _ref_pixel
 from .adversarial import AdversarialLoss, FeatureMatchingLoss, R1Penalty
 from .feature import HRFPerceptualLoss, PerceptualLoss, StyleLoss, _make_extractor
 from .frequency import FrequencyLoss
 from .pixel import ReconstructionLoss, TVLoss
 
-SEED_COMPOSITE_WEIGHTS = {"rec": 1.0, "perc": 0.1, "style": 10.0, "tv": 0.01, "freq": 0.1}
+NOTEBOOK_COMPOSITE_WEIGHTS = {"rec": 1.0, "perc": 0.1, "style": 10.0, "tv": 0.01, "freq": 0.1}
 
 TERMS = ("rec", "hole", "valid", "perc", "style", "tv", "freq", "hrf", "adv", "fm")
 IMAGES = ("output", "composite")
@@ -73,7 +73,7 @@ class CompositeLoss(nn.Module):
 
     def __init__(self, weights: Optional[Mapping[str, float]] = None,
                  extractor: Optional[Callable[[Tensor], List[Tensor]]] = None, *, arch: str = "vgg16",
-                 layers: Sequence = SEED_LAYERS, vgg_weights="DEFAULT",
+                 layers: Sequence = NOTEBOOK_LAYERS, vgg_weights="DEFAULT",
                  reconstruction: Optional[ReconstructionLoss] = None, perceptual: Optional[PerceptualLoss] = None,
                  style: Optional[StyleLoss] = None, tv: Optional[TVLoss] = None,
                  frequency: Optional[FrequencyLoss] = None, hrf: Optional[HRFPerceptualLoss] = None,
@@ -235,10 +235,10 @@ class CompositeLoss(nn.Module):
 
 
 def check_composite_weights(weights: Optional[Mapping[str, float]],
-                            terms: Sequence[str] = tuple(SEED_COMPOSITE_WEIGHTS)) -> Dict[str, float]:
+                            terms: Sequence[str] = tuple(NOTEBOOK_COMPOSITE_WEIGHTS)) -> Dict[str, float]:
     """A dict of non-negative weights over ``terms``; None gives the notebook's weights."""
     if weights is None:
-        return dict(SEED_COMPOSITE_WEIGHTS)
+        return dict(NOTEBOOK_COMPOSITE_WEIGHTS)
     return V.check_term_weights(weights, "weights", terms)
 
 

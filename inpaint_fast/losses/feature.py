@@ -11,7 +11,7 @@ from .. import _validation as V
 from ..functional import feature as LF
 from ..functional.feature import FeatureCache
 from ..nets.resnet import RESNET_LAYERS, ResNetFeatures
-from ..nets.vgg import SEED_LAYERS, VGGFeatures
+from ..nets.vgg import NOTEBOOK_LAYERS, VGGFeatures
 from ..nets.weights import WeightsArg
 
 def _make_extractor(extractor, arch, layers, weights, channels_last: bool = False) -> Callable[[Tensor], List[Tensor]]:
@@ -33,7 +33,7 @@ class PerceptualLoss(nn.Module):
     """
 
     def __init__(self, extractor: Optional[Callable[[Tensor], List[Tensor]]] = None, *, arch: str = "vgg16",
-                 layers: Sequence = SEED_LAYERS, weights="DEFAULT", region: Optional[str] = None, loss="l1",
+                 layers: Sequence = NOTEBOOK_LAYERS, weights="DEFAULT", region: Optional[str] = None, loss="l1",
                  layer_weights: Optional[Sequence[float]] = None, normalize: str = "mask", reduction: str = "mean",
                  eps: float = LF.EPS, mask_resize: str = "nearest", feature_norm: Optional[str] = None,
                  process_group=None):
@@ -77,7 +77,7 @@ class StyleLoss(nn.Module):
     """
 
     def __init__(self, extractor: Optional[Callable[[Tensor], List[Tensor]]] = None, *, arch: str = "vgg16",
-                 layers: Sequence = SEED_LAYERS, weights="DEFAULT", region: Optional[str] = None,
+                 layers: Sequence = NOTEBOOK_LAYERS, weights="DEFAULT", region: Optional[str] = None,
                  layer_weights: Optional[Sequence[float]] = None, reduction: str = "mean", eps: float = LF.EPS,
                  mask_resize: str = "nearest"):
         super().__init__()

@@ -3,9 +3,9 @@ dilated ResNet-50 for LaMa's HRF loss) and patch discriminators. They depend onl
 ``inpaint_fast._validation``; the losses take any callable in their place."""
 from .discriminators import NLayerDiscriminator, SNPatchDiscriminator
 from .resnet import RESNET_LAYERS, ResNetFeatures
-from .vgg import SEED_LAYERS, VGGFeatures, layer_names
+from .vgg import NOTEBOOK_LAYERS, VGGFeatures, layer_names
 
 __all__ = ["VGGFeatures", "ResNetFeatures", "SNPatchDiscriminator", "NLayerDiscriminator", "layer_names",
-           "SEED_LAYERS", "RESNET_LAYERS"]
+           "NOTEBOOK_LAYERS", "RESNET_LAYERS"]
 
 

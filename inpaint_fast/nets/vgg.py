@@ -5,7 +5,7 @@ The extractor of *Loss Functions for Image Inpainting*, generalised::
     vgg = vgg16(weights=VGG16_Weights.DEFAULT).features[:16].eval()   # frozen
     feats = [outputs of layers 3, 8, 15 of vgg((x - mean) / std)]       # relu1_2, relu2_2, relu3_3
 
-is ``VGGFeatures()`` (the defaults, :data:`SEED_LAYERS`). Layers are named as in the VGG paper:
+is ``VGGFeatures()`` (the defaults, :data:`NOTEBOOK_LAYERS`). Layers are named as in the VGG paper:
 ``conv{b}_{i}``, ``relu{b}_{i}`` and ``pool{b}`` (block ``b`` from 1, conv ``i`` from 1 within its
 block); integers index ``torchvision.models.vgg16().features`` directly (vgg16: relu1_2 = 3,
 relu2_2 = 8, relu3_3 = 15, pool1 = 4). Weights: :mod:`inpaint_fast.nets.weights`.
@@ -24,7 +24,7 @@ from torchvision.models import WeightsEnum
 from .._validation import check_choice, check_image
 from .weights import WeightsArg, hub_file, load_weights, register_input_normalization, resolve_weights
 
-SEED_LAYERS = ("relu1_2", "relu2_2", "relu3_3")  # the notebook's VGG16 layers 3, 8, 15
+NOTEBOOK_LAYERS = ("relu1_2", "relu2_2", "relu3_3")  # the notebook's VGG16 layers 3, 8, 15
 
 # Convs per block; each block ends with a 2x2 max-pool. Checked against torchvision when a model is built.
 _BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}

@@ -8,19 +8,50 @@ that :func:`kernels` is a dict lookup that ``torch.compile`` traces without a gr
 from __future__ import annotations
 
 import functools
+import glob
 import importlib.util
+import os
 import pkgutil
-from typing import Callable, Dict, FrozenSet, Optional
+import re
+from typing import Callable, Dict, FrozenSet, List, Optional
 
 import torch
 
 NAMESPACE = "inpaint_fast"
+BUILD_COMMAND = "pip install --no-build-isolation -e .  (from the repository root; ~5 min on 2 cores)"
+_MARKER = re.compile(rb"inpaint_fast built with torch ([0-9A-Za-z.+_-]+)")
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def built_with_torch(path: str) -> Optional[str]:
+    """The torch version a built ``_C`` library was compiled against (the marker csrc/init.cpp embeds),
+    read from the file without loading it; None when the file has no marker."""
+    try:
+        with open(path, "rb") as f:
+            found = _MARKER.search(f.read())
+    except OSError:
+        return None
+    return None if found is None or found.group(1) == b"unknown" else found.group(1).decode()
+
+
+def describe_load_error(error: BaseException, libraries: List[str], running_torch: str) -> str:
+    """Why ``inpaint_fast._C`` did not load, in the user's terms: not built, built for another torch
+    (both versions named), or another load error; always with the command that builds it."""
+    if not libraries:
+        return (f"not built: there is no compiled inpaint_fast._C in {PACKAGE_DIR}, so the pure-PyTorch "
+                f"reference runs everywhere. Build it with: {BUILD_COMMAND}")
+    built = built_with_torch(libraries[0])
+    if built is not None and built != running_torch:
+        return (f"built for another torch: {os.path.basename(libraries[0])} was built with torch {built}, this is "
+                f"torch {running_torch}. Rebuild it with: {BUILD_COMMAND}  (the error: {error})")
+    return f"could not be loaded ({libraries[0]}): {error}. Rebuild it with: {BUILD_COMMAND}"
+
 
 _LOAD_ERROR: Optional[str]
 try:
     from .. import _C  # noqa: F401  (loading the library registers the ops)
 except ImportError as exc:  # not built, built for another torch, missing symbols ...
-    _LOAD_ERROR = f"the compiled extension inpaint_fast._C could not be loaded: {exc}"
+    _LOAD_ERROR = describe_load_error(exc, sorted(glob.glob(os.path.join(PACKAGE_DIR, "_C.*"))), torch.__version__)
 else:
     _LOAD_ERROR = None
 

@@ -1,6 +1,7 @@
-"""The seed notebook's structural facts, on a real photograph (scikit-image's chelsea).
+"""The structural facts of the notebook *Loss Functions for Image Inpainting*, on a real photograph
+(scikit-image's chelsea).
 
-The seed's tables were computed on a photo we cannot download, so their numbers are not targets;
+The notebook's tables were computed on a photo we cannot download, so their numbers are not targets;
 the relations between them hold for any photo and are checked here.
 """
 import pytest

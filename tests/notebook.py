@@ -119,4 +119,4 @@ def composite_loss(x, y, mask, weights):
     return terms
 
 
-SEED_WEIGHTS = {"rec": 1.0, "perc": 0.1, "style": 10.0, "tv": 0.01, "freq": 0.1}
+NOTEBOOK_WEIGHTS = {"rec": 1.0, "perc": 0.1, "style": 10.0, "tv": 0.01, "freq": 0.1}
