@@ -99,27 +99,64 @@ def format_table(title: str, rows: Dict[str, Dict[str, object]], decimals: int =
     return "\n".join(lines)
 
 
-def spectrum_image(x: Tensor) -> Tensor:
-    """The notebook's centred log-magnitude spectrum, averaged over channels, scaled to [0, 1]."""
-    z = torch.fft.fftshift(torch.fft.fft2(x, norm="ortho"), dim=(-2, -1)).abs().log1p().mean(dim=1, keepdim=True)
-    lo, hi = z.amin(dim=(-2, -1), keepdim=True), z.amax(dim=(-2, -1), keepdim=True)
-    return ((z - lo) / (hi - lo + 1e-8)).repeat(1, 3, 1, 1)
+def log_spectrum(x: Tensor) -> Tensor:
+    """``log(1 + |F|)`` of the first image's 2-D FFT (unnormalised, so the structure away from the DC
+    term is visible), averaged over channels and centred with ``fftshift``: (H, W)."""
+    z = torch.fft.fftshift(torch.fft.fft2(x[0].double()), dim=(-2, -1))
+    return z.abs().log1p().mean(dim=0).float()
 
 
-def save_figure(path: str, images: Dict[str, Tensor]) -> None:
+class Panel:
+    """One panel of a demo figure: an RGB image in [0, 1] (kind 'image'), a known-mask (kind 'mask':
+    drawn known / hole with a frame and a legend) or a log spectrum (kind 'spectrum': a perceptual colour
+    map, a colour bar and frequency axes)."""
+
+    def __init__(self, title: str, data: Tensor, kind: str = "image"):
+        self.title, self.data, self.kind = title, data, kind
+
+
+def save_figure(path: str, panels, title: Optional[str] = None) -> None:
+    """A row of panels (:class:`Panel`, or a {title: (N, 3|1, H, W) image} dict) saved as a PNG."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
 
-    fig, axes = plt.subplots(1, len(images), figsize=(3 * len(images), 3.4))
-    for ax, (title, img) in zip(axes, images.items()):
-        img = img[0].detach().cpu().clamp(0, 1)
+    if isinstance(panels, dict):
+        panels = [Panel(t, img) for t, img in panels.items()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.9), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        ax.set_title(panel.title, fontsize=9)
+        if panel.kind == "spectrum":
+            s = panel.data.cpu().numpy()
+            h, w = s.shape
+            im = ax.imshow(s, cmap="magma", extent=(-0.5, 0.5, 0.5, -0.5), vmin=float(s.min()), vmax=float(s.max()))
+            ax.set_xlabel("horizontal frequency (cycles/pixel)", fontsize=8)
+            ax.set_ylabel("vertical frequency (cycles/pixel)", fontsize=8)
+            ax.tick_params(labelsize=7)
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label("log(1 + |FFT|)", fontsize=8)
+            continue
+        img = panel.data[0].detach().cpu().float()
+        if panel.kind == "mask":
+            ax.imshow(img[0].clamp(0, 1).numpy(), cmap=ListedColormap(["#d62728", "#dddddd"]), vmin=0, vmax=1)
+            ax.legend(handles=[Patch(facecolor="#dddddd", edgecolor="black", label="known (mask = 1)"),
+                               Patch(facecolor="#d62728", edgecolor="black", label="hole (mask = 0)")],
+                      loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=2, fontsize=7, frameon=False)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_edgecolor("black")
+                spine.set_linewidth(1.5)
+            continue
+        img = img.clamp(0, 1)
         gray = img.shape[0] == 1
         ax.imshow((img[0] if gray else img.permute(1, 2, 0)).numpy(), cmap="gray" if gray else None)
-        ax.set_title(title)
         ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    if title is not None:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.93) if title is not None else (0, 0, 1, 1))
+    fig.savefig(path, dpi=100, bbox_inches="tight")  # "tight": the mask's legend below its panel
     plt.close(fig)
 
 
@@ -189,14 +226,41 @@ def run(image: str = "chelsea", out: Optional[str] = "demo_out", vgg_weights: Op
         print_fn("\n" + format_table(title, rows))
 
     if out is not None:
-        os.makedirs(out, exist_ok=True)
-        save_figure(os.path.join(out, "images.png"), {k: preds[k] for k in
-                    ("Reference", "Darkened image", "Noisy image", "Blurred image")})
-        save_figure(os.path.join(out, "mask.png"), {"Reference": x, "Mask": mask, "Corrupted": preds["Corrupted"],
-                                                    "Fake inpainted": preds["Fake inpainted"]})
-        save_figure(os.path.join(out, "spectra.png"), {
-            "Reference": x, "Reference spectrum": spectrum_image(x),
-            "Corrupted": preds["Corrupted"], "Corrupted spectrum": spectrum_image(preds["Corrupted"])})
+        save_figures(out, x, mask, preds, tables)
         print_fn(f"\nfigures: {', '.join(os.path.join(out, f) for f in ('images.png', 'mask.png', 'spectra.png'))}")
     print_fn(f"done in {time.perf_counter() - start:.1f} s")
     return {t: {r: {c: float(v) for c, v in row.items()} for r, row in rows.items()} for t, rows in tables.items()}
+
+
+def save_figures(out: str, x: Tensor, mask: Tensor, preds: Dict[str, Tensor], tables) -> None:
+    """images.png, mask.png and spectra.png in ``out``, each panel titled with the numbers it shows."""
+    os.makedirs(out, exist_ok=True)
+    pixel = tables["Pixel-wise reconstruction losses"]
+    perceptual = next(rows for title, rows in tables.items() if title.startswith("Perceptual"))
+    tv = tables["Total variation"]
+    freq = tables["Frequency loss"]
+
+    def numbers(name: str) -> str:
+        return (f"{name}\nL1 {float(pixel[name]['Full L1']):.4f}, perceptual "
+                f"{float(perceptual[name]['Full perceptual']):.4f}\nTV {float(tv[name]['Full TV']):.4f}")
+
+    save_figure(os.path.join(out, "images.png"),
+                [Panel(numbers(k), preds[k]) for k in ("Reference", "Darkened image", "Noisy image", "Blurred image")],
+                title="The notebook's controlled predictions, with their full-image losses against the reference")
+    hole_pixels = int((mask == 0).sum())
+    save_figure(os.path.join(out, "mask.png"), [
+        Panel("Reference", x),
+        Panel(f"Mask: {hole_pixels} hole pixels\n({100 * hole_pixels / mask.numel():.1f} % of the image)", mask,
+              "mask"),
+        Panel(f"Corrupted (x * mask)\nhole L1 {float(pixel['Corrupted']['Hole L1']):.4f}, "
+              f"reconstruction {float(pixel['Corrupted']['Reconstruction']):.4f}", preds["Corrupted"]),
+        Panel(f"Fake inpainted (blur in the hole)\nhole L1 {float(pixel['Fake inpainted']['Hole L1']):.4f}, "
+              f"reconstruction {float(pixel['Fake inpainted']['Reconstruction']):.4f}", preds["Fake inpainted"])],
+        title="The notebook's box mask (1 = known pixel, 0 = hole) and the losses it weights")
+    save_figure(os.path.join(out, "spectra.png"), [
+        Panel("Reference", x),
+        Panel("Reference spectrum", log_spectrum(x), "spectrum"),
+        Panel("Corrupted", preds["Corrupted"]),
+        Panel(f"Corrupted spectrum\nfrequency loss {float(freq['Corrupted']['Frequency loss']):.4f}",
+              log_spectrum(preds["Corrupted"]), "spectrum")],
+        title="Centred log-magnitude spectra: the box's sharp edges add the bright horizontal and vertical lines")
