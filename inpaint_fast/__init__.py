@@ -1,7 +1,8 @@
 """inpaint_fast: fused, mask-aware image-inpainting losses for PyTorch.
 
 Mask convention: ``mask`` = 1 for a known pixel, 0 for a hole; or pass ``hole`` = 1 for a missing
-pixel (LaMa / DeepFill / diffusers convention). The layers, bottom up: ``reference`` (pure PyTorch),
+pixel (the convention of LaMa, DeepFill, mmagic and diffusers' Stable Diffusion inpainting; diffusers'
+RePaint uses ``mask``). The layers, bottom up: ``reference`` (pure PyTorch),
 ``ops`` (the fused kernels and how a backend is chosen), ``nets`` (extractors, discriminators),
 ``functional`` (the loss functions, one module per family), ``losses`` (their ``nn.Module``s),
 ``presets``; see docs/ARCHITECTURE.md.

@@ -6,7 +6,8 @@ devices); the one check of values is that a floating mask lies in [0, 1] (one re
 mask: a ValueError on CPU, an asynchronous device-side assert on a GPU, never a host sync).
 
 Mask convention: ``mask`` has 1 for a KNOWN pixel and 0 for a HOLE; ``hole`` is its complement
-(1 = missing), as LaMa, DeepFill and diffusers use. bool and uint8 masks are binary (any non-zero
+(1 = missing), as LaMa, DeepFill, mmagic and diffusers' Stable Diffusion inpainting use (diffusers'
+RePaint uses ``mask``). bool and uint8 masks are binary (any non-zero
 value is 1, so a 0/255 PNG mask works as it is); floating masks are soft weights in [0, 1]. A mask is
 normalised to ``known``: a floating tensor of the image dtype, 4-D, broadcastable to the image:
 (N|1, C|1, H, W).

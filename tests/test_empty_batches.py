@@ -1,6 +1,7 @@
-"""Empty batches and images (N, C, H or W = 0) through the masked pixel losses, total variation, the
-frequency and style losses, with every mask form a data loader may give (an empty mask, a broadcast one, one expanded to N = 0, whose data pointer
-is null): 0 and a gradient of zeros, on every backend. A crash here (it was SIGFPE and SIGSEGV on the
+"""Empty batches and images (N, C, H or W = 0) through the masked pixel losses, total variation (and its
+per-image norm), the frequency, style, perceptual and feature-matching losses, with every mask form a
+data loader may give (an empty mask, a broadcast one, one expanded to N = 0, whose data pointer is
+null): 0 and a gradient of zeros, on every backend. A crash here (it was SIGFPE and SIGSEGV on the
 CPU, a null read in Triton) would kill pytest, so the cases run in a child process per backend."""
 import json
 import os
@@ -29,6 +30,11 @@ LOSSES = {
     "total_variation_hole_dilated": lambda p, t, m: IF.total_variation(p, mask=m, region="hole_dilated", p=2),
     "frequency_loss": lambda p, t, m: IF.frequency_loss(p, t),
     "style_loss": lambda p, t, m: IF.style_loss(p, t, extractor=lambda z: [z], mask=m, region="known"),
+    "perceptual_loss": lambda p, t, m: IF.perceptual_loss(p, t, extractor=lambda z: [z], mask=m, region="known"),
+    "total_variation_norm": lambda p, t, m: IF.total_variation_norm(p, mask=m, region="known"),
+    "feature_matching_loss": lambda p, t, m: IF.feature_matching_loss([p], [t]),
+    "feature_matching_masked": lambda p, t, m: IF.feature_matching_loss([p], [t], mask=m[:, :1] if m.dim() == 4
+                                                                        else m, normalize="all"),
 }
 results = []
 with IF.use_backend(sys.argv[1]):
@@ -62,7 +68,7 @@ def test_empty_batches_give_zero_and_zero_gradients(backend):
                           text=True, timeout=600)
     assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-3000:]}"
     results = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(results) == 4 * (9 * 4 + 1)
+    assert len(results) == 4 * (13 * 4 + 1)
     for row in results:
         if row[0] == "masked_error_stats":
             assert row[3] == [0.0] * 6, row

@@ -141,10 +141,10 @@ def extract_features(extractor: Callable[[Tensor], List[Tensor]], pred: Tensor, 
     return cache["output"], cache.target
 
 
-def _feature_weight(pred, mask, hole, region, *, image: bool) -> Optional[Tensor]:
+def _feature_weight(pred, mask, hole, region, *, image: bool, like_name: str = "pred") -> Optional[Tensor]:
     """The region weight of a feature loss: of an image's mask (``image``: an RGB mask is averaged
     over channels, :func:`V.spatial_weight`) or of a feature map's (single-channel)."""
-    known = V.known_from_mask(mask, hole, pred, required=False)
+    known = V.known_from_mask(mask, hole, pred, required=False, like_name=like_name)
     if image:
         known = V.spatial_weight(known)
     else:
@@ -251,7 +251,7 @@ def gram_matrix(feat: Tensor, *, mask: Optional[Tensor] = None, hole: Optional[T
     """
     V.check_image(feat, "feat")
     V.check_positive(eps, "eps")
-    return fused_gram(feat, _feature_weight(feat, mask, hole, region, image=False), eps)
+    return fused_gram(feat, _feature_weight(feat, mask, hole, region, image=False, like_name="feat"), eps)
 
 
 def _fused_backend(feat: Tensor, weight: Optional[Tensor]) -> str:

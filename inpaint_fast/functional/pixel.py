@@ -227,4 +227,4 @@ def total_variation_norm(pred: Tensor, *, mask: Optional[Tensor] = None, hole: O
                                            pair_weight=pair_weight)
     if reduction == "none":
         return scores
-    return scores.sum() if reduction == "sum" else scores.mean()
+    return scores.sum() if reduction == "sum" else scores.sum() / max(scores.numel(), 1)  # N = 0: 0

@@ -70,6 +70,8 @@ def weighted_mean(e: Tensor, w: Optional[Tensor], normalize: str = "mask", eps: 
     mean over samples (dim 0) of each sample's 'mask' mean ('sample')."""
     if distributed():
         return global_mean(e, w, normalize=normalize, eps=eps)
+    if e.numel() == 0:  # an empty batch: 0, with a zero gradient
+        return e.sum()
     if w is None:
         return e.mean()
     if normalize == "sample":
