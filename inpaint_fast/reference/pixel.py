@@ -7,7 +7,7 @@ weight of the region averaged over; the notebook's ``mask`` argument of ``get_me
 from __future__ import annotations
 
 import contextlib
-import contextvars
+import threading
 from typing import Iterator, List, Optional
 
 import torch
@@ -62,7 +62,7 @@ def masked_mean(err: Tensor, weight: Optional[Tensor] = None, *, normalize: str 
 
 
 # ---- masked means over the global batch under torch.distributed (DistributedDataParallel) ----------
-_PROCESS_GROUP: contextvars.ContextVar = contextvars.ContextVar("inpaint_fast_process_group", default=None)
+_STATE = threading.local()  # .group: the process group of global_means (a thread-local, which Dynamo traces)
 
 
 @contextlib.contextmanager
@@ -81,22 +81,23 @@ def global_means(process_group) -> Iterator[None]:
     if process_group is None:
         yield
         return
-    token = _PROCESS_GROUP.set(process_group)
+    previous = getattr(_STATE, "group", None)
+    _STATE.group = process_group
     try:
         yield
     finally:
-        _PROCESS_GROUP.reset(token)
+        _STATE.group = previous
 
 
 def distributed() -> bool:
     """Whether the masked means are taken over a process group now (the fused kernels are then skipped)."""
-    return _PROCESS_GROUP.get() is not None
+    return getattr(_STATE, "group", None) is not None
 
 
 def _all_reduce_ratio(parts: List[Tensor], eps: float) -> Tensor:
     """``sum_ranks(parts[0]) / max(sum_ranks(parts[1]), eps)`` (or the global ``parts[0]`` alone)."""
     from torch.distributed.nn.functional import all_reduce
-    total = all_reduce(torch.stack(parts), group=_PROCESS_GROUP.get())
+    total = all_reduce(torch.stack(parts), group=_STATE.group)
     return total[0] if len(parts) == 1 else total[0] / total[1].clamp_min(eps)
 
 
