@@ -20,7 +20,10 @@ weights, copied from one state dict, so their values agree):
   - ``plain_compile`` (only with ``--compile``, or when named in ``--providers``): ``torch.compile`` of
     that same loss (default inductor, ``mode=None``, ``dynamic=False``), warmed up untimed;
   - ``ours``: ``inpaint_fast.pconv_loss(vgg_weights=None, normalize_input=False, tv_region='all')``,
-    ``(pred, target, mask=mask)['total']``; the plain extractor is built from its VGGFeatures' state dict.
+    ``(pred, target, mask=mask)['total']``, with its defaults (channels_last VGG, micro-batched VGG calls:
+    see *Fairness* below); the plain extractor is built from its VGGFeatures' state dict;
+  - ``ours_nchw_batch``: the same loss with the baseline's settings: its ``VGGFeatures`` (same weights)
+    built with ``channels_last=False`` and every VGG call on the whole batch (see *Fairness*).
 
 - ``notebook_composite_step``: the notebook's composite (rec 1, perc 0.1, style 10, tv 0.01, freq 0.1;
   VGG16 relu1_2/relu2_2/relu3_3 with ImageNet input normalisation). Providers:
@@ -30,7 +33,20 @@ weights, copied from one state dict, so their values agree):
     weights of ours's extractor; it runs four VGG passes (pred and target, once for the perceptual and
     once for the style term);
   - ``ours``: ``inpaint_fast.CompositeLoss(extractor=inpaint_fast.VGGFeatures(weights=None,
-    channels_last=True))`` with its default (the notebook's) weights, ``(pred, target, mask=mask)['total']``.
+    channels_last=True))`` with its default (the notebook's) weights, ``(pred, target, mask=mask)['total']``;
+  - ``ours_nchw_batch``: the same with the notebook's settings (NCHW ``VGGFeatures``, whole-batch VGG calls).
+
+Fairness (layout and batching). ``ours`` runs VGG as the library does by default: on a channels_last copy
+of its input (``VGGFeatures(channels_last=True)``, what ``pconv_loss`` builds) and, on CPU, in micro-batches
+of about 256x256 pixels per call (``inpaint_fast.functional.feature.auto_micro_batch``: one image per call
+at 256x256 and 512x512), which keeps the activations in cache. The baselines run as written: NCHW, the
+whole batch in each VGG call. So every objective also has ``ours_nchw_batch``, our loss with the
+baselines' settings: an NCHW extractor (``channels_last=False``, same weights) and each VGG call on the
+whole batch (:func:`whole_batch_per_vgg_call` lifts the micro-batching rule for the call). Its ratio
+against the baseline is the like-for-like one (what the fused terms and the shared VGG passes are
+worth); ``ours``'s ratio adds what the two settings are worth, and ``ours``/``ours_nchw_batch`` is that
+part alone. (Ours still runs the output and the composite through VGG together, 2N images per call:
+that is the loss's design, not a setting.) Each row's note names its VGG settings (``vgg=...``).
 
 Inputs: ``pred`` and ``target`` uniform in [0, 1] (``pred`` requires grad), and a realistic irregular
 mask, ``mask_with_strokes``: ``contenders.box_mask``'s hole (per image a random H/2 x W/2 box, a quarter of
@@ -39,13 +55,14 @@ radius H/32), 1 = known; the hole covers 33-42 % of each image.
 
 Measured, per objective and shape: the median and p20/p80 of the step time, the providers timed
 interleaved round by round (``measure.time_cases``; one call per sample: the step takes seconds); the
-speedup of ours (and of plain_compile) over the eager baseline (``plain`` or ``notebook``) measured in the
-same run, in the CSV column ``speedup_vs_eager`` (and over ``plain_compile`` in ``speedup_vs_compile``);
-the peak memory of one step (``measure.peak_memory_bytes``: on CPU the profiler's allocation events)
-and, in ours's ``note``, its ratio to the baseline's (``peak_mem_vs_<baseline>=``). ``gbps`` and
+speedup of ours, ours_nchw_batch (and plain_compile) over the eager baseline (``plain`` or ``notebook``, as
+written) measured in the same run, in the CSV column ``speedup_vs_eager`` (and over ``plain_compile`` in
+``speedup_vs_compile``); the peak memory of one step (``measure.peak_memory_bytes``: on CPU the profiler's
+allocation events) and, in the note of ours and ours_nchw_batch, its ratio to the baseline's
+(``peak_mem_vs_<baseline>=``). ``gbps`` and
 ``pct_roofline`` are left empty: the step is dominated by VGG's convolutions, no single roofline fits.
 
-Before timing, ours's total loss is compared with the baseline's (rtol 1e-5 in fp32) and its gradient
+Before timing, each provider's total loss is compared with the baseline's (rtol 1e-5 in fp32) and its gradient
 w.r.t. ``pred`` in the relative L2 norm (``--grad-rtol``, default 1e-4), not entrywise: the L1 terms'
 sign() turns rounding differences of near-equal features or Gram entries (the composite's known region
 has the target's features) into jumps of single gradient entries, which follow each implementation's
@@ -61,10 +78,12 @@ up to 256 x 256 pixels, the ``-large`` ones those of larger shapes. ``--quick``:
 step (``torch.profiler``) at the first shape.
 
 Run from the repository root: ``python benchmarks/bench_composite.py`` (``--quick`` for a smoke run,
-``--ops pconv_step`` for one objective, ``--compile`` to add ``plain_compile``, ``--help`` for the options).
+``--ops pconv_step`` for one objective, ``--compile`` to add ``plain_compile`` (of the plain loss as written),
+``--help`` for the options).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -80,11 +99,19 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import inpaint_fast as IF  # noqa: E402
+from inpaint_fast.functional import feature as IF_feature  # noqa: E402
 from tests import naoto_pconv, notebook  # noqa: E402
 
 OPS = ("pconv_step", "notebook_composite_step")
 BASELINE = {"pconv_step": "plain", "notebook_composite_step": "notebook"}
-PROVIDERS = ("plain", "plain_compile", "notebook", "ours")
+PROVIDERS = ("plain", "plain_compile", "notebook", "ours_nchw_batch", "ours")
+# The VGG settings each provider runs with, written to its rows' note: the baselines as written, ours with its
+# defaults, ours_nchw_batch with the baselines' settings (the like-for-like comparison).
+SETTINGS = {"plain": "vgg=NCHW,whole batch per call (as written)",
+            "plain_compile": "vgg=NCHW,whole batch per call (as written)",
+            "notebook": "vgg=NCHW,whole batch per call (as written)",
+            "ours_nchw_batch": "vgg=NCHW,whole batch per call (the baseline's settings)",
+            "ours": "vgg=channels_last,micro-batched (ours' defaults)"}
 SHAPES = [(4, 3, 256, 256), (4, 3, 512, 512)]
 QUICK_SHAPES = [(1, 3, 32, 32)]
 LARGE_PIXELS = 256 * 256  # shapes with more pixels per image use --warmup-large / --repeats-large
@@ -167,28 +194,72 @@ def notebook_total(pred, target, mask):
     return notebook.composite_loss(target, pred, mask, notebook.NOTEBOOK_WEIGHTS)["total"]
 
 
+@contextlib.contextmanager
+def whole_batch_per_vgg_call():
+    """Within the block, ``inpaint_fast``'s feature cache runs each extractor call on the whole batch, as the
+    baselines do: its CPU micro-batching rule (``functional.feature.auto_micro_batch``: about
+    ``CPU_PIXELS_PER_CALL`` = 256x256 pixels per call) is lifted by raising that constant. The cache decides
+    its micro-batch in the forward, so the block only needs to hold the loss call."""
+    if not hasattr(IF_feature, "CPU_PIXELS_PER_CALL"):
+        raise RuntimeError("inpaint_fast.functional.feature.CPU_PIXELS_PER_CALL is gone: update "
+                           "bench_composite.whole_batch_per_vgg_call")
+    old = IF_feature.CPU_PIXELS_PER_CALL
+    IF_feature.CPU_PIXELS_PER_CALL = 2 ** 62
+    try:
+        yield
+    finally:
+        IF_feature.CPU_PIXELS_PER_CALL = old
+
+
+def ours_total(loss: nn.Module, baseline_settings: bool = False) -> Callable[..., torch.Tensor]:
+    """(pred, target, mask) -> ``loss(pred, target, mask=mask)['total']``; ``baseline_settings``: inside
+    :func:`whole_batch_per_vgg_call` (the provider ``ours_nchw_batch``, whose extractor is also NCHW)."""
+    def total(pred, target, mask):
+        if not baseline_settings:
+            return loss(pred, target, mask=mask)["total"]
+        with whole_batch_per_vgg_call():
+            return loss(pred, target, mask=mask)["total"]
+    return total
+
+
+def nchw_twin(vgg: IF.VGGFeatures, layers: Sequence[str], normalize_input: bool) -> IF.VGGFeatures:
+    """A VGGFeatures with ``vgg``'s weights, layers and input normalisation, run on NCHW input
+    (``channels_last=False``): ``ours_nchw_batch``'s extractor."""
+    twin = IF.VGGFeatures("vgg16", layers, weights=None, normalize_input=normalize_input, channels_last=False)
+    twin.features.load_state_dict(vgg.features.state_dict())
+    return twin
+
+
 def pconv_providers(args, dtype, device) -> Tuple[Dict[str, Callable], Dict[str, str]]:
-    """plain and ours for the PConv objective, with the same VGG weights."""
+    """plain, ours_nchw_batch and ours for the PConv objective, with the same VGG weights."""
     torch.manual_seed(0)
     notes: Dict[str, str] = {}
     ours_loss = IF.pconv_loss(vgg_weights=None, normalize_input=False, tv_region="all")
-    state = {k: v.clone() for k, v in ours_loss.perceptual.extractor.features.state_dict().items()}
+    vgg = ours_loss.perceptual.extractor
+    state = {k: v.clone() for k, v in vgg.features.state_dict().items()}
     plain = naoto_pconv.NaotoInpaintingLoss(plain_extractor(state).to(device=device, dtype=dtype))
+    like_plain = IF.pconv_loss(normalize_input=False, tv_region="all",
+                               extractor=nchw_twin(vgg, vgg.layers, normalize_input=False))
     ours_loss = ours_loss.to(device=device, dtype=dtype)
+    like_plain = like_plain.to(device=device, dtype=dtype)
     providers: Dict[str, Callable] = {
         "plain": plain_pconv_total(plain),
-        "ours": lambda pred, target, mask: ours_loss(pred, target, mask=mask)["total"]}
+        "ours_nchw_batch": ours_total(like_plain, baseline_settings=True),
+        "ours": ours_total(ours_loss)}
     return providers, notes
 
 
 def notebook_providers(args, dtype, device) -> Tuple[Dict[str, Callable], Dict[str, str]]:
-    """notebook (its global vgg patched) and ours (CompositeLoss with the same weights)."""
+    """notebook (its global vgg patched), ours_nchw_batch and ours (CompositeLoss with the same weights)."""
     torch.manual_seed(0)
     vgg = IF.VGGFeatures(weights=None, channels_last=True).to(device=device, dtype=dtype)
     notebook.vgg = frozen_notebook_vgg(vgg.features.state_dict(), device).to(dtype=dtype)
     ours_loss = IF.CompositeLoss(extractor=vgg)
+    twin = nchw_twin(vgg, vgg.layers, normalize_input=True).to(device=device, dtype=dtype)
+    like_notebook = IF.CompositeLoss(extractor=twin)
     return {"notebook": notebook_total,
-            "ours": lambda pred, target, mask: ours_loss(pred, target, mask=mask)["total"]}, {}
+            "ours_nchw_batch": ours_total(like_notebook, baseline_settings=True),
+            "ours": ours_total(ours_loss)}, {}
 
 
 def add_compiled(providers: Dict[str, Callable], notes: Dict[str, str], inputs: Sequence[Any]) -> None:
@@ -284,7 +355,7 @@ def bench_op(op: str, shape: Sequence[int], args, meta, failures: List[str], pro
     base = {"op": op, "shape": records.shape_str(shape), "dtype": args.dtype, "mode": "full", "gbps": math.nan,
             "roofline_gbps": math.nan, "pct_roofline": math.nan, **meta}
     for name in list(providers) + [n for n in notes if n not in providers]:
-        row = {**base, "provider": name, "note": notes.get(name, "")}
+        row = {**base, "provider": name, "note": records.join_notes(notes.get(name, ""), SETTINGS.get(name, ""))}
         if name in providers:
             t = timings[name]
             peak = measure.peak_memory_bytes(cases[name].fn, setup=cases[name].setup, device=device)

@@ -21,6 +21,12 @@ reads them once and writes grad_pred once (3E + M); full (forward + backward) fu
 (the design's kernel contract) also moves 3E + M. The roofline is a measured ``copy_`` moving
 the same bytes, timed interleaved with the providers (see ``measure.copy_case``).
 
+Hand-over rows: the fused op computes the gradient in its forward and saves it; its backward only
+hands it over (scaled by ``grad_output`` in place, nothing done for 1). So the 'backward' rows of our
+compiled backends (``cpu``, ``cuda``, ``triton``) time that hand-over, not the gradient pass eager's
+backward does: they carry the note ``hand-over: gradient computed in the forward``, no GB/s, % roofline
+or speedups, and are not plotted (no plot has a backward panel). Compare ``full`` rows for the whole cost.
+
 Run from the repository root: ``python benchmarks/bench_masked_error.py`` (``--quick`` for a
 smoke run, ``--device cuda`` on a GPU: 16x3x1024x1024 by default, ``--help`` for the options).
 """
@@ -89,7 +95,7 @@ def bench_shape(shape, args, meta, failures: List[str]) -> List[Dict]:
     ours_ = {b: ours(b) for b in ["reference"] + backends}
     return contenders.bench_copy_roofline(OP, shape, inputs, notebook.reconstruction_loss, ours_,
                                           lambda mode: bytes_moved(mode, *inputs), args, meta, failures,
-                                          wrap=notebook_eager, skipped=skipped)
+                                          wrap=notebook_eager, skipped=skipped, handover=True)
 
 
 def main(argv=None) -> int:

@@ -36,6 +36,13 @@ the mask once (E + M); backward (a standalone gradient pass) and full (forward +
 fused op's single pass) read them once and write the gradient once (2E + M). The roofline is a
 measured ``copy_`` moving the same bytes, timed interleaved with the providers.
 
+Hand-over rows: the fused op computes the gradient in its forward; its backward only hands it over. The
+'backward' rows of our compiled backends (``cpu``, ``cuda``, ``triton``, ``<backend>[op]``) carry the note
+``hand-over: gradient computed in the forward``, no GB/s, % roofline or speedups, and are not plotted.
+
+Eager baseline: for ``hole`` the notebook's own ``tv_loss(pred, 1 - mask)``; for ``hole_dilated`` the
+notebook has no dilated region, so its ``tv_loss`` gets the weight ``inpaint_fast.reference.tv.dilate(1 - mask)``.
+
 Run from the repository root: ``python benchmarks/bench_masked_tv.py`` (``--quick`` for a smoke
 run, ``--regions hole,hole_dilated`` for both regions, ``--device cuda`` on a GPU: 16x3x1024x1024 by
 default, ``--help`` for the options).
@@ -122,7 +129,7 @@ def bench_shape(shape, region: str, args, meta, failures: List[str]) -> List[Dic
     ours_ = our_providers(region, backends, args.providers)
     return contenders.bench_copy_roofline(f"{OP}[{region}]", shape, inputs, notebook_tv(region), ours_,
                                           lambda mode: bytes_moved(mode, *inputs), args, meta, failures, detail=region,
-                                          skipped=skipped)
+                                          skipped=skipped, handover=True)
 
 
 def region_png(group: str, png: str) -> str:

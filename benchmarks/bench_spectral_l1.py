@@ -31,6 +31,12 @@ Minimal bytes counted for GB/s (E = bytes of pred = bytes of target): forward re
 moves 3E. The FFTs make the real traffic several times that: % of the ``copy_`` roofline is low for
 every provider and only comparable between them.
 
+Hand-over rows: the fused op computes the spectrum's gradient in its forward; the backward scales it
+(a hand-over) and runs torch.fft's backward of rfft2. Eager's backward computes the spectrum's gradient
+too, so the two 'backward' rows time unlike work: those of our compiled backends carry the note
+``hand-over: gradient computed in the forward (of the spectrum; torch.fft's rfft2 backward still runs)``,
+no GB/s, % roofline or speedups, and are not plotted. Compare ``full`` rows.
+
 ``--breakdown`` also times the parts of one forward + backward (rfft2 of both images, the post-FFT
 part eager vs the fused op ``inpaint_fast.ops.spectral_l1.spectral_l1`` called directly, torch.fft's
 backward of rfft2, and the whole loss: the notebook's vs the public ``frequency_loss``), to show what
@@ -60,6 +66,7 @@ OP = "frequency_loss"
 SHAPES = [(16, 3, 256, 256), (8, 3, 512, 512)]  # the issue's target; larger planes, 2x the bytes
 QUICK_SHAPES = [(2, 3, 64, 64)]
 GPU_SHAPES = [(16, 3, 512, 512)]  # issue 4's GPU shape
+HANDOVER_DETAIL = "(of the spectrum; torch.fft's rfft2 backward still runs)"
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -154,7 +161,8 @@ def bench_shape(shape, args, meta, failures: List[str]) -> List[Dict]:
     ours_ = our_providers(backends, args.providers)
     return contenders.bench_copy_roofline(OP, shape, inputs, notebook.frequency_loss, ours_,
                                           lambda mode: bytes_moved(mode, inputs[0]), args, meta, failures,
-                                          wrap=notebook_eager, skipped=skipped)
+                                          wrap=notebook_eager, skipped=skipped, handover=True,
+                                          handover_detail=HANDOVER_DETAIL)
 
 
 def add_arguments(p) -> None:

@@ -59,6 +59,13 @@ In the CSV, ``pct_roofline`` is achieved GFLOP/s in % of that mm's GFLOP/s, ``gb
 An implementation that does the minimal work at the mm's rate scores 100%; eager does twice the
 minimal FLOPs (two full Grams forward, two GEMMs in the bmm backward), so it scores at most ~50%.
 
+Hand-over rows: ``style_distance``'s fused op computes the gradient in its forward (one GEMM) and saves
+it; its backward only hands it over. So the 'backward' rows of our compiled backends for
+``style_distance`` and ``style_loss[identity]`` time no GEMM, beside eager's real backward: they carry the
+note ``hand-over: gradient computed in the forward``, no GFLOP/s (``pct_roofline``, the note's
+``gflops=``) or speedups, and are not plotted. ``gram``'s backward is a real GEMM (``gram_backward``): its
+rows are whole.
+
 Run from the repository root: ``python benchmarks/bench_style_distance.py`` (``--quick`` for a smoke run,
 ``--device cuda`` on a GPU: 8x256x128x128 by default, ``--help`` for the options).
 """
@@ -85,6 +92,7 @@ STYLE_LOSS = "style_loss[identity]"
 OPS = ("style_distance", STYLE_LOSS, "gram")
 OP_ALIASES = {"style_loss": STYLE_LOSS}  # --ops names without the brackets
 KERNEL_OP = {"style_distance": "style_distance", STYLE_LOSS: "style_distance", "gram": "gram"}  # library.kernels
+HANDOVER_OPS = ("style_distance", STYLE_LOSS)  # the fused forward computes the gradient (see the module doc)
 
 SHAPES = [(4, 256, 64, 64), (4, 64, 256, 256)]  # VGG relu3_3-like and relu1_2-like layers, batch 4
 QUICK_SHAPES = [(2, 32, 16, 16)]
@@ -207,8 +215,9 @@ def bench_op(op: str, modes: List[str], shape, args, meta, failures: List[str]) 
             precision = f"mm_precision={torch.get_float32_matmul_precision()}" if device.type == "cuda" else ""
             note = records.join_notes(f"gflops={gflops:.4g};mm_gflops={mm_gflops:.4g}", precision, row["note"])
             return {"pct_roofline": 100.0 * gflops / mm_gflops, "gflops": gflops, "mm_gflops": mm_gflops, "note": note}
+        handover = contenders.handover_providers(providers) if op in HANDOVER_OPS else ()
         mode_rows, roof = contenders.time_rows({n: scalar(f) for n, f in providers.items()}, notes, inputs, mode, args,
-                                               roof_case, base, metrics)
+                                               roof_case, base, metrics, handover)
         rows += mode_rows
         print(f"  {op} {records.shape_str(shape)} {mode}: done (torch.mm roofline "
               f"{mm_flops / (roof.median_ms * 1e-3) / 1e9:.1f} GFLOP/s)", flush=True)
@@ -218,12 +227,22 @@ def bench_op(op: str, modes: List[str], shape, args, meta, failures: List[str]) 
 FLOPS_COLS = [("op", "op", 0), ("shape", "shape", 0), ("mode", "mode", 0), ("provider", "provider", 0),
               ("median_ms", "median ms", 4), ("p20_ms", "p20", 4), ("p80_ms", "p80", 4),
               ("speedup_vs_eager", "x eager", 3), ("speedup_vs_compile", "x compile", 3),
-              ("gflops", "GFLOP/s", 4), ("pct_roofline", "% mm", 3), ("peak_mem_mb", "peak MB", 4)]
+              ("gflops", "GFLOP/s", 4), ("pct_roofline", "% mm", 3), ("peak_mem_mb", "peak MB", 4),
+              ("flag", "note", 0)]
+
+
+def flag(row: Dict) -> str:
+    """The console table's note: 'hand-over', the MISMATCH / skipped / failed part of the note, or ''
+    (the GFLOP/s figures the note also carries have their own columns)."""
+    if records.is_handover(row):
+        return "hand-over (gradient computed in the forward)"
+    return "; ".join(p for p in str(row.get("note") or "").split("; ")
+                     if p.startswith(("MISMATCH", "skipped", "compile failed")))
 
 
 def format_flops_table(rows: Sequence[Dict]) -> str:
-    """op, shape, mode, provider, median/p20/p80 ms, x eager, x compile, GFLOP/s, % of mm, peak MB."""
-    return records.format_table(rows, FLOPS_COLS, left=4)
+    """op, shape, mode, provider, median/p20/p80 ms, x eager, x compile, GFLOP/s, % of mm, peak MB, note."""
+    return records.format_table([{**r, "flag": flag(r)} for r in rows], FLOPS_COLS, left=4)
 
 
 def add_arguments(p) -> None:

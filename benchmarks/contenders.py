@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -18,6 +19,16 @@ import records
 
 RTOL = {torch.float64: 1e-7, torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 2e-2}
 ROOF = "__roofline__"  # the roofline's case among the providers' (see time_rows)
+# The providers that run plain PyTorch autograd (the baselines and our pure-PyTorch reference path): their
+# backward computes the gradient. Every other provider of the per-op scripts is one of our compiled backends
+# ('cpu', 'cuda', 'triton', '<backend>[op]').
+AUTOGRAD_PROVIDERS = ("eager", "compile", "reference")
+
+
+def handover_providers(names: Sequence[str]) -> List[str]:
+    """The providers among ``names`` that are our compiled backends (not :data:`AUTOGRAD_PROVIDERS`): for
+    an op whose fused forward computes the gradient, their backward is a hand-over (``records.HANDOVER_NOTE``)."""
+    return [n for n in names if n not in AUTOGRAD_PROVIDERS]
 
 
 # --------------------------------------------------------------------------------------------- compile
@@ -88,7 +99,7 @@ def has_kernel(backend: str, op: str, module: Optional[str] = None) -> bool:
         return backend in library.kernels(op)
     if "triton" not in library.kernels(module or op):
         return False
-    import inpaint_fast.ops  # noqa: F401  (registers the *_triton ops of the modules that exist)
+    importlib.import_module("inpaint_fast.ops")  # registers the *_triton ops of the modules that exist
     return hasattr(torch.ops.inpaint_fast, f"{op}_triton")
 
 
@@ -201,13 +212,15 @@ def check_each(providers: Dict[str, Callable], notes: Dict[str, str], failures: 
 
 def time_rows(providers: Mapping[str, Callable], notes: Mapping[str, str], inputs: Sequence[Any], mode: str,
               args: argparse.Namespace, roof_case: measure.Case, base: Mapping[str, Any],
-              metrics: Callable[[Dict[str, Any], float], Dict[str, Any]]
-              ) -> Tuple[List[Dict[str, Any]], measure.Timing]:
+              metrics: Callable[[Dict[str, Any], float], Dict[str, Any]], handover: Sequence[str] = (),
+              handover_detail: str = "") -> Tuple[List[Dict[str, Any]], measure.Timing]:
     """Times ``mode`` of every provider (gradient w.r.t. ``inputs[0]``) interleaved with ``roof_case``.
 
     Returns one row per provider (``base`` + provider, mode, note, times, peak memory and
     ``metrics(row, roofline median ms)``; an empty row for a provider that has only a note) and
-    the roofline's timing.
+    the roofline's timing. ``handover``: the providers whose backward only hands over a gradient their
+    forward computed (our fused backends, :func:`handover_providers`): their 'backward' rows keep their
+    times but get no metrics and are marked by ``records.mark_handover`` (``handover_detail`` after the note).
     """
     device = args.device
     cases = {name: measure.mode_case(fn, inputs, (inputs[0],), mode) for name, fn in providers.items()}
@@ -223,7 +236,10 @@ def time_rows(providers: Mapping[str, Callable], notes: Mapping[str, str], input
             t = timings[name]
             peak = measure.peak_memory_bytes(cases[name].fn, setup=cases[name].setup, device=device)
             row.update(median_ms=t.median_ms, p20_ms=t.p20_ms, p80_ms=t.p80_ms, peak_mem_mb=peak / 2**20)
-            row.update(metrics(row, roof.median_ms))
+            if mode == "backward" and name in handover:
+                records.mark_handover(row, handover_detail)
+            else:
+                row.update(metrics(row, roof.median_ms))
             if getattr(args, "do_bench", False) and cases[name].setup is None:  # forward, full
                 row["note"] = records.join_notes(row["note"], measure.do_bench_note(cases[name].fn))
         else:
@@ -237,11 +253,14 @@ def bench_copy_roofline(op: str, shape: Sequence[int], inputs: Sequence[Any], no
                         ours: Mapping[str, Callable[..., torch.Tensor]], bytes_moved: Callable[[str], int],
                         args: argparse.Namespace, meta: Mapping[str, Any], failures: List[str],
                         wrap: Callable[[Callable], Callable] = lambda fn: fn, detail: str = "",
-                        skipped: Optional[Mapping[str, str]] = None) -> List[Dict[str, Any]]:
+                        skipped: Optional[Mapping[str, str]] = None, handover: bool = False,
+                        handover_detail: str = "") -> List[Dict[str, Any]]:
     """The rows of one shape of a bandwidth-bound loss: :func:`make_providers`, :func:`check_providers`,
     then :func:`time_rows` of every ``--modes`` mode against a ``copy_`` moving ``bytes_moved(mode)``
     (GB/s, % of the copy's). ``detail`` (e.g. a region) follows the shape in messages. ``skipped``:
-    providers that cannot run (:func:`our_backends`' notes), each written as an empty row with its note."""
+    providers that cannot run (:func:`our_backends`' notes), each written as an empty row with its note.
+    ``handover``: the op's fused forward computes the gradient, so the 'backward' rows of our backends
+    (:func:`handover_providers`) are hand-over rows (``handover_detail`` follows the note)."""
     where = records.shape_str(shape)
     label = f"{where} {detail}" if detail else where
     providers, notes = make_providers(notebook_fn, ours, inputs, args, where, wrap)
@@ -256,7 +275,8 @@ def bench_copy_roofline(op: str, shape: Sequence[int], inputs: Sequence[Any], no
         def metrics(row, roof_ms, moved=moved, copied=copied):
             achieved = measure.gbps(moved, row["median_ms"])
             return {"gbps": achieved, "pct_roofline": 100.0 * achieved / measure.gbps(copied, roof_ms)}
-        mode_rows, roof_t = time_rows(providers, notes, inputs, mode, args, case, base, metrics)
+        mode_rows, roof_t = time_rows(providers, notes, inputs, mode, args, case, base, metrics,
+                                      handover_providers(providers) if handover else (), handover_detail)
         roof = measure.gbps(copied, roof_t.median_ms)
         for row in mode_rows:
             row["roofline_gbps"] = roof

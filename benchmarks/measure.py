@@ -34,6 +34,7 @@ Modes (:func:`mode_case`)
 """
 from __future__ import annotations
 
+import functools
 import gc
 import math
 import time
@@ -226,7 +227,7 @@ def peak_memory_bytes(fn: Callable[..., Any], *, setup: Optional[Callable[[], An
     own overhead changes timings, never sizes; this measurement is taken apart from the timed runs.
     """
     state = setup() if setup is not None else None
-    call = (lambda: fn(state)) if setup is not None else fn
+    call = functools.partial(fn, state) if setup is not None else fn
     synchronize(device)
     gc.collect()
     if device.type == "cuda":

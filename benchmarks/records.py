@@ -1,4 +1,5 @@
-"""What a run records: paths, run metadata, rows (notes, speedups), the CSV, the console table, the plot.
+"""What a run records: paths, run metadata, rows (notes, speedups, hand-over rows), the CSV, the console
+table, the plot.
 
 Importing it puts the repository root on ``sys.path``: every bench script imports it (through
 :mod:`contenders`) before ``from tests import ...``.
@@ -101,8 +102,31 @@ def join_notes(*parts: str) -> str:
     return "; ".join(p for p in parts if p)
 
 
+# A fused op of ours computes its gradient in the forward and saves it; its backward only hands that
+# gradient over (scaled by grad_output, in place; nothing done when it is 1). Timed alone, that backward
+# is not the work eager's backward does (which computes the gradient), so such a row gets this note, no
+# GB/s, % roofline, GFLOP/s or speedups, and no bar in the plots. Its forward and full rows are whole.
+HANDOVER_NOTE = "hand-over: gradient computed in the forward"
+
+
+def is_handover(row: Mapping[str, Any]) -> bool:
+    """Whether ``row`` times a hand-over backward (its note carries :data:`HANDOVER_NOTE`)."""
+    return HANDOVER_NOTE in str(row.get("note") or "")
+
+
+def mark_handover(row: Dict[str, Any], detail: str = "") -> Dict[str, Any]:
+    """Makes ``row`` a hand-over row: :data:`HANDOVER_NOTE` (then ``detail``) first in its note, and its
+    throughput cells (gbps, pct_roofline, gflops, mm_gflops) and speedups empty; its times stay."""
+    note = HANDOVER_NOTE + (f" {detail}" if detail else "")
+    row["note"] = join_notes(note, row.get("note", ""))
+    for key in ("gbps", "pct_roofline", "gflops", "mm_gflops", "speedup_vs_eager", "speedup_vs_compile"):
+        row[key] = float("nan")
+    return row
+
+
 def fill_speedups(rows: List[Dict[str, Any]]) -> None:
-    """Sets speedup_vs_eager / speedup_vs_compile (baseline median / row median, same shape+mode+dtype)."""
+    """Sets speedup_vs_eager / speedup_vs_compile (baseline median / row median, same shape+mode+dtype);
+    left empty (NaN) for hand-over rows (:func:`is_handover`), whose work differs from the baseline's."""
     base: Dict[Tuple[str, str, str, str], float] = {}
     for r in rows:
         if r["provider"] in ("eager", "compile") and _finite(r["median_ms"]):
@@ -110,7 +134,7 @@ def fill_speedups(rows: List[Dict[str, Any]]) -> None:
     for r in rows:
         for prov in ("eager", "compile"):
             b = base.get((r["shape"], r["mode"], r["dtype"], prov))
-            ok = b is not None and _finite(r["median_ms"]) and r["median_ms"] > 0
+            ok = b is not None and _finite(r["median_ms"]) and r["median_ms"] > 0 and not is_handover(r)
             r[f"speedup_vs_{prov}"] = b / r["median_ms"] if ok else float("nan")
 
 
@@ -164,8 +188,24 @@ def format_table(rows: Sequence[Mapping[str, Any]], cols: Sequence[Tuple[str, st
 
 # --------------------------------------------------------------------------------------------- plots
 
+# The modes drawn: 'backward' is left out of every plot. Our fused ops' backward rows are hand-overs
+# (HANDOVER_NOTE): beside eager's real backward they would put unlike work in one chart. All modes stay in the CSV.
+PLOT_MODES = tuple(m for m in MODES if m != "backward")
+
+
+def plotted(rows: Sequence[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
+    """The rows a plot draws: those of :data:`PLOT_MODES` (no 'backward') that are no hand-over rows."""
+    return [r for r in rows if r["mode"] in PLOT_MODES and not is_handover(r)]
+
+
 def plot_rows(rows: Sequence[Mapping[str, Any]], path: str, title: str = "") -> Optional[str]:
-    """Bar chart of median time (p20-p80 as error bars) per provider, one panel per (shape, mode); PNG."""
+    """Bar chart of median time (p20-p80 as error bars) per provider, one panel per (shape, mode) of
+    :data:`PLOT_MODES` (forward, full: no backward panel, and no hand-over row in any panel: :func:`plotted`);
+    PNG. Returns None (and writes nothing) when no row is left to draw."""
+    rows = plotted(rows)
+    if not rows:
+        print(f"no forward or full rows to plot: {path} not written", file=sys.stderr)
+        return None
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -174,7 +214,7 @@ def plot_rows(rows: Sequence[Mapping[str, Any]], path: str, title: str = "") -> 
         print("matplotlib is not installed: no plot written", file=sys.stderr)
         return None
     shapes = list(dict.fromkeys(r["shape"] for r in rows))
-    modes = [m for m in MODES if any(r["mode"] == m for r in rows)]
+    modes = [m for m in PLOT_MODES if any(r["mode"] == m for r in rows)]
     providers = list(dict.fromkeys(r["provider"] for r in rows))
     colors = {p: plt.cm.tab10(i % 10) for i, p in enumerate(providers)}
     fig, axes = plt.subplots(len(shapes), len(modes), figsize=(4.2 * len(modes), 3.2 * len(shapes)), squeeze=False)

@@ -4,8 +4,11 @@ On CPU: smoke runs of the bench scripts (tiny shapes, no torch.compile); the GPU
 code path through Triton's interpreter (``--device cpu --providers eager,triton`` with
 TRITON_INTERPRET=1: the Triton row is timed and checked against eager where the op has a Triton
 kernel, and is a ``skipped`` note row where it has none); the CUDA-only helpers' logic (backend
-selection, do_bench notes, GPU shapes, file names, the README's GPU table) with fakes; and
-``benchmarks/gpu_suite.sh`` (syntax, ``--dry-run``, the loud failure without a GPU).
+selection, do_bench notes, GPU shapes, file names, the README's GPU table) with fakes; the rules that make
+the numbers comparable (hand-over backward rows noted, without throughput or speedups, and never plotted;
+bench_composite's like-for-like provider; report.py's commit/date, check and "eager is" columns, with
+MISMATCH and failed rows shown); and ``benchmarks/gpu_suite.sh`` (syntax, ``--dry-run``, the loud failure
+without a GPU).
 
 Test names avoid the words that the GPU suite's ``-k`` selects, and the suite ignores this file.
 """
@@ -59,7 +62,10 @@ def test_bench_masked_error_quick(tmp_path):
                    capture_output=True, text=True)
     rows = list(csv.DictReader(out.open()))
     assert {r["provider"] for r in rows} >= {"eager", "reference"}
-    assert all(float(r["median_ms"]) > 0 and not r["note"] for r in rows)
+    assert all(float(r["median_ms"]) > 0 for r in rows)
+    # no note but the hand-over one, on the backward rows of our compiled backend
+    assert all(not r["note"] or (r["note"] == records.HANDOVER_NOTE and r["mode"] == "backward"
+                                 and r["provider"] == "cpu") for r in rows), rows
 
 
 @pytest.mark.parametrize("name", list(SCRIPTS))
@@ -96,20 +102,114 @@ def test_bench_scripts_cpu_and_interpreted_gpu_provider(tmp_path, name):
 
 def test_bench_composite_quick(tmp_path):
     """bench_composite.py's smoke run: both objectives (the PConv step and the notebook's composite step),
-    each with its baseline and ours, timed and equal in value and gradient."""
+    each with its baseline, ours (its defaults) and ours_nchw_batch (ours with the baseline's VGG settings),
+    timed and equal in value and gradient; every row's note names its VGG settings."""
     out = tmp_path / "composite.csv"
     res = run_script("bench_composite.py", "--quick", "--no-plot", "--out", str(out))
     assert res.returncode == 0, res.stdout + res.stderr
     rows = read_rows(out)
-    assert {(r["op"], r["provider"]) for r in rows} == {("pconv_step", "plain"), ("pconv_step", "ours"),
-                                                        ("notebook_composite_step", "notebook"),
-                                                        ("notebook_composite_step", "ours")}, rows
+    assert {(r["op"], r["provider"]) for r in rows} == {
+        (op, provider) for op, base in (("pconv_step", "plain"), ("notebook_composite_step", "notebook"))
+        for provider in (base, "ours_nchw_batch", "ours")}, rows
     assert all(r["mode"] == "full" and r["shape"] == "1x3x32x32" and "MISMATCH" not in r["note"] for r in rows), rows
     for r in rows:
         assert float(r["median_ms"]) > 0 and float(r["peak_mem_mb"]) > 0, r
         assert float(r["speedup_vs_eager"]) > 0, r
-        if r["provider"] == "ours":
+        if r["provider"] in ("ours", "ours_nchw_batch"):
             assert "peak_mem_vs_" in r["note"], r
+        settings = {"ours": "vgg=channels_last,micro-batched"}.get(r["provider"], "vgg=NCHW,whole batch per call")
+        assert settings in r["note"], r
+
+
+def test_composite_baseline_settings_take_whole_batch_vgg_calls():
+    """ours_nchw_batch's VGG calls: NCHW and the whole batch (output and composite together, the target
+    apart), where ours's are channels_last and one 256x256 image each; the constant is restored after."""
+    import bench_composite
+    from inpaint_fast.nets import vgg as vgg_module
+    args = harness.parse_args("x", ["--quick"], bench_composite.add_arguments,
+                              shapes=(bench_composite.SHAPES, bench_composite.QUICK_SHAPES))
+    providers, _ = bench_composite.pconv_providers(args, torch.float32, torch.device("cpu"))
+    inputs = bench_composite.make_inputs((2, 3, 256, 256), torch.float32, torch.device("cpu"))
+    calls, forward = [], vgg_module.VGGFeatures.forward
+
+    def spy(self, x):
+        calls.append((x.shape[0], self.channels_last))
+        return forward(self, x)
+    before = bench_composite.IF_feature.CPU_PIXELS_PER_CALL
+    values = {}
+    with torch.no_grad(), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(vgg_module.VGGFeatures, "forward", spy)
+        for name in ("ours_nchw_batch", "ours"):
+            calls.clear()
+            values[name] = providers[name](*inputs).item()
+            if name == "ours_nchw_batch":
+                assert sorted(calls) == [(2, False), (4, False)], calls
+            else:
+                assert calls == [(1, True)] * 6, calls
+        values["plain"] = providers["plain"](*inputs).item()
+    assert bench_composite.IF_feature.CPU_PIXELS_PER_CALL == before
+    assert values["ours"] == pytest.approx(values["plain"], rel=1e-5)
+    assert values["ours_nchw_batch"] == pytest.approx(values["plain"], rel=1e-5)
+
+def test_handover_backward_rows_noted_unplotted(tmp_path):
+    """Our fused backends' 'backward' rows hand over a gradient their forward computed: they carry the
+    hand-over note and no GB/s, % roofline or speedups, and no plot draws them (no plot draws 'backward');
+    eager's backward row keeps its numbers."""
+    if "cpu" not in library.kernels("masked_error"):
+        pytest.skip("the C++ extension is not built")
+    out = tmp_path / "handover.csv"
+    res = run_script("bench_masked_error.py", "--quick", "--providers", "eager,reference,cpu", "--shapes", "1x3x16x16",
+                     "--repeats", "2", "--warmup", "1", "--no-plot", "--out", str(out))
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = read_rows(out)
+    back = {r["provider"]: r for r in rows if r["mode"] == "backward"}
+    assert set(back) == {"eager", "reference", "cpu"}, rows
+    assert back["cpu"]["note"].startswith(records.HANDOVER_NOTE), back["cpu"]
+    assert float(back["cpu"]["median_ms"]) > 0
+    assert all(back["cpu"][c] == "" for c in ("gbps", "pct_roofline", "speedup_vs_eager", "speedup_vs_compile"))
+    for name in ("eager", "reference"):  # plain autograd: a real backward, with its numbers
+        assert not records.is_handover(back[name]) and float(back[name]["pct_roofline"]) > 0, back[name]
+    assert all(not records.is_handover(r) for r in rows if r["mode"] != "backward"), rows
+    drawn = records.plotted(rows)
+    assert drawn and all(r["mode"] in ("forward", "full") for r in drawn)
+    assert not any(records.is_handover(r) for r in drawn)
+
+
+def test_handover_style_distance_but_not_gram(tmp_path):
+    """style_distance's backward is a hand-over (no GFLOP/s: neither % of mm nor gflops= in the note);
+    gram's backward is a real GEMM and keeps its GFLOP/s."""
+    if "cpu" not in library.kernels("style_distance"):
+        pytest.skip("the C++ extension is not built")
+    out = tmp_path / "style.csv"
+    res = run_script("bench_style_distance.py", "--quick", "--providers", "eager,cpu", "--shapes", "1x16x8x8",
+                     "--modes", "backward", "--ops", "style_distance,gram", "--gram-modes", "backward",
+                     "--repeats", "2", "--warmup", "1", "--no-plot", "--out", str(out))
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = {(r["op"], r["provider"]): r for r in read_rows(out)}
+    ours = rows[("style_distance", "cpu")]
+    assert records.is_handover(ours) and ours["pct_roofline"] == "" and "gflops=" not in ours["note"], ours
+    assert "hand-over" in res.stdout  # the console table says it too
+    for key in (("style_distance", "eager"), ("gram", "eager"), ("gram", "cpu")):
+        assert not records.is_handover(rows[key]) and float(rows[key]["pct_roofline"]) > 0, rows[key]
+
+
+def test_mark_handover_and_plotted():
+    row = {"op": "x", "shape": "1", "dtype": "float32", "provider": "cpu", "mode": "backward", "median_ms": 0.1,
+           "gbps": 900.0, "pct_roofline": 1965.0, "note": "MISMATCH vs eager: x"}
+    records.mark_handover(row, "(detail)")
+    assert row["note"] == f"{records.HANDOVER_NOTE} (detail); MISMATCH vs eager: x"
+    assert math.isnan(row["gbps"]) and math.isnan(row["pct_roofline"]) and math.isnan(row["gflops"])
+    eager = {**row, "provider": "eager", "note": "", "median_ms": 2.0}
+    rows = [row, eager]
+    records.fill_speedups(rows)
+    assert math.isnan(row["speedup_vs_eager"]) and eager["speedup_vs_eager"] == 1.0
+    assert records.plotted(rows) == []  # no backward panel at all
+    full = {**eager, "mode": "full"}
+    assert records.plotted(rows + [full]) == [full]
+    assert records.plot_rows(rows, "/nonexistent/never.png") is None  # nothing to draw: nothing written
+    assert contenders.handover_providers(["eager", "compile", "reference", "cpu", "triton", "cpu[op]"]) == [
+        "cpu", "triton", "cpu[op]"]
+
 
 def test_bench_overhead_quick(tmp_path):
     """bench_overhead.py: every public loss, forward and forward + backward, ours checked against the
@@ -268,16 +368,18 @@ def test_report_gpu_table(tmp_path):
         w.writeheader()
         w.writerows(rows)
     text = report.table([str(path)])
-    assert "**NVIDIA H100 80GB HBM3**, torch 2.11.0 (" in text and "threads" not in text
+    assert ("**NVIDIA H100 80GB HBM3**, torch 2.11.0, measured at commit `abc` on 2026-11-24 10:00 UTC ("
+            in text and "threads" not in text)
     assert "| do_bench ms |" in text and "| issue-4 target |" in text
     lines = [ln for ln in text.splitlines() if ln.startswith("| reconstruction_loss") or ln.startswith("| style")]
     assert len(lines) == 3  # eager and the skipped row are left out
     cuda_line = next(ln for ln in lines if "| cuda |" in ln)
-    assert "| 0.29 |" in cuda_line and cuda_line.endswith("| yes |")
+    assert "| 0.29 |" in cuda_line and cuda_line.endswith("| yes | notebook | ok |")
     triton_line = next(ln for ln in lines if "reconstruction_loss" in ln and "| triton |" in ln)
     assert "no (70 % < 85 %, 1.1x < 1.3x compile)" in triton_line
-    assert next(ln for ln in lines if ln.startswith("| style")).endswith("| 40 (mm) | – | yes |")
+    assert next(ln for ln in lines if ln.startswith("| style")).endswith("| 40 (mm) | – | yes | notebook | ok |")
     assert "masked_tv" not in text
+    assert "| commit |" not in text and "| measured (UTC) |" not in text  # one commit, one date: in the header
 
 
 def test_report_cpu_table_unchanged_format(tmp_path):
@@ -293,8 +395,122 @@ def test_report_cpu_table_unchanged_format(tmp_path):
         w.writerow(row)
     text = report.table([str(path)])
     assert "**AMD EPYC**, torch 2.14.1, 2 threads" in text
-    assert "| masked_tv[hole] | 8x3x256x256 | float32 | full | cpu | 0.88 | 8.2 | 3 | 12 | 6 |" in text
+    assert "| masked_tv[hole] | 8x3x256x256 | float32 | full | cpu | 0.88 | 8.2 | 3 | 12 | 6 | notebook | ok |" in text
     assert "do_bench" not in text
+
+
+def write_csv(path, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=records.COLUMNS)
+        w.writeheader()
+        w.writerows([{**{c: "" for c in records.COLUMNS}, **r} for r in rows])
+    return str(path)
+
+
+CPU_ROW = dict(shape="8x3x256x256", dtype="float32", mode="full", median_ms="1", speedup_vs_eager="8",
+               speedup_vs_compile="3", pct_roofline="12", peak_mem_mb="6", threads="2", device="AMD EPYC",
+               torch_version="2.14.1", git_rev="abc1234", date="2026-11-24T10:00:00+00:00")
+
+
+def test_report_flags_mismatch_and_failed_rows(tmp_path):
+    """MISMATCH and failed rows are shown with what went wrong in the 'check' column, never dropped (a
+    baseline's too); good rows say 'ok'; skipped rows and good baselines stay out."""
+    report = load_report()
+    path = write_csv(tmp_path / "AMD_EPYC.csv", [
+        {**CPU_ROW, "op": "reconstruction_loss", "provider": "cpu"},
+        {**CPU_ROW, "op": "masked_tv[hole]", "provider": "cpu",
+         "note": "MISMATCH vs eager: masked_tv[hole] cpu at 8x3x256x256 float32: grad max abs err 0.1"},
+        {**CPU_ROW, "op": "frequency_loss", "provider": "cpu", "median_ms": "",
+         "note": "MISMATCH vs eager: frequency_loss cpu at 8x3: raised RuntimeError: boom"},
+        {**CPU_ROW, "op": "frequency_loss", "provider": "compile", "median_ms": "",
+         "note": "compile failed: BackendCompilerFailed: x"},
+        {**CPU_ROW, "op": "reconstruction_loss", "provider": "eager"},
+        {**CPU_ROW, "op": "masked_tv[hole]", "provider": "triton", "median_ms": "", "note": "skipped: no kernel"},
+    ])
+    text = report.table([path])
+    rows = {tuple(c.strip() for c in ln.split("|")[1:6:4]): ln for ln in text.splitlines()
+            if ln.startswith("| ") and not ln.startswith("| op")}
+    assert set(rows) == {("reconstruction_loss", "cpu"), ("masked_tv[hole]", "cpu"), ("frequency_loss", "cpu"),
+                         ("frequency_loss", "compile")}, text
+    assert rows[("reconstruction_loss", "cpu")].endswith("| ok |")
+    assert rows[("masked_tv[hole]", "cpu")].endswith("| notebook | MISMATCH vs eager |")
+    assert rows[("frequency_loss", "cpu")].endswith("| failed: raised RuntimeError |")
+    assert "| – |" in rows[("frequency_loss", "cpu")]  # no time
+    assert rows[("frequency_loss", "compile")].endswith("| failed: compile failed |")
+
+
+def test_report_names_each_rows_commit_and_date(tmp_path, monkeypatch):
+    """Rows of several commits get a commit and a date column; a row of an older commit is marked, with
+    the number of commits git counts (or without, where git does not know the commit: then the run's date
+    orders them)."""
+    report = load_report()
+    path = write_csv(tmp_path / "AMD_EPYC.csv", [
+        {**CPU_ROW, "op": "reconstruction_loss", "provider": "cpu", "git_rev": "1111111",
+         "date": "2026-11-20T09:00:00+00:00"},
+        {**CPU_ROW, "op": "masked_tv[hole]", "provider": "cpu", "git_rev": "2222222+dirty",
+         "date": "2026-11-24T10:00:00+00:00"},
+        {**CPU_ROW, "op": "gram", "mode": "forward", "provider": "cpu", "git_rev": "2222222",
+         "date": "2026-11-24T11:30:00+00:00"},
+    ])
+    times = {"1111111": 100, "2222222": 200}
+    monkeypatch.setattr(report, "commit_time", lambda rev: times.get(rev.split("+")[0]))
+    monkeypatch.setattr(report, "commits_between", lambda old, new: 7)
+    text = report.table([path])
+    assert "Newest commit measured: `2222222`" in text and "rows from 3 commits" in text
+    assert "| commit | measured (UTC) |" in text
+    line = {ln.split("|")[1].strip(): ln for ln in text.splitlines() if ln.startswith("| ")}
+    assert line["reconstruction_loss"].endswith("| 1111111 **(older: 7 commits)** | 2026-11-20 09:00 |")
+    assert line["masked_tv[hole]"].endswith("| 2222222+dirty | 2026-11-24 10:00 |")
+    assert line["gram"].endswith("| 2222222 | 2026-11-24 11:30 |")
+    # commits git does not know: ordered by the dates they were measured at
+    monkeypatch.setattr(report, "commit_time", lambda rev: None)
+    monkeypatch.setattr(report, "commits_between", lambda old, new: None)
+    text = report.table([path])
+    line = {ln.split("|")[1].strip(): ln for ln in text.splitlines() if ln.startswith("| ")}
+    assert line["reconstruction_loss"].endswith("| 1111111 **(older)** | 2026-11-20 09:00 |")
+    assert "older" not in line["gram"] and "older" not in line["masked_tv[hole]"]
+
+
+def test_report_marks_an_older_table_against_the_others(tmp_path, monkeypatch):
+    """Commits are compared across the tables: a device whose rows share one commit names it in its header,
+    marked older when another table has a newer one; the newest table's header is unmarked."""
+    report = load_report()
+    old = write_csv(tmp_path / "AMD_EPYC.csv", [{**CPU_ROW, "op": "reconstruction_loss", "provider": "cpu",
+                                                 "git_rev": "1111111", "date": "2026-11-20T09:00:00+00:00"}])
+    new = write_csv(tmp_path / "Intel_Xeon.csv", [{**CPU_ROW, "op": "reconstruction_loss", "provider": "cpu",
+                                                   "device": "Intel Xeon", "git_rev": "2222222"}])
+    monkeypatch.setattr(report, "commit_time", lambda rev: {"1111111": 100, "2222222": 200}.get(rev))
+    monkeypatch.setattr(report, "commits_between", lambda a, b: 12)
+    text = report.table([old, new])
+    assert "**AMD EPYC**, torch 2.14.1, 2 threads, measured at commit `1111111` **(older: 12 commits)** on " \
+           "2026-11-20 09:00 UTC" in text
+    assert "**Intel Xeon**, torch 2.14.1, 2 threads, measured at commit `2222222` on 2026-11-24 10:00 UTC" in text
+    assert "| commit |" not in text and text.startswith("Newest commit measured: `2222222`")
+
+
+def test_report_says_what_eager_is(tmp_path):
+    """The 'eager is' column and its legend: the notebook's code, or inpaint_fast.reference's formulas
+    where the notebook has no such function (q_sample, the dilated TV region)."""
+    report = load_report()
+    path = write_csv(tmp_path / "AMD_EPYC.csv", [
+        {**CPU_ROW, "op": "q_sample", "provider": "cpu"},
+        {**CPU_ROW, "op": "masked_tv[hole_dilated]", "provider": "cpu"},
+        {**CPU_ROW, "op": "pconv_step", "provider": "ours"},
+        {**CPU_ROW, "op": "pconv_step", "provider": "ours_nchw_batch"},
+        {**CPU_ROW, "op": "pconv_step", "provider": "plain"},
+        # backward rows never reach the table (ours are hand-overs)
+        {**CPU_ROW, "op": "q_sample", "provider": "cpu", "mode": "backward", "note": report.HANDOVER_NOTE},
+    ])
+    text = report.table([path])
+    line = {(ln.split("|")[1].strip(), ln.split("|")[5].strip()): ln for ln in text.splitlines()
+            if ln.startswith("| ") and not ln.startswith("| op")}
+    assert set(line) == {("q_sample", "cpu"), ("masked_tv[hole_dilated]", "cpu"), ("pconv_step", "ours"),
+                         ("pconv_step", "ours_nchw_batch")}, text
+    assert "| reference | ok |" in line[("q_sample", "cpu")]
+    assert "| notebook + reference dilate | ok |" in line[("masked_tv[hole_dilated]", "cpu")]
+    assert "| naoto0804 (plain PyTorch) | ok |" in line[("pconv_step", "ours")]
+    assert "`inpaint_fast.reference.diffusion.q_sample`" in text and "`ours_nchw_batch`" in text
+    assert report.HANDOVER_NOTE == records.HANDOVER_NOTE
 
 
 # --------------------------------------------------------------------------------------------- gpu_suite.sh
