@@ -1,11 +1,30 @@
-"""Train a tiny ε-prediction diffusion model on random crops of a scikit-image photo, then inpaint with RePaint.
+r"""Train a tiny ε-prediction diffusion model on random crops of a scikit-image photo, then inpaint with RePaint.
 
-    python examples/train_diffusion_inpainter.py [--steps 600] [--sample-steps 50] [--out examples_out]
+    python examples/train_diffusion_inpainter.py --steps 400 --batch 8 --size 24 --image chelsea \
+        --sample-steps 50 --jump-length 5 --jump-n-sample 2 --threads 1 --out examples_out
 
-The model is unconditional (DDPM's objective, linear β schedule over 1000 steps) and knows nothing of
-masks: RePaint (Lugmayr et al. 2022) makes it an inpainter at sampling time, re-noising the known pixels
-from the input at every step and resampling with jumps. Prints falling losses; saves a before/after PNG
-(RePaint with the untrained and with the trained model, same seed).
+(the defaults, so the same as no arguments; run from the repository root with inpaint_fast installed,
+``pip install --no-build-isolation -e .``). Add ``--progress`` to see RePaint's progress.
+
+Trains: TinyEpsModel (below: residual dilated 3x3 convolutions modulated by a sinusoidal time
+embedding, 58k parameters), unconditional and knowing nothing of masks, with Adam (lr 2e-3, cosine
+decay to 2e-4) on --batch random --size x --size crops (randomly flipped) of the 128x128 photo, in [-1, 1].
+Loss: ``inpaint_fast.DiffusionInpaintingLoss(conditional=False)``, DDPM's objective: the MSE between
+the noise added at a random timestep (linear β schedule over 1000 steps) and the model's prediction of it.
+RePaint (Lugmayr et al. 2022) makes the model an inpainter at sampling time, re-noising the known
+pixels from the input at every step and resampling with jumps; it runs on 4 fixed crops with a
+centred box hole (half the side), once before training and once after, with the same seed.
+Prints: a title line, a legend, then a table with a row at step 1, every tenth of the run and the last
+step. Columns: step; ε-loss, the loss's mean over the last 20 steps (fewer before step 20). Then the
+RePaint line, ``RePaint (50 steps, jump 5 x 2: 95 model calls) on 4 crops, centre box: hole MSE vs
+the photo 0.6299 untrained -> 0.0372 trained`` at the defaults (the mean squared error over the hole,
+in [-1, 1] units), and last ``done: 400 steps + 2 RePaint runs in N s (training N s); wrote
+examples_out/train_diffusion_inpainter.png (target, input, RePaint before and after training)``.
+Writes: --out/train_diffusion_inpainter.png, four panels for the first crop: target, input (hole
+black), RePaint with the untrained model and with the trained one.
+Run time at the defaults: about 10 s on a 2-core CPU (measured: 9.8 s wall on idle cores). The ε-loss
+falls from 1.05 to about 0.04. A longer run, e.g. --steps 2000 (about a minute), brings it to 0.02-0.03 and the
+hole MSE to about 0.031, a smoother fill.
 """
 import argparse
 import math
@@ -63,19 +82,42 @@ class TinyEpsModel(nn.Module):
         return self.out(nn.functional.silu(h))
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=400, help="training steps")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--size", type=int, default=24, help="crop side")
-    parser.add_argument("--image", default="chelsea", help="scikit-image photo (chelsea, astronaut, coffee)")
-    parser.add_argument("--sample-steps", type=int, default=50, help="RePaint inference steps (of 1000)")
-    parser.add_argument("--jump-length", type=int, default=5)
-    parser.add_argument("--jump-n-sample", type=int, default=2)
-    parser.add_argument("--progress", action="store_true", help="show RePaint's progress")
-    parser.add_argument("--out", default="examples_out")
-    args = parser.parse_args(argv)
+WINDOW = 20  # the printed loss is its mean over the last WINDOW steps (fewer before step WINDOW)
+THREADS_HELP = ("torch CPU threads, 0 for torch's default (one per core); 1 runs these tiny convolutions about 1.5x "
+                "slower than 2 threads on 2 idle cores, but several times faster when another process shares them")
 
+
+def build_parser():
+    """The command line (every default is the one in the module docstring's command)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=400, help="training steps (default 400)")
+    parser.add_argument("--batch", type=int, default=8, help="crops per step (default 8)")
+    parser.add_argument("--size", type=int, default=24, help="crop side in pixels (default 24)")
+    parser.add_argument("--image", default="chelsea",
+                        help="a scikit-image photo name (chelsea, astronaut, coffee) or an image file "
+                             "(default chelsea)")
+    parser.add_argument("--sample-steps", type=int, default=50, help="RePaint inference steps, of 1000 (default 50)")
+    parser.add_argument("--jump-length", type=int, default=5, help="RePaint jump length (default 5)")
+    parser.add_argument("--jump-n-sample", type=int, default=2, help="RePaint resamplings per jump (default 2)")
+    parser.add_argument("--progress", action="store_true", help="show RePaint's progress")
+    parser.add_argument("--threads", type=int, default=1, help=THREADS_HELP + " (default 1)")
+    parser.add_argument("--out", default="examples_out", help="output folder (default examples_out)")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    threads = torch.get_num_threads()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    try:
+        return train(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def train(args):
+    start = time.perf_counter()
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     photo = load_photo(args.image, size=128) * 2 - 1  # the diffusion model works in [-1, 1]
@@ -99,9 +141,13 @@ def main(argv=None):
         hole = 1 - fixed_mask
         return (((out - fixed_x) ** 2) * hole).sum().item() / (hole.sum().item() * 3)
 
-    start = time.perf_counter()
     before = inpaint()
-    history = []
+    print(f"train_diffusion_inpainter: {args.steps} steps of {args.batch} {args.size}x{args.size} crops of "
+          f"{args.image}, {torch.get_num_threads()} CPU thread(s)")
+    print(f"columns (the loss is its mean over the last {WINDOW} steps, fewer before step {WINDOW}):")
+    print("  ε-loss = DDPM's loss: MSE between the noise added at a random timestep and the model's prediction of it")
+    print("step    ε-loss")
+    train_start, history = time.perf_counter(), []
     for step in range(1, args.steps + 1):
         x = random_crops(photo, args.batch, args.size, g)
         if torch.rand((), generator=g) < 0.5:
@@ -113,22 +159,23 @@ def main(argv=None):
         sched.step()
         history.append(loss.item())
         if step == 1 or step % max(1, args.steps // 10) == 0 or step == args.steps:
-            recent = history[-50:]
-            print(f"step {step:4d}  ε-loss {sum(recent) / len(recent):.4f} (mean of last {len(recent)})")
-    train_s = time.perf_counter() - start
+            recent = history[-WINDOW:]
+            print(f"{step:4d}{sum(recent) / len(recent):10.4f}")
+    train_s = time.perf_counter() - train_start
     after = inpaint()
     states = diffusion.get_schedule_jump(args.sample_steps, args.jump_length, args.jump_n_sample)
     n_evals = sum(b < a for a, b in zip(states[:-1], states[1:]))  # one model call per denoising step
-    print(f"RePaint ({args.sample_steps} steps, jump {args.jump_length} x {args.jump_n_sample}: {n_evals} model calls): "
-          f"hole MSE vs the photo {hole_mse(before):.4f} untrained -> {hole_mse(after):.4f} trained")
+    print(f"RePaint ({args.sample_steps} steps, jump {args.jump_length} x {args.jump_n_sample}: {n_evals} model calls) "
+          f"on 4 crops, centre box: hole MSE vs the photo {hole_mse(before):.4f} untrained -> "
+          f"{hole_mse(after):.4f} trained")
 
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "train_diffusion_inpainter.png")
     to01 = lambda img: (img[:1] + 1) / 2  # noqa: E731
     save_figure(path, {"target": to01(fixed_x), "input": to01(fixed_x * fixed_mask - (1 - fixed_mask)),
                        "before": to01(before), "after": to01(after)})
-    print(f"{args.steps} steps + 2 RePaint runs in {time.perf_counter() - start:.1f} s "
-          f"(training {train_s:.1f} s); before/after: {path}")
+    print(f"done: {args.steps} steps + 2 RePaint runs in {time.perf_counter() - start:.0f} s "
+          f"(training {train_s:.0f} s); wrote {path} (target, input, RePaint before and after training)")
     return history
 
 

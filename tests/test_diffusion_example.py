@@ -20,8 +20,20 @@ def test_train_diffusion_inpainter_smoke(tmp_path, capsys):
                            "--jump-length", "2", "--jump-n-sample", "2", "--out", str(tmp_path)])
     assert len(history) == 3 and all(math.isfinite(v) and v > 0 for v in history)
     assert (tmp_path / "train_diffusion_inpainter.png").is_file()
-    out = capsys.readouterr().out
-    assert "step    3" in out and "RePaint (4 steps, jump 2 x 2: 6 model calls)" in out  # 4 + 1 jump x 2 back
+    lines = capsys.readouterr().out.splitlines()
+    # the header row names the column, the legend says what it is; then the rows, RePaint's line, the last line
+    assert lines[-6].split() == ["step", "ε-loss"] and "mean over the last 20 steps" in lines[-8]
+    assert [line.split()[0] for line in lines[-5:-2]] == ["1", "2", "3"]
+    assert lines[-2].startswith("RePaint (4 steps, jump 2 x 2: 6 model calls)")  # 4 + 1 jump x 2 back
+    assert lines[-1].startswith("done: 3 steps + 2 RePaint runs in ") and lines[-1].split("wrote ")[1].startswith(
+        str(tmp_path / "train_diffusion_inpainter.png"))
+
+
+def test_train_diffusion_inpainter_loss_falls(tmp_path):
+    """A short small run: the ε-loss's mean over the last 10 steps is well below the first 10's."""
+    history = load().main(["--steps", "40", "--batch", "4", "--size", "16", "--sample-steps", "2",
+                           "--jump-length", "1", "--jump-n-sample", "1", "--out", str(tmp_path)])
+    assert sum(history[-10:]) < 0.5 * sum(history[:10])
 
 
 def test_tiny_eps_model_shapes_and_time_dependence():
