@@ -300,7 +300,13 @@ def table(paths: List[str]) -> str:
         return "\n"
     labels, newest = commit_labels([r for _, rows in tables for r in rows])
     lines = []
-    if any(label != rev for rev, label in labels.items()):
+    stale = [(path, rows) for path, rows in tables if not any(rev_of(r) == newest for r in rows)]
+    if stale and len(stale) < len(tables):  # a device not re-run at the newest commit: named, not tabled
+        tables = [(path, rows) for path, rows in tables if (path, rows) not in stale]
+        lines.append("Not re-run at `" + newest + "` (their rows stay in the CSVs): " + "; ".join(
+            f"{rows[0]['device']} (`{os.path.relpath(path, ROOT)}`, newest rows at "
+            f"{', '.join(sorted({rev_of(r) for r in rows}))})" for path, rows in stale) + ".\n")
+    if any(labels[rev_of(r)] != rev_of(r) for _, rows in tables for r in rows):
         lines.append(f"Newest commit measured: `{newest}`; a row or table measured at an older commit is marked "
                      "**(older: N commits)**.\n")
     eager_names: List[str] = []

@@ -471,9 +471,10 @@ def test_report_names_each_rows_commit_and_date(tmp_path, monkeypatch):
     assert "older" not in line["gram"] and "older" not in line["masked_tv[hole]"]
 
 
-def test_report_marks_an_older_table_against_the_others(tmp_path, monkeypatch):
-    """Commits are compared across the tables: a device whose rows share one commit names it in its header,
-    marked older when another table has a newer one; the newest table's header is unmarked."""
+def test_report_names_a_device_not_rerun_at_the_newest_commit(tmp_path, monkeypatch):
+    """Commits are compared across the tables: a device with no row at the newest commit gets no table,
+    only a line naming it and its commits (its rows stay in its CSV); the newest table's header names its
+    commit, unmarked. A device with some rows at the newest commit keeps its table, older rows marked."""
     report = load_report()
     old = write_csv(tmp_path / "AMD_EPYC.csv", [{**CPU_ROW, "op": "reconstruction_loss", "provider": "cpu",
                                                  "git_rev": "1111111", "date": "2026-11-20T09:00:00+00:00"}])
@@ -482,10 +483,11 @@ def test_report_marks_an_older_table_against_the_others(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "commit_time", lambda rev: {"1111111": 100, "2222222": 200}.get(rev))
     monkeypatch.setattr(report, "commits_between", lambda a, b: 12)
     text = report.table([old, new])
-    assert "**AMD EPYC**, torch 2.14.1, 2 threads, measured at commit `1111111` **(older: 12 commits)** on " \
-           "2026-11-20 09:00 UTC" in text
+    assert text.startswith("Not re-run at `2222222` (their rows stay in the CSVs): AMD EPYC "
+                           "(`" + os.path.relpath(old, report.ROOT) + "`, newest rows at 1111111).")
+    assert "**AMD EPYC**" not in text
     assert "**Intel Xeon**, torch 2.14.1, 2 threads, measured at commit `2222222` on 2026-11-24 10:00 UTC" in text
-    assert "| commit |" not in text and text.startswith("Newest commit measured: `2222222`")
+    assert "| commit |" not in text
 
 
 def test_report_says_what_eager_is(tmp_path):

@@ -1,6 +1,6 @@
 """HRF perceptual loss (LaMa's ResNetPL) and its dilated ResNet-50 extractor; offline (weights=None or a
 state dict the test saves). The ADE20k deep-stem checkpoint (LaMa's own encoder) is checked against
-tests/lama_ade20k.py, the transcription of LaMa's ResnetDilated / ResNetPL."""
+tests/lama_losses.py, the transcription of LaMa's ResnetDilated / ResNetPL."""
 import re
 
 import pytest
@@ -10,7 +10,7 @@ from torchvision.models import ResNet50_Weights, VGG16_Weights, resnet50
 
 from inpaint_fast import HRFPerceptualLoss, ResNetFeatures, hrf_perceptual_loss
 from inpaint_fast.nets.resnet import pretrained_available
-from tests.lama_ade20k import lama_encoder_state_dict_keys, lama_resnet50dilated, lama_resnet_pl
+from tests.lama_losses import lama_encoder_state_dict_keys, lama_resnet50dilated, lama_resnet_pl
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -21,13 +21,18 @@ def state_dict():
     """A full torchvision resnet50 state dict with non-trivial BatchNorm statistics (fc included)."""
     torch.manual_seed(0)
     net = resnet50(weights=None, replace_stride_with_dilation=[False, True, True])
+    randomize_batch_norms(net)
+    return net.state_dict()
+
+
+def randomize_batch_norms(net: torch.nn.Module) -> None:
+    """Running statistics and affine parameters away from their defaults, so a wrong BN shows."""
     for m in net.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.5, 1.5)
             m.weight.data.uniform_(0.5, 1.0)
             m.bias.data.uniform_(-0.1, 0.1)
-    return net.state_dict()
 
 
 @pytest.fixture(scope="module")
@@ -213,12 +218,7 @@ def ade20k(tmp_path_factory):
     numbers."""
     torch.manual_seed(0)
     net = lama_resnet50dilated()
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.0)
-            m.bias.data.uniform_(-0.1, 0.1)
+    randomize_batch_norms(net)
     path = tmp_path_factory.mktemp("ade20k") / "encoder_epoch_20.pth"
     torch.save(net.state_dict(), path)
     return net.double().eval(), path

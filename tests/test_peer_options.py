@@ -4,7 +4,7 @@ the peer's code (never computed with inpaint_fast), values and gradients in floa
 * mmagic (tests/mmagic_losses.py): ``sample_wise=True`` pixel losses -> ``normalize='sample'``;
   ``MaskedTVLoss`` -> ``total_variation(pair_weight='first')``;
 * piq (tests/piq_tv.py): ``TVLoss(norm_type)`` -> ``total_variation_norm(norm=...)``;
-* LaMa (tests/lama_ade20k.py): ``NonSaturatingWithR1(use_unmasked_for_discr=False)`` ->
+* LaMa (tests/lama_losses.py): ``NonSaturatingWithR1(use_unmasked_for_discr=False)`` ->
   ``lama_loss(use_unmasked_for_discr=False)`` / ``discriminator_loss(fake_mask='hole')``.
 
 Mask conventions: mmagic's and LaMa's ``mask`` is 1 = hole (inpaint_fast's ``hole=``).
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 import inpaint_fast as IF
 from tests import mmagic_losses as mmagic
-from tests.lama_ade20k import lama_nonsat_discriminator_loss, lama_nonsat_generator_loss
+from tests.lama_losses import lama_nonsat_discriminator_loss, lama_nonsat_generator_loss
 from tests.piq_tv import piq_total_variation, piq_tv_loss
 
 DOUBLE = dict(dtype=torch.float64)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torchvision.models import resnet50, vgg16
 
 import inpaint_fast as IF
+from tests.lama_losses import make_r1_gp
 from tests.naoto_pconv import (LAMBDA_DICT, NaotoInpaintingLoss, NaotoVGG16FeatureExtractor, naoto_gram_matrix,
                                naoto_total, naoto_total_variation_loss)
 from tests.test_hrf import resnet_stages
@@ -379,21 +380,11 @@ def lama_interpolate_mask(mask, shape, allow_scale_mask=True, mask_scale_mode='n
     return mask
 
 
-def lama_make_r1_gp(discr_real_pred, real_batch):
-    if torch.is_grad_enabled():
-        grad_real = torch.autograd.grad(outputs=discr_real_pred.sum(), inputs=real_batch, create_graph=True)[0]
-        grad_penalty = (grad_real.view(grad_real.shape[0], -1).norm(2, dim=1) ** 2).mean()
-    else:
-        grad_penalty = 0
-    real_batch.requires_grad = False
-    return grad_penalty
-
-
 def lama_discriminator_loss(real_batch, discr_real_pred, discr_fake_pred, mask, gp_coef=0.001):
     """NonSaturatingWithR1.discriminator_loss, mask_as_fake_target=True, allow_scale_mask=True,
     mask_scale_mode='nearest', use_unmasked_for_discr=True; returns (total, parts)."""
     real_loss = F.softplus(-discr_real_pred)
-    grad_penalty = lama_make_r1_gp(discr_real_pred, real_batch) * gp_coef
+    grad_penalty = make_r1_gp(discr_real_pred, real_batch) * gp_coef
     fake_loss = F.softplus(discr_fake_pred)
     mask = lama_interpolate_mask(mask, discr_fake_pred.shape[-2:])
     fake_loss = fake_loss * mask
