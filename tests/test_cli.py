@@ -69,7 +69,11 @@ def test_a_missing_extension_is_reported_as_not_built(tmp_path):
     package = tmp_path / "inpaint_fast"
     shutil.copytree(os.path.dirname(inpaint_fast.__file__), package,
                     ignore=shutil.ignore_patterns("_C.*", "__pycache__"))
-    script = ("import inpaint_fast, inpaint_fast.cli as c; c.info()\n"
+    # An editable install's import hook (on sys.meta_path) would load the repository's _C for the copy.
+    script = ("import sys\n"
+              "sys.meta_path = [f for f in sys.meta_path\n"
+              "                 if not getattr(f, '__module__', '').startswith('__editable__')]\n"
+              "import inpaint_fast, inpaint_fast.cli as c; c.info()\n"
               "try:\n    inpaint_fast.use_backend('cpu').__enter__()\nexcept RuntimeError as e:\n    print('ERR', e)")
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env,
