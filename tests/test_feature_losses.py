@@ -126,6 +126,8 @@ def test_rgb_masks_are_averaged_over_channels(vgg, backend):
              lambda **m: IF.style_loss(pred, x, extractor=vgg, **m),
              lambda **m: hrf(pred, x, **m),
              lambda **m: IF.SNPatchDiscriminator(3, 4, num_layers=2)(pred, **m)]
+    for call in calls[:3]:  # the mask matters (the discriminator needs one)
+        assert not torch.allclose(call(mask=one), call())
     for call in calls:
         torch.manual_seed(0)
         expected = call(mask=one)
