@@ -92,7 +92,8 @@ def cuda_library_includes() -> list:
 
 
 def extensions() -> list:
-    cpp_sources = sources("*.cpp", os.path.join("ops", "*.cpp"), os.path.join("ops", "autograd", "*.cpp"),
+    cpp_sources = sources("*.cpp", os.path.join("common", "*.cpp"), os.path.join("ops", "*.cpp"),
+                          os.path.join("ops", "autograd", "*.cpp"),
                           os.path.join("ops", "cpu", "*.cpp"))
     cuda_sources = sources(os.path.join("ops", "cuda", "*.cu"))
     use_cuda = want_cuda(cuda_sources)

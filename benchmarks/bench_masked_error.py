@@ -99,10 +99,11 @@ def bench_shape(shape, args, meta, failures: List[str]) -> List[Dict]:
 
 
 def main(argv=None) -> int:
-    args = harness.parse_args(__doc__.splitlines()[0], argv, shapes=(SHAPES, QUICK_SHAPES, GPU_SHAPES))
+    args = harness.parse_args(__doc__.splitlines()[0], argv, shapes=(SHAPES, QUICK_SHAPES, GPU_SHAPES), processes=True)
     meta = harness.header(OP, args)
     failures: List[str] = []
-    rows = [row for shape in args.shapes for row in bench_shape(shape, args, meta, failures)]
+    rows = harness.collect(args, failures, lambda: [row for shape in args.shapes
+                                                    for row in bench_shape(shape, args, meta, failures)], meta)
     return harness.finish(rows, failures, args, meta, OP)
 
 

@@ -145,15 +145,16 @@ def add_arguments(p) -> None:
 
 
 def main(argv=None) -> int:
-    args = harness.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES, GPU_SHAPES))
+    args = harness.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES, GPU_SHAPES),
+                              processes=True)
     regions = [r.strip() for r in args.regions.split(",") if r.strip()]
     bad = [r for r in regions if r not in REGIONS]
     if bad:
         raise SystemExit(f"unknown region(s) {bad}; choose from {list(REGIONS)}")
     meta = harness.header(OP, args, extra=f"regions {', '.join(regions)}, ")
     failures: List[str] = []
-    rows = [row for region in regions for shape in args.shapes
-            for row in bench_shape(shape, region, args, meta, failures)]
+    rows = harness.collect(args, failures, lambda: [row for region in regions for shape in args.shapes
+                                                    for row in bench_shape(shape, region, args, meta, failures)], meta)
     return harness.finish(rows, failures, args, meta, OP, groups=[f"{OP}[{r}]" for r in regions],
                           plot_path=region_png)
 

@@ -226,14 +226,16 @@ def add_arguments(p) -> None:
 
 
 def main(argv=None) -> int:
-    args = harness.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES))
+    args = harness.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES),
+                              processes=True)
     ops = [o.strip() for o in args.ops.split(",") if o.strip()]
     bad = [o for o in ops if o not in OPS]
     if bad:
         raise SystemExit(f"unknown op(s) {bad}; choose from {list(OPS)}")
     meta = harness.header("q_sample/repaint_blend", args)
     failures: List[str] = []
-    rows = [row for shape in args.shapes for op in ops for row in bench_op(op, shape, args, meta, failures)]
+    rows = harness.collect(args, failures, lambda: [row for shape in args.shapes for op in ops
+                                                    for row in bench_op(op, shape, args, meta, failures)], meta)
     return harness.finish(rows, failures, args, meta, "q_sample", groups=ops, plot_path=op_png)
 
 

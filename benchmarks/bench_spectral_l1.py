@@ -171,15 +171,21 @@ def add_arguments(p) -> None:
 
 
 def main(argv=None) -> int:
-    args = harness.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES, GPU_SHAPES))
+    args = harness.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES, GPU_SHAPES),
+                              processes=True)
     meta = harness.header(OP, args)
     failures: List[str] = []
-    rows: List[Dict] = []
-    for shape in args.shapes:
-        rows += bench_shape(shape, args, meta, failures)
-        backends, _ = contenders.our_backends("spectral_l1", args.device, contenders.op_level_backends(args.providers))
-        if args.breakdown and backends:
-            breakdown(shape, args, backends[0])
+
+    def measure_rows() -> List[Dict]:
+        rows: List[Dict] = []
+        for shape in args.shapes:
+            rows += bench_shape(shape, args, meta, failures)
+            backends, _ = contenders.our_backends("spectral_l1", args.device,
+                                                  contenders.op_level_backends(args.providers))
+            if args.breakdown and backends:
+                breakdown(shape, args, backends[0])
+        return rows
+    rows = harness.collect(args, failures, measure_rows, meta)
     return harness.finish(rows, failures, args, meta, OP)
 
 

@@ -270,7 +270,8 @@ def modes_list(text: str) -> List[str]:
 
 
 def main(argv=None) -> int:
-    args = harness.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES, GPU_SHAPES))
+    args = harness.parse_args(__doc__.splitlines()[0], argv, add_arguments, shapes=(SHAPES, QUICK_SHAPES, GPU_SHAPES),
+                              processes=True)
     torch.set_float32_matmul_precision(args.matmul_precision)
     ops = [OP_ALIASES.get(o.strip(), o.strip()) for o in args.ops.split(",") if o.strip()]
     bad = [o for o in ops if o not in OPS]
@@ -283,8 +284,9 @@ def main(argv=None) -> int:
         raise SystemExit(f"unknown mode(s) {bad}; choose from {list(measure.MODES)}")
     meta = harness.header("style_distance/style_loss/gram", args)
     failures: List[str] = []
-    rows = [row for shape in args.shapes for op in ops
-            for row in bench_op(op, modes[op], shape, args, meta, failures)]
+    rows = harness.collect(args, failures, lambda: [row for shape in args.shapes for op in ops
+                                                    for row in bench_op(op, modes[op], shape, args, meta, failures)],
+                           meta)
     return harness.finish(rows, failures, args, meta, "style_distance", groups=ops, table=format_flops_table,
                           plot_path=style_png)
 

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
+import tempfile
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
@@ -23,12 +26,14 @@ def parse_shape(text: str) -> Tuple[int, ...]:
 
 def parse_args(description: str, argv: Optional[Sequence[str]] = None,
                add_arguments: Optional[Callable[[argparse.ArgumentParser], None]] = None,
-               shapes: Sequence[Sequence[Tuple[int, ...]]] = ((), ()), threads: int = 2) -> argparse.Namespace:
+               shapes: Sequence[Sequence[Tuple[int, ...]]] = ((), ()), threads: int = 2,
+               processes: bool = False) -> argparse.Namespace:
     """The options every bench script shares (plus ``add_arguments(parser)`` for its own).
 
     ``shapes``: the script's (default, ``--quick``[, GPU default]) shapes, which ``args.shapes`` gets
     without ``--shapes``; the GPU defaults (when given) replace the defaults on a CUDA device.
-    ``threads``: the default of ``--threads``.
+    ``threads``: the default of ``--threads``. ``processes``: the script measures through :func:`collect`,
+    which offers ``--processes N``.
     The device defaults to the CPU (the committed CPU results come from plain runs); ``--device cuda``
     selects the GPU, and asking for a device that is not there is an error.
     """
@@ -52,9 +57,18 @@ def parse_args(description: str, argv: Optional[Sequence[str]] = None,
     p.add_argument("--no-csv", action="store_true", help="do not write the CSV")
     p.add_argument("--no-do-bench", action="store_true",
                    help="on CUDA, skip the triton.testing.do_bench second timing of forward and full (in the note)")
+    if processes:
+        p.add_argument("--processes", type=int, default=1,
+                       help="run the whole measurement in N fresh processes, one after another, and record per case "
+                            "the median of the per-process times and ratios with their min and max (default 1)")
+        p.add_argument("--rows-to", default=None, help=argparse.SUPPRESS)  # a --processes child's rows go here
     if add_arguments is not None:
         add_arguments(p)
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.processes = getattr(args, "processes", 1)
+    if args.processes < 1:
+        p.error(f"--processes must be >= 1, got {args.processes}")
     args.device = torch.device(args.device)
     if args.device.type == "cuda" and not torch.cuda.is_available():
         p.error(f"--device {args.device} asked for, but torch.cuda.is_available() is False "
@@ -141,6 +155,37 @@ def header(name: str, args: argparse.Namespace, extra: str = "") -> Dict[str, An
     return meta
 
 
+def collect(args: argparse.Namespace, failures: List[str], measure_rows: Callable[[], List[Dict[str, Any]]],
+            meta: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """The rows of the run: ``measure_rows()`` here, or with ``--processes N`` (N > 1) the rows of N fresh
+    processes running this script with the same options, one after another, aggregated per case by
+    :func:`records.aggregate_processes` (their mismatches are added to ``failures``).
+
+    Fresh processes, because a process's speed depends on what it was given at start (the memory map,
+    huge pages, the threads' placement): ratios measured within one process can differ by 3x from the next."""
+    if args.processes == 1:
+        rows = measure_rows()
+        if getattr(args, "rows_to", None):
+            with open(args.rows_to, "w") as f:
+                json.dump({"rows": rows, "failures": list(failures)}, f)
+        return rows
+    script = os.path.abspath(sys.modules[measure_rows.__module__].__file__)
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.processes):
+            path = os.path.join(tmp, f"rows{i}.json")
+            print(f"\n--- process {i + 1} of {args.processes} ---", flush=True)
+            cmd = [sys.executable, script, *args.argv, "--processes", "1", "--rows-to", path, "--no-csv", "--no-plot"]
+            subprocess.run(cmd, check=False)
+            if not os.path.exists(path):
+                raise SystemExit(f"process {i + 1} of {args.processes} wrote no rows: {' '.join(cmd)}")
+            with open(path) as f:
+                run = json.load(f)
+            runs.append(run["rows"])
+            failures.extend(f"process {i + 1}: {msg}" for msg in run["failures"])
+    return records.aggregate_processes(runs, meta)
+
+
 def finish(rows: List[Dict[str, Any]], failures: Sequence[str], args: argparse.Namespace, meta: Mapping[str, Any],
            op: str, groups: Optional[Sequence[str]] = None,
            table: Optional[Callable[[Sequence[Mapping[str, Any]]], str]] = None,
@@ -159,10 +204,11 @@ def finish(rows: List[Dict[str, Any]], failures: Sequence[str], args: argparse.N
     if table:
         print(table(rows))
     else:
+        cols = records.PROCESS_COLS if getattr(args, "processes", 1) > 1 else records.TABLE_COLS
         for g in groups:
             if g != op:
                 print(f"\n{g}")
-            print(records.format_table(parts[g]))
+            print(records.format_table(parts[g], cols))
     csv_path, png_path = default_paths(args, op, args.device)
     where = meta["device"] if args.device.type == "cuda" else f"{meta['device']}, {meta['threads']} threads"
     plots = ((parts[g], plot_path(g, png_path), f"{g} — {where}, {args.dtype}, torch {meta['torch_version']}")

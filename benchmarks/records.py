@@ -29,9 +29,13 @@ QUICK_SUBDIR = "quick"  # --quick runs write under results/quick/ and plots/quic
 if REPO_ROOT not in sys.path:  # so `from tests import notebook` works from `python benchmarks/x.py`
     sys.path.insert(0, REPO_ROOT)
 
-COLUMNS = ("op", "shape", "dtype", "provider", "mode", "median_ms", "p20_ms", "p80_ms", "gbps", "roofline_gbps",
-           "pct_roofline", "speedup_vs_eager", "speedup_vs_compile", "peak_mem_mb", "threads", "device",
-           "torch_version", "git_rev", "date", "note")
+# A row of a --processes N run (N > 1) aggregates N fresh processes: median_ms, p20/p80, GB/s and the
+# speedups are the medians of the per-process values (each speedup measured within its process), min_ms /
+# max_ms and speedup_*_min / _max their extremes; a single-process row has processes 1 and those empty.
+COLUMNS = ("op", "shape", "dtype", "provider", "mode", "median_ms", "p20_ms", "p80_ms", "min_ms", "max_ms", "gbps",
+           "roofline_gbps", "pct_roofline", "speedup_vs_eager", "speedup_vs_compile", "speedup_vs_eager_min",
+           "speedup_vs_eager_max", "speedup_vs_compile_min", "speedup_vs_compile_max", "peak_mem_mb", "processes",
+           "threads", "device", "torch_version", "git_rev", "date", "note")
 
 
 # --------------------------------------------------------------------------------------------- metadata
@@ -86,8 +90,8 @@ def shape_str(shape: Sequence[int]) -> str:
 
 def run_metadata(device: torch.device) -> Dict[str, Any]:
     """The columns that describe the run rather than the case."""
-    return {"threads": torch.get_num_threads(), "device": device_name(device), "torch_version": torch.__version__,
-            "git_rev": git_rev(), "date": now_utc()}
+    return {"processes": 1, "threads": torch.get_num_threads(), "device": device_name(device),
+            "torch_version": torch.__version__, "git_rev": git_rev(), "date": now_utc()}
 
 
 # --------------------------------------------------------------------------------------------- rows
@@ -126,7 +130,11 @@ def mark_handover(row: Dict[str, Any], detail: str = "") -> Dict[str, Any]:
 
 def fill_speedups(rows: List[Dict[str, Any]]) -> None:
     """Sets speedup_vs_eager / speedup_vs_compile (baseline median / row median, same shape+mode+dtype);
-    left empty (NaN) for hand-over rows (:func:`is_handover`), whose work differs from the baseline's."""
+    left empty (NaN) for hand-over rows (:func:`is_handover`), whose work differs from the baseline's.
+    Rows that aggregate several processes (:func:`aggregate_processes`) keep theirs."""
+    single = [r for r in rows if r.get("processes", 1) == 1]
+    if len(single) < len(rows):
+        return fill_speedups(single)
     base: Dict[Tuple[str, str, str, str], float] = {}
     for r in rows:
         if r["provider"] in ("eager", "compile") and _finite(r["median_ms"]):
@@ -136,6 +144,49 @@ def fill_speedups(rows: List[Dict[str, Any]]) -> None:
             b = base.get((r["shape"], r["mode"], r["dtype"], prov))
             ok = b is not None and _finite(r["median_ms"]) and r["median_ms"] > 0 and not is_handover(r)
             r[f"speedup_vs_{prov}"] = b / r["median_ms"] if ok else float("nan")
+
+
+def aggregate_processes(runs: Sequence[Sequence[Dict[str, Any]]], meta: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """One row per case (op, shape, dtype, provider, mode) from the rows of several processes' runs.
+
+    Speedups are first computed within each process (per op, as :func:`fill_speedups`); then a case's
+    numbers are the medians over the processes, with min_ms / max_ms of its times and speedup_*_min /
+    _max of its ratios, and peak_mem_mb the largest. ``meta`` (the parent run's) gives the commit, date and
+    ``processes``; each process's own ``note`` is kept once."""
+    def key(r: Mapping[str, Any]) -> Tuple[str, ...]:
+        return tuple(str(r[k]) for k in ("op", "shape", "dtype", "provider", "mode"))
+
+    cases: Dict[Tuple[str, ...], List[Dict[str, Any]]] = {}
+    for run in runs:
+        for op in dict.fromkeys(r["op"] for r in run):
+            fill_speedups([r for r in run if r["op"] == op])
+        for r in run:
+            cases.setdefault(key(r), []).append(r)
+    out = []
+    for rows in cases.values():
+        agg = dict(rows[0])
+        for k, v in rows[0].items():
+            values = [r.get(k) for r in rows]
+            if isinstance(v, float) and all(isinstance(x, (int, float)) for x in values):
+                finite = sorted(x for x in values if _finite(x))
+                agg[k] = _median(finite) if finite else float("nan")
+        times = [r["median_ms"] for r in rows if _finite(r.get("median_ms"))]
+        agg["min_ms"], agg["max_ms"] = (min(times), max(times)) if times else (float("nan"), float("nan"))
+        for prov in ("eager", "compile"):
+            ratios = [r[f"speedup_vs_{prov}"] for r in rows if _finite(r.get(f"speedup_vs_{prov}"))]
+            agg[f"speedup_vs_{prov}_min"] = min(ratios) if ratios else float("nan")
+            agg[f"speedup_vs_{prov}_max"] = max(ratios) if ratios else float("nan")
+        peaks = [r["peak_mem_mb"] for r in rows if _finite(r.get("peak_mem_mb"))]
+        agg["peak_mem_mb"] = max(peaks) if peaks else float("nan")
+        agg["note"] = join_notes(*dict.fromkeys(str(r.get("note") or "") for r in rows))
+        agg.update({k: meta[k] for k in ("git_rev", "date")}, processes=len(rows))
+        out.append(agg)
+    return out
+
+
+def _median(sorted_values: Sequence[float]) -> float:
+    n = len(sorted_values)
+    return sorted_values[n // 2] if n % 2 else 0.5 * (sorted_values[n // 2 - 1] + sorted_values[n // 2])
 
 
 def _finite(v: Any) -> bool:
@@ -170,6 +221,10 @@ TABLE_COLS = [("shape", "shape", 0), ("mode", "mode", 0), ("provider", "provider
               ("p20_ms", "p20", 4), ("p80_ms", "p80", 4), ("gbps", "GB/s", 3), ("pct_roofline", "%copy", 3),
               ("speedup_vs_eager", "x eager", 3), ("speedup_vs_compile", "x compile", 3),
               ("peak_mem_mb", "peak MB", 4), ("note", "note", 0)]
+# With --processes N: each process's extremes beside the medians.
+PROCESS_COLS = TABLE_COLS[:4] + [("min_ms", "min ms", 4), ("max_ms", "max ms", 4)] + TABLE_COLS[6:10] + \
+    [("speedup_vs_compile_min", "min x compile", 3), ("speedup_vs_compile_max", "max x compile", 3),
+     ("processes", "processes", 0)] + TABLE_COLS[10:]
 
 
 def format_table(rows: Sequence[Mapping[str, Any]], cols: Sequence[Tuple[str, str, int]] = TABLE_COLS,

@@ -189,6 +189,25 @@ def fmt(value: str, digits: int = 3) -> str:
     return f"{v:.0f}" if abs(v) >= 10 ** digits else f"{v:.{digits}g}"
 
 
+def processes(row: Dict[str, str]) -> str:
+    """How many fresh processes the row aggregates (harness ``--processes``); '1' for rows of older CSVs."""
+    return row.get("processes") or "1"
+
+
+def with_range(row: Dict[str, str], median: str, low: str, high: str) -> str:
+    """The ``median`` cell, followed by ``(low–high)`` where the row aggregates several processes."""
+    cell = fmt(row.get(median))
+    if processes(row) == "1" or not math.isfinite(number(row.get(low))):
+        return cell
+    return f"{cell} ({fmt(row.get(low))}–{fmt(row.get(high))})"
+
+
+MULTI_PROCESS_LEGEND = (
+    "A row with *processes* N > 1 was measured in N fresh processes one after another (`--processes N`): its time "
+    "and ratios are the medians of the N per-process values (each ratio measured within its process), with the "
+    "smallest and largest of them in brackets.")
+
+
 # --------------------------------------------------------------------------------------------- commits
 
 def _git(*args: str) -> Optional[str]:
@@ -310,7 +329,7 @@ def table(paths: List[str]) -> str:
         lines.append(f"Newest commit measured: `{newest}`; a row or table measured at an older commit is marked "
                      "**(older: N commits)**.\n")
     eager_names: List[str] = []
-    composite = False
+    composite = multi = False
     for path, rows in tables:
         first = rows[0]
         gpu = is_gpu(first["device"])
@@ -327,7 +346,7 @@ def table(paths: List[str]) -> str:
         lines.append(f"**{first['device']}**, {where} (`{os.path.relpath(path, ROOT)}`):\n")
         extra = (["commit"] if len(revs) > 1 else []) + (["measured (UTC)"] if len(dates) > 1 else [])
         head = ["op", "shape", "dtype", "mode", "provider", "ms"] + (["do_bench ms"] if gpu else []) + \
-               ["× eager", "× compile", "% roofline", "peak MB"] + (["issue-4 target"] if gpu else []) + \
+               ["× eager", "× compile", "processes", "% roofline", "peak MB"] + (["issue-4 target"] if gpu else []) + \
                ["eager is", "check"] + extra
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
@@ -337,10 +356,14 @@ def table(paths: List[str]) -> str:
             if eager not in eager_names:
                 eager_names.append(eager)
             composite = composite or r["op"] in ("pconv_step", "notebook_composite_step")
-            cells = [r["op"], r["shape"], r["dtype"], r["mode"], r["provider"], fmt(r["median_ms"])]
+            multi = multi or processes(r) != "1"
+            cells = [r["op"], r["shape"], r["dtype"], r["mode"], r["provider"], with_range(r, "median_ms", "min_ms",
+                                                                                          "max_ms")]
             if gpu:
                 cells.append(fmt(do_bench_ms(r)))
-            cells += [fmt(r["speedup_vs_eager"]), fmt(r["speedup_vs_compile"]),
+            cells += [with_range(r, *(f"speedup_vs_{b}{end}" for end in ("", "_min", "_max")))
+                      for b in ("eager", "compile")]
+            cells += [processes(r),
                       fmt(r["pct_roofline"], 2) + (" (mm)" if "gflops=" in (r.get("note") or "") else ""),
                       fmt(r["peak_mem_mb"])]
             if gpu:
@@ -352,6 +375,8 @@ def table(paths: List[str]) -> str:
                 cells.append(when(r.get("date") or ""))
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    if multi:
+        lines.append(MULTI_PROCESS_LEGEND + "\n")
     if eager_names:
         lines.append("\"eager is\": " + "; ".join(f"*{name}*: {LEGEND[name]}" for name in eager_names
                                                    if name in LEGEND) + "." + (" " + PROVIDER_LEGEND if composite

@@ -36,7 +36,7 @@ def info(print_fn=print) -> None:
     """Versions, the extension, and which backend runs each fused op on each device."""
     from . import __version__
     from .ops import backend as _backend
-    from .ops import library
+    from .ops import library, output_cache
 
     print_fn(f"inpaint_fast {__version__}")
     try:
@@ -56,6 +56,9 @@ def info(print_fn=print) -> None:
     if ext is None:
         print_fn(f"CPU instruction set of the kernels: {torch.ops.inpaint_fast.cpu_capability()} "
                  "(capped by ATEN_CPU_CAPABILITY)")
+        cache = output_cache.stats()
+        limit = f"up to {cache['limit_bytes'] >> 20} MiB idle" if cache["limit_bytes"] else "off"
+        print_fn(f"CPU output cache ({output_cache.ENV}): {limit}, {cache['cached_bytes'] >> 20} MiB cached now")
     print_fn("backends:")
     for name, reason in _backend.availability().items():
         print_fn(f"  {name:9s} {'available' if reason is None else 'unavailable: ' + reason}")

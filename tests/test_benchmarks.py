@@ -68,6 +68,37 @@ def test_bench_masked_error_quick(tmp_path):
                                  and r["provider"] == "cpu") for r in rows), rows
 
 
+def test_processes_run_each_case_in_fresh_processes(tmp_path):
+    out = tmp_path / "runs.csv"
+    res = run_script("bench_masked_error.py", "--quick", "--processes", "2", "--providers", "eager,cpu", "--modes",
+                     "forward,full", "--no-plot", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("--- process ") == 2
+    rows = read_rows(out)
+    assert {(r["provider"], r["mode"]) for r in rows} == {(p, m) for p in ("eager", "cpu") for m in ("forward", "full")}
+    assert len(rows) == 4 and all(r["processes"] == "2" for r in rows)
+    for r in rows:
+        assert float(r["min_ms"]) <= float(r["median_ms"]) <= float(r["max_ms"])
+        if r["provider"] == "cpu":
+            assert float(r["speedup_vs_eager_min"]) <= float(r["speedup_vs_eager"]) <= float(r["speedup_vs_eager_max"])
+
+
+def test_aggregate_processes_takes_ratios_within_each_process():
+    """Each process's ratio first, then their median and extremes (not the ratio of the median times)."""
+    def run(eager_ms, ours_ms, note=""):
+        base = {"op": "op", "shape": "1x1x1x1", "dtype": "float32", "mode": "full", "gbps": 1.0, "peak_mem_mb": 2.0,
+                "processes": 1, "git_rev": "child", "date": "child", "note": note}
+        return [dict(base, provider="eager", median_ms=eager_ms), dict(base, provider="cpu", median_ms=ours_ms)]
+    runs = [run(10.0, 5.0), run(30.0, 6.0, "slow"), run(12.0, 4.0)]
+    rows = records.aggregate_processes(runs, {"git_rev": "abc", "date": "now"})
+    ours = next(r for r in rows if r["provider"] == "cpu")
+    assert (ours["speedup_vs_eager"], ours["speedup_vs_eager_min"], ours["speedup_vs_eager_max"]) == (3.0, 2.0, 5.0)
+    assert (ours["median_ms"], ours["min_ms"], ours["max_ms"]) == (5.0, 4.0, 6.0)
+    assert (ours["processes"], ours["git_rev"], ours["date"], ours["note"]) == (3, "abc", "now", "slow")
+    records.fill_speedups(rows)  # a later fill (harness.finish) keeps the per-process medians
+    assert ours["speedup_vs_eager"] == 3.0
+
+
 @pytest.mark.parametrize("name", list(SCRIPTS))
 def test_bench_scripts_cpu_and_interpreted_gpu_provider(tmp_path, name):
     """Each script on CPU with its C++ provider and, in Triton's interpreter (TRITON_INTERPRET=1, CPU
@@ -395,8 +426,19 @@ def test_report_cpu_table_unchanged_format(tmp_path):
         w.writerow(row)
     text = report.table([str(path)])
     assert "**AMD EPYC**, torch 2.14.1, 2 threads" in text
-    assert "| masked_tv[hole] | 8x3x256x256 | float32 | full | cpu | 0.88 | 8.2 | 3 | 12 | 6 | notebook | ok |" in text
-    assert "do_bench" not in text
+    assert "| masked_tv[hole] | 8x3x256x256 | float32 | full | cpu | 0.88 | 8.2 | 3 | 1 | 12 | 6 | notebook | ok |" in text
+    assert "do_bench" not in text and "fresh processes" not in text
+
+
+def test_report_shows_the_spread_of_a_multi_process_row(tmp_path):
+    report = load_report()
+    path = write_csv(tmp_path / "AMD_EPYC.csv", [dict(
+        CPU_ROW, op="reconstruction_loss", provider="cpu", median_ms="5", min_ms="4", max_ms="6", speedup_vs_eager="9",
+        speedup_vs_eager_min="8", speedup_vs_eager_max="10", speedup_vs_compile="3", speedup_vs_compile_min="2.5",
+        speedup_vs_compile_max="3.5", processes="5")])
+    text = report.table([path])
+    assert "| reconstruction_loss | 8x3x256x256 | float32 | full | cpu | 5 (4–6) | 9 (8–10) | 3 (2.5–3.5) | 5 | 12 |" in text
+    assert "measured in N fresh processes" in text
 
 
 def write_csv(path, rows):

@@ -1,36 +1,38 @@
 // Output buffers that the CPU kernels fill in their single pass: the only copy.
 //
-// A fresh multi-megabyte buffer costs more in first-touch page faults than in writing (one fault
-// per 4 KiB page; on this project's machines ~2 us each, i.e. ~10 ms for 48 MiB). Where the kernel
-// allows transparent huge pages on request (/sys/kernel/mm/transparent_hugepage/enabled = madvise
-// or always), the buffer's 2 MiB-aligned interior is marked MADV_HUGEPAGE before the kernel writes
-// it: one fault per 2 MiB. This is a hint about our own freshly allocated, still untouched output;
-// it changes no value and no memory ownership (the tensor is an ordinary ATen tensor).
+// A fresh multi-megabyte buffer costs more in first-touch page faults than in writing. glibc serves
+// every allocation above its mmap threshold (at most 32 MiB) with a fresh mmap and unmaps it on free,
+// so a 48 MiB gradient faults in all of its 12288 pages on every training step, and on a VM whose
+// freed memory goes back to the host (free page reporting) each fault is a host fault too: as costly
+// as the kernel's pass, and as variable as the host. The fused CPU ops therefore take their large
+// outputs (>= 1 MiB) from a cache of their own (alloc.cpp): a buffer freed by autograd or the user
+// returns to the cache, still mapped and touched, and the next call of the same size reuses it.
+// The tensor is an ordinary ATen CPU tensor; no value changes.
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/EmptyTensor.h>
 
 #include <cstdint>
-
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
+#include <vector>
 
 namespace inpaint_fast {
 
+// The allocator of the fused CPU ops' outputs: cached blocks at and above 1 MiB, torch's CPU
+// allocator below that or when the cache is off (INPAINT_FAST_OUTPUT_CACHE_MB=0).
+c10::Allocator* output_allocator();
+
+// [limit, cached (idle) bytes, bytes in tensors, hits, misses, evictions] (alloc.cpp).
+std::vector<int64_t> output_cache_stats();
+
+// Frees every idle block of that cache.
+void empty_output_cache();
+
 inline at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options,
                                at::MemoryFormat format = at::MemoryFormat::Contiguous) {
-  at::Tensor out = at::empty(sizes, options.memory_format(format));
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
-  if (out.device().is_cpu() && out.nbytes() >= 2 * kHuge) {
-    const uintptr_t begin = reinterpret_cast<uintptr_t>(out.data_ptr());
-    const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
-    const uintptr_t last = (begin + out.nbytes()) & ~(kHuge - 1);
-    if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
-  }
-#endif
-  return out;
+  TORCH_INTERNAL_ASSERT(options.device().is_cpu());
+  return at::detail::empty_generic(sizes, output_allocator(), c10::DispatchKeySet(c10::DispatchKey::CPU),
+                                   c10::typeMetaToScalarType(options.dtype()), format);
 }
 
 }  // namespace inpaint_fast

@@ -17,6 +17,8 @@ from typing import Callable, Dict, FrozenSet, List, Optional
 
 import torch
 
+from .output_cache import check_env as check_output_cache_env
+
 NAMESPACE = "inpaint_fast"
 BUILD_COMMAND = "pip install --no-build-isolation -e .  (from the repository root; ~5 min on 2 cores)"
 _MARKER = re.compile(rb"inpaint_fast built with torch ([0-9A-Za-z.+_-]+)")
@@ -47,6 +49,7 @@ def describe_load_error(error: BaseException, libraries: List[str], running_torc
     return f"could not be loaded ({libraries[0]}): {error}. Rebuild it with: {BUILD_COMMAND}"
 
 
+check_output_cache_env()
 _LOAD_ERROR: Optional[str]
 try:
     from .. import _C  # noqa: F401  (loading the library registers the ops)
