@@ -6,8 +6,9 @@
 //   function, its 2 MiB-aligned interior marked MADV_HUGEPAGE (one fault per 2 MiB where the kernel
 //   has huge pages to give).
 // - The deleter puts the block back, newest last. Idle bytes are bounded by the limit
-//   (INPAINT_FAST_OUTPUT_CACHE_MB, default 1024; 0 turns the cache off): beyond it the longest-idle
-//   blocks are freed. empty_output_cache() frees every idle block.
+//   (INPAINT_FAST_OUTPUT_CACHE_MB, default 1024): beyond it the longest-idle blocks are freed.
+//   empty_output_cache() frees every idle block. 0 turns the cache off: every output is then a fresh
+//   allocation of torch's CPU allocator, with the huge-page hint.
 // - Thread-safe (one mutex; blocks are freed outside it). The cache object is never destroyed, so
 //   tensors that outlive static destruction still have somewhere to return.
 // - With the profiler's memory recording on, each hand-out and return is reported as the CPU
@@ -69,7 +70,12 @@ class OutputCache final : public c10::Allocator {
   }
 
   c10::DataPtr allocate(size_t n) override {
-    if (n < kMinCached || limit_ == 0) return c10::GetCPUAllocator()->allocate(n);
+    if (n < kMinCached) return c10::GetCPUAllocator()->allocate(n);
+    if (limit_ == 0) {  // the cache off: a fresh buffer on every call, with the huge-page hint
+      c10::DataPtr fresh = c10::GetCPUAllocator()->allocate(n);
+      hint_huge_pages(fresh.get(), n);
+      return fresh;
+    }
     const size_t size = (n + kUnit - 1) / kUnit * kUnit;
     Block* block = take(size);
     if (block == nullptr) block = fresh(size);
