@@ -12,6 +12,7 @@ import math
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -151,8 +152,8 @@ def aggregate_processes(runs: Sequence[Sequence[Dict[str, Any]]], meta: Mapping[
 
     Speedups are first computed within each process (per op, as :func:`fill_speedups`); then a case's
     numbers are the medians over the processes, with min_ms / max_ms of its times and speedup_*_min /
-    _max of its ratios, and peak_mem_mb the largest. ``meta`` (the parent run's) gives the commit, date and
-    ``processes``; each process's own ``note`` is kept once."""
+    _max of its ratios, and peak_mem_mb the largest. ``meta`` (the parent run's) gives the commit (``+dirty``
+    when a process saw another) and the date; each process's own ``note`` is kept once."""
     def key(r: Mapping[str, Any]) -> Tuple[str, ...]:
         return tuple(str(r[k]) for k in ("op", "shape", "dtype", "provider", "mode"))
 
@@ -168,8 +169,8 @@ def aggregate_processes(runs: Sequence[Sequence[Dict[str, Any]]], meta: Mapping[
         for k, v in rows[0].items():
             values = [r.get(k) for r in rows]
             if isinstance(v, float) and all(isinstance(x, (int, float)) for x in values):
-                finite = sorted(x for x in values if _finite(x))
-                agg[k] = _median(finite) if finite else float("nan")
+                finite = [x for x in values if _finite(x)]
+                agg[k] = statistics.median(finite) if finite else float("nan")
         times = [r["median_ms"] for r in rows if _finite(r.get("median_ms"))]
         agg["min_ms"], agg["max_ms"] = (min(times), max(times)) if times else (float("nan"), float("nan"))
         for prov in ("eager", "compile"):
@@ -179,14 +180,11 @@ def aggregate_processes(runs: Sequence[Sequence[Dict[str, Any]]], meta: Mapping[
         peaks = [r["peak_mem_mb"] for r in rows if _finite(r.get("peak_mem_mb"))]
         agg["peak_mem_mb"] = max(peaks) if peaks else float("nan")
         agg["note"] = join_notes(*dict.fromkeys(str(r.get("note") or "") for r in rows))
-        agg.update({k: meta[k] for k in ("git_rev", "date")}, processes=len(rows))
+        rev = meta["git_rev"]  # a process that saw the tree changed makes the run dirty
+        dirty = any(r.get("git_rev") != rev for r in rows) and not rev.endswith("+dirty")
+        agg.update(git_rev=rev + ("+dirty" if dirty else ""), date=meta["date"], processes=len(rows))
         out.append(agg)
     return out
-
-
-def _median(sorted_values: Sequence[float]) -> float:
-    n = len(sorted_values)
-    return sorted_values[n // 2] if n % 2 else 0.5 * (sorted_values[n // 2 - 1] + sorted_values[n // 2])
 
 
 def _finite(v: Any) -> bool:

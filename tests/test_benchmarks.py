@@ -83,11 +83,26 @@ def test_processes_run_each_case_in_fresh_processes(tmp_path):
             assert float(r["speedup_vs_eager_min"]) <= float(r["speedup_vs_eager"]) <= float(r["speedup_vs_eager_max"])
 
 
+@pytest.mark.skipif(library.load_error() is not None or not sys.platform.startswith("linux"),
+                    reason="needs the compiled extension and Linux (prctl)")
+def test_page_faults_with_and_without_the_output_cache():
+    """With the cache, our 48 MiB gradient costs no fault per step; without it and without huge pages,
+    a fault per 4 KiB page (the diagnostic's own four settings)."""
+    res = run_script("page_faults.py", "--steps", "3", "--warmup", "2")
+    assert res.returncode == 0, res.stderr
+    table = {tuple(line.split()[:4]): float(line.split()[-1]) for line in res.stdout.splitlines()
+             if line.startswith(("on ", "off "))}
+    assert len(table) == 16
+    for loss in ("reconstruction_loss", "total_variation"):
+        assert table[("on", "available", loss, "ours")] == table[("on", "disabled", loss, "ours")] == 0
+        assert table[("off", "disabled", loss, "ours")] >= 16 * 3 * 512 * 512 * 4 // 4096
+
+
 def test_aggregate_processes_takes_ratios_within_each_process():
     """Each process's ratio first, then their median and extremes (not the ratio of the median times)."""
     def run(eager_ms, ours_ms, note=""):
         base = {"op": "op", "shape": "1x1x1x1", "dtype": "float32", "mode": "full", "gbps": 1.0, "peak_mem_mb": 2.0,
-                "processes": 1, "git_rev": "child", "date": "child", "note": note}
+                "processes": 1, "git_rev": "abc", "date": "child", "note": note}
         return [dict(base, provider="eager", median_ms=eager_ms), dict(base, provider="cpu", median_ms=ours_ms)]
     runs = [run(10.0, 5.0), run(30.0, 6.0, "slow"), run(12.0, 4.0)]
     rows = records.aggregate_processes(runs, {"git_rev": "abc", "date": "now"})
@@ -97,6 +112,9 @@ def test_aggregate_processes_takes_ratios_within_each_process():
     assert (ours["processes"], ours["git_rev"], ours["date"], ours["note"]) == (3, "abc", "now", "slow")
     records.fill_speedups(rows)  # a later fill (harness.finish) keeps the per-process medians
     assert ours["speedup_vs_eager"] == 3.0
+    runs[1][1]["git_rev"] = "abc+dirty"  # a process that saw the tree changed
+    assert all(r["git_rev"] == "abc+dirty" for r in records.aggregate_processes(runs, {"git_rev": "abc", "date": "now"})
+               if r["provider"] == "cpu")
 
 
 @pytest.mark.parametrize("name", list(SCRIPTS))
