@@ -211,6 +211,8 @@ def finish(rows: List[Dict[str, Any]], failures: Sequence[str], args: argparse.N
             print(records.format_table(parts[g], cols))
     csv_path, png_path = default_paths(args, op, args.device)
     where = meta["device"] if args.device.type == "cuda" else f"{meta['device']}, {meta['threads']} threads"
+    if getattr(args, "processes", 1) > 1:
+        where += f", median of {args.processes} processes (bars: min-max)"
     plots = ((parts[g], plot_path(g, png_path), f"{g} — {where}, {args.dtype}, torch {meta['torch_version']}")
              for g in groups)
     return write_outputs(rows, failures, args, csv_path, plots)

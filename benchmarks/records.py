@@ -251,8 +251,17 @@ def plotted(rows: Sequence[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
     return [r for r in rows if r["mode"] in PLOT_MODES and not is_handover(r)]
 
 
+def error_bar(row: Mapping[str, Any], upper: bool = False) -> Any:
+    """Where a plot's error bar ends: p20 / p80 of the run, or for a row of several processes the
+    fastest / slowest process's median."""
+    if row.get("processes", 1) > 1 and _finite(row.get("min_ms")):
+        return row["max_ms" if upper else "min_ms"]
+    return row["p80_ms" if upper else "p20_ms"]
+
+
 def plot_rows(rows: Sequence[Mapping[str, Any]], path: str, title: str = "") -> Optional[str]:
-    """Bar chart of median time (p20-p80 as error bars) per provider, one panel per (shape, mode) of
+    """Bar chart of median time (p20-p80 as error bars; min-max over the processes for a row of several:
+    :func:`error_bar`) per provider, one panel per (shape, mode) of
     :data:`PLOT_MODES` (forward, full: no backward panel, and no hand-over row in any panel: :func:`plotted`);
     PNG. Returns None (and writes nothing) when no row is left to draw."""
     rows = plotted(rows)
@@ -277,8 +286,9 @@ def plot_rows(rows: Sequence[Mapping[str, Any]], path: str, title: str = "") -> 
             sel = {r["provider"]: r for r in rows if r["shape"] == shape and r["mode"] == mode}
             names = [p for p in providers if p in sel]
             med = [sel[p]["median_ms"] if _finite(sel[p]["median_ms"]) else 0.0 for p in names]
-            lo = [max(0.0, m - sel[p]["p20_ms"]) if _finite(sel[p]["p20_ms"]) else 0.0 for p, m in zip(names, med)]
-            hi = [max(0.0, sel[p]["p80_ms"] - m) if _finite(sel[p]["p80_ms"]) else 0.0 for p, m in zip(names, med)]
+            low, high = [error_bar(sel[p]) for p in names], [error_bar(sel[p], upper=True) for p in names]
+            lo = [max(0.0, m - v) if _finite(v) else 0.0 for v, m in zip(low, med)]
+            hi = [max(0.0, v - m) if _finite(v) else 0.0 for v, m in zip(high, med)]
             bars = ax.bar(names, med, yerr=[lo, hi], capsize=3, color=[colors[p] for p in names])
             for b, m, h in zip(bars, med, hi):
                 label = f"{m:.3g}" if m > 0 else "n/a"

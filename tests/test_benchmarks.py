@@ -110,6 +110,7 @@ def test_aggregate_processes_takes_ratios_within_each_process():
     assert (ours["speedup_vs_eager"], ours["speedup_vs_eager_min"], ours["speedup_vs_eager_max"]) == (3.0, 2.0, 5.0)
     assert (ours["median_ms"], ours["min_ms"], ours["max_ms"]) == (5.0, 4.0, 6.0)
     assert (ours["processes"], ours["git_rev"], ours["date"], ours["note"]) == (3, "abc", "now", "slow")
+    assert (records.error_bar(ours), records.error_bar(ours, upper=True)) == (4.0, 6.0)  # the plots' bars
     records.fill_speedups(rows)  # a later fill (harness.finish) keeps the per-process medians
     assert ours["speedup_vs_eager"] == 3.0
     runs[1][1]["git_rev"] = "abc+dirty"  # a process that saw the tree changed
