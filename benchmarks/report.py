@@ -7,7 +7,9 @@ For every CSV in benchmarks/results/ (one per device) it takes, per (op, shape, 
 rows of the newest run (the latest ``date``) and shows our compiled backend(s) in forward+backward
 ('full'; the Gram and RePaint's blend: forward) against the eager baseline and torch.compile of it:
 median time, speedups measured in that same run, the share of the measured copy roofline (of a measured
-``torch.mm``'s GFLOP/s for the FLOP-bound style ops, marked "(mm)") and peak memory. Every mode is
+``torch.mm``'s GFLOP/s for the FLOP-bound style ops, marked "(mm)") and peak memory; a row measured in N
+fresh processes (``--processes N``, column *processes*) shows its time and ratios as ``median (min–max)``
+over the processes. Every mode is
 in the CSV; 'backward' rows never reach the table (our fused ops' backward is a hand-over of a gradient
 computed in the forward: the CSV notes it on those rows).
 

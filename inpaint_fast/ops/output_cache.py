@@ -6,7 +6,8 @@ above its mmap threshold, at most 32 MiB), as much as the kernel's pass on small
 So buffers of 1 MiB and more come from a cache: when autograd or the user frees such a tensor its
 memory returns to the cache, still mapped, and the next call of that size (up to 1.25x larger) reuses
 it without a fault. Idle memory is bounded by ``INPAINT_FAST_OUTPUT_CACHE_MB`` (MiB, default 1024;
-``0`` turns the cache off), read once when the extension loads; the longest-idle blocks go first.
+``0`` turns the cache off), read once, at the first fused CPU call (checked at import); the
+longest-idle blocks go first.
 Values, determinism and peak memory during a step are unchanged: the tensors are ordinary CPU tensors,
 and the profiler's memory records count them as it counts torch's own.
 """
