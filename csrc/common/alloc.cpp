@@ -23,7 +23,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <mutex>
-#include <string>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -72,9 +71,9 @@ class OutputCache final : public c10::Allocator {
   c10::DataPtr allocate(size_t n) override {
     if (n < kMinCached) return c10::GetCPUAllocator()->allocate(n);
     if (limit_ == 0) {  // the cache off: a fresh buffer on every call, with the huge-page hint
-      c10::DataPtr fresh = c10::GetCPUAllocator()->allocate(n);
-      hint_huge_pages(fresh.get(), n);
-      return fresh;
+      c10::DataPtr buffer = c10::GetCPUAllocator()->allocate(n);
+      hint_huge_pages(buffer.get(), n);
+      return buffer;
     }
     const size_t size = (n + kUnit - 1) / kUnit * kUnit;
     Block* block = take(size);

@@ -24,7 +24,8 @@ STATS = ("limit_bytes", "cached_bytes", "in_use_bytes", "hits", "misses", "evict
 
 def check_env(environ=os.environ) -> None:
     """Raises ``ValueError`` naming :data:`ENV` when it is set to anything but a whole number >= 0
-    (checked before the extension loads; the C++ reads the variable at its first large output)."""
+    (checked before the extension loads; the C++ reads the variable at the first fused CPU call and
+    checks it again for C++ users of the library)."""
     text = environ.get(ENV, "")
     if text and not (text.isascii() and text.isdigit()):
         raise ValueError(f"{ENV} must be a whole number of MiB >= 0 (0 turns the cache of the fused CPU ops' "
